@@ -1,0 +1,305 @@
+"""A local copy of the stack in moto: the template's tables, queues and bucket, with the
+environment each function would get, and a loop that delivers queued messages to the handlers
+as the Lambda SQS poller would.
+
+Call inside `moto.mock_aws()`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import secrets
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+
+from . import template as tpl
+
+ROOT = tpl.ROOT
+EVENTS = ROOT / "events"
+
+LOCAL_PARAMETERS = {
+    "SenderAddress": "news@news.example.org",
+    "SenderName": "ICMPD Infomail",
+    "SenderDomain": "news.example.org",
+    "UnsubscribeBaseUrl": "https://news.example.org/unsubscribe",
+    "UnsubscribeMailto": "unsubscribe@news.example.org",
+    "WebBaseUrl": "https://news.example.org/web",
+}
+
+
+class FakeContext:
+    """The parts of the Lambda context that handlers and Powertools read."""
+
+    def __init__(self, function_name: str, timeout_s: int, memory_mb: int):
+        import time
+
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = memory_mb
+        self.invoked_function_arn = f"arn:aws:lambda:{tpl.REGION}:{tpl.ACCOUNT}:function:{function_name}"
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        import time
+
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@dataclass
+class Function:
+    logical_id: str
+    handler: str
+    environment: dict[str, str]
+    timeout: int
+    memory: int
+    sqs_source: str | None = None  # logical id of the queue that triggers it
+    batch_size: int = 10
+
+    def module(self):
+        return importlib.import_module(self.handler.rsplit(".", 1)[0])
+
+
+@dataclass
+class LocalStack:
+    template: dict
+    resolver: tpl.Resolver
+    physical: dict[str, dict[str, str]]
+    functions: dict[str, Function] = field(default_factory=dict)
+
+    # --- resources -------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, parameters: dict[str, str] | None = None, *, token_secret: str | None = None) -> "LocalStack":
+        template = tpl.load()
+        params = {**LOCAL_PARAMETERS, **(parameters or {})}
+        physical: dict[str, dict[str, str]] = {}
+        resolver = tpl.Resolver(template, params, physical)
+        stack = cls(template, resolver, physical)
+        region = tpl.REGION
+        ddb = boto3.client("dynamodb", region_name=region)
+        sqs = boto3.client("sqs", region_name=region)
+        s3 = boto3.client("s3", region_name=region)
+
+        queues = tpl.resources(template, "AWS::SQS::Queue")
+        for logical in queues:  # names first: redrive policies refer to other queues
+            name = f"local-{logical}"
+            url = sqs.create_queue(QueueName=name)["QueueUrl"]
+            arn = f"arn:aws:sqs:{region}:{tpl.ACCOUNT}:{name}"
+            physical[logical] = {"Ref": url, "QueueUrl": url, "Arn": arn, "QueueName": name}
+        for logical, res in queues.items():
+            props = resolver.resolve(res.get("Properties") or {})
+            attrs = {}
+            if "VisibilityTimeout" in props:
+                attrs["VisibilityTimeout"] = str(props["VisibilityTimeout"])
+            if "RedrivePolicy" in props:
+                attrs["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
+            if attrs:
+                sqs.set_queue_attributes(QueueUrl=physical[logical]["Ref"], Attributes=attrs)
+
+        for logical, res in tpl.resources(template, "AWS::DynamoDB::Table").items():
+            props = res["Properties"]
+            name = f"local-{logical}"
+            ddb.create_table(
+                TableName=name,
+                KeySchema=props["KeySchema"],
+                AttributeDefinitions=props["AttributeDefinitions"],
+                BillingMode="PAY_PER_REQUEST",
+                **({"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]} if "GlobalSecondaryIndexes" in props else {}),
+            )
+            physical[logical] = {"Ref": name, "Arn": f"arn:aws:dynamodb:{region}:{tpl.ACCOUNT}:table/{name}"}
+
+        for logical, res in tpl.resources(template, "AWS::S3::Bucket").items():
+            props = resolver.resolve(res.get("Properties") or {})
+            name = props.get("BucketName") or f"local-{logical.lower()}"
+            s3.create_bucket(Bucket=name)
+            physical[logical] = {
+                "Ref": name,
+                "Arn": f"arn:aws:s3:::{name}",
+                "DomainName": f"{name}.s3.amazonaws.com",
+                "RegionalDomainName": f"{name}.s3.{region}.amazonaws.com",
+            }
+
+        for logical, res in template["Resources"].items():
+            physical.setdefault(logical, {"Ref": f"local-{logical}", "Arn": f"arn:aws:local:::{logical}"})
+
+        stack._create_ses_and_secret(params, token_secret)
+        stack._read_functions()
+        return stack
+
+    def _create_ses_and_secret(self, params: dict[str, str], token_secret: str | None) -> None:
+        region = tpl.REGION
+        ses = boto3.client("sesv2", region_name=region)
+        ses.create_email_identity(EmailIdentity=self.param("SenderDomain"))
+        ses.create_email_identity(EmailIdentity=self.param("SenderAddress"))
+        for name, res in tpl.resources(self.template, "AWS::SES::ConfigurationSet").items():
+            props = self.resolver.resolve(res.get("Properties") or {})
+            config_name = props.get("Name") or f"local-{name}"
+            self.physical[name] = {"Ref": config_name}
+            try:
+                ses.create_configuration_set(ConfigurationSetName=config_name)
+            except Exception:  # noqa: BLE001 - moto versions differ in what they model
+                pass
+        param = self.param("TokenSecretParameter")
+        name = param if param.startswith("/") else "/" + param
+        boto3.client("ssm", region_name=region).put_parameter(
+            Name=name, Value=token_secret or secrets.token_urlsafe(32), Type="SecureString", Overwrite=True
+        )
+
+    def _read_functions(self) -> None:
+        for logical, props in tpl.function_specs(self.template).items():
+            env = {k: str(v) for k, v in self.resolver.resolve(props["Environment"]["Variables"]).items() if v is not None}
+            source, batch = None, 10
+            for ev in (props.get("Events") or {}).values():
+                if ev.get("Type") == "SQS":
+                    source = ev["Properties"]["Queue"]["Fn::GetAtt"][0]
+                    batch = int(ev["Properties"].get("BatchSize", 10))
+            self.functions[logical] = Function(
+                logical, props["Handler"], env, int(props.get("Timeout", 3)), int(props.get("MemorySize", 128)), source, batch
+            )
+
+    def param(self, name: str) -> str:
+        return self.resolver.params[name]
+
+    def ref(self, logical: str) -> str:
+        return self.physical[logical]["Ref"]
+
+    def function_for_handler(self, module: str) -> Function:
+        for f in self.functions.values():
+            if f.handler.rsplit(".", 1)[0] == module:
+                return f
+        raise KeyError(module)
+
+    # --- running functions -----------------------------------------------------------------
+
+    @contextmanager
+    def environment(self, function: Function):
+        """Exactly the function's template environment (plus what the Lambda runtime sets)."""
+        from newsletter import aws, config
+
+        saved = dict(os.environ)
+        runtime = {
+            "AWS_REGION": tpl.REGION,
+            "AWS_DEFAULT_REGION": tpl.REGION,
+            "AWS_LAMBDA_FUNCTION_NAME": function.logical_id,
+            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
+            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+        }
+        # The process's own basics survive; any other variable would be one the template does not set.
+        keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "TZ", "LANG", "TMPDIR") or k.startswith(("MOTO_", "PYTEST_"))}
+        os.environ.clear()
+        os.environ.update({**keep, **runtime, **function.environment})
+        for settings in (config.publish_settings, config.fanout_settings, config.send_settings):
+            settings.cache_clear()
+        try:
+            yield
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            for settings in (config.publish_settings, config.fanout_settings, config.send_settings):
+                settings.cache_clear()
+            aws.reset()
+
+    def invoke(self, logical_id: str, event: dict, context: FakeContext | None = None):
+        function = self.functions[logical_id]
+        context = context or FakeContext(function.logical_id, function.timeout, function.memory)
+        with self.environment(function):
+            return getattr(function.module(), function.handler.rsplit(".", 1)[1])(event, context)
+
+    # --- events ----------------------------------------------------------------------------
+
+    def s3_put_event(self, key: str) -> dict:
+        """The S3 notification for an upload, shaped like events/s3-put-issue.json."""
+        s3 = boto3.client("s3", region_name=tpl.REGION)
+        bucket = self.ref(self._bucket())
+        head = s3.head_object(Bucket=bucket, Key=key)
+        event = json.loads((EVENTS / "s3-put-issue.json").read_text())
+        record = event["Records"][0]
+        record["s3"]["bucket"]["name"] = bucket
+        record["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
+        from urllib.parse import quote_plus
+
+        record["s3"]["object"].update(
+            {"key": quote_plus(key, safe="/"), "size": head["ContentLength"], "eTag": head["ETag"].strip('"')}
+        )
+        return event
+
+    def _bucket(self) -> str:
+        return next(iter(tpl.resources(self.template, "AWS::S3::Bucket")))
+
+    @property
+    def bucket(self) -> str:
+        return self.ref(self._bucket())
+
+    def upload_issue(self, key: str, body: bytes) -> dict:
+        boto3.client("s3", region_name=tpl.REGION).put_object(Bucket=self.bucket, Key=key, Body=body)
+        return self.s3_put_event(key)
+
+    def sqs_event(self, queue_logical: str, messages: list[dict]) -> dict:
+        arn = self.physical[queue_logical]["Arn"]
+        records = []
+        for m in messages:
+            records.append(
+                {
+                    "messageId": m["MessageId"],
+                    "receiptHandle": m["ReceiptHandle"],
+                    "body": m["Body"],
+                    "attributes": {
+                        "ApproximateReceiveCount": m.get("Attributes", {}).get("ApproximateReceiveCount", "1"),
+                        "SentTimestamp": m.get("Attributes", {}).get("SentTimestamp", "0"),
+                        "SenderId": "LOCAL",
+                        "ApproximateFirstReceiveTimestamp": "0",
+                    },
+                    "messageAttributes": {},
+                    "md5OfBody": m.get("MD5OfBody", ""),
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": arn,
+                    "awsRegion": tpl.REGION,
+                }
+            )
+        return {"Records": records}
+
+    def poll(self, logical_id: str, *, max_invocations: int = 100_000, retry_failed: bool = True) -> dict:
+        """Deliver the function's queue to it until the queue is empty, as the SQS poller would.
+
+        Messages reported as failed become visible again at once (instead of after the
+        visibility timeout), so retries happen within the run. Returns counts.
+        """
+        function = self.functions[logical_id]
+        sqs = boto3.client("sqs", region_name=tpl.REGION)
+        url = self.ref(function.sqs_source)
+        stats = {"invocations": 0, "messages": 0, "failures": 0}
+        while stats["invocations"] < max_invocations:
+            got = sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=min(function.batch_size, 10), AttributeNames=["All"]
+            ).get("Messages", [])
+            if not got:
+                break
+            result = self.invoke(logical_id, self.sqs_event(function.sqs_source, got)) or {}
+            failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+            stats["invocations"] += 1
+            stats["messages"] += len(got)
+            stats["failures"] += len(failed)
+            for m in got:
+                if m["MessageId"] in failed:
+                    if retry_failed:
+                        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+                else:
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        return stats
+
+
+def sent_messages() -> list:
+    """What moto's SES accepted (raw messages), in order."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    return list(ses_backends[DEFAULT_ACCOUNT_ID][tpl.REGION].sent_messages)

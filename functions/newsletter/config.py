@@ -1,0 +1,89 @@
+"""Settings, parsed once per container from the environment that `template.yaml` sets.
+
+Each function has its own small settings class naming exactly the variables the template gives
+it; a missing one fails the cold start with a message that names it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import MISSING, dataclass, fields
+from functools import cache
+
+
+class ConfigError(RuntimeError):
+    pass
+
+
+def _read(cls):
+    env = os.environ
+    values, missing = {}, []
+    for f in fields(cls):
+        name = f.name.upper()
+        if name in env and env[name] != "":
+            raw = env[name]
+            values[f.name] = int(raw) if f.type in ("int", int) else raw
+        elif f.default is not MISSING:
+            continue
+        else:
+            missing.append(name)
+    if missing:
+        raise ConfigError(
+            f"{cls.__name__}: missing environment variable(s) {', '.join(missing)}; "
+            "they are set by template.yaml"
+        )
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class PublishSettings:
+    bucket_name: str
+    lists_table: str
+    issues_table: str
+    fanout_queue_url: str
+    web_base_url: str
+    sender_address: str
+    sender_name: str
+    max_issue_bytes: int = 512 * 1024
+
+
+@dataclass(frozen=True)
+class FanoutSettings:
+    issues_table: str
+    subscribers_table: str
+    suppressions_table: str
+    send_queue_url: str
+    fanout_queue_url: str
+
+
+@dataclass(frozen=True)
+class SendSettings:
+    bucket_name: str
+    issues_table: str
+    subscribers_table: str
+    suppressions_table: str
+    sends_table: str
+    configuration_set: str
+    unsubscribe_base_url: str
+    unsubscribe_mailto: str
+    token_secret_parameter: str
+
+
+@cache
+def publish_settings() -> PublishSettings:
+    return _read(PublishSettings)
+
+
+@cache
+def fanout_settings() -> FanoutSettings:
+    return _read(FanoutSettings)
+
+
+@cache
+def send_settings() -> SendSettings:
+    return _read(SendSettings)
+
+
+def env_names(cls) -> set[str]:
+    """The variables a settings class reads (the template must set at least the required ones)."""
+    return {f.name.upper() for f in fields(cls)}

@@ -1,0 +1,105 @@
+"""Fan-out: turn one shard of a list's subscribers into recipient batches on the send queue.
+
+Each segment (list shard) reads its subscribers a page at a time and queues them 50 to a message,
+10 messages to a SendMessageBatch call. When the invocation's time runs low it queues its own
+continuation (the page cursor) and returns, so no list is too large for Lambda's 15 minutes.
+Pages are counted once (a marker per page); recipients are deduplicated by the send ledger.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Callable
+
+from .config import FanoutSettings
+from .privacy import normalise_address
+from .store import issues, queues, subscribers
+
+RECIPIENTS_PER_BATCH = 50
+PAGE_SIZE = 500  # ten batches: one SendMessageBatch call per page
+SAFETY_MS = 60_000  # stop taking new pages with less than this left
+
+
+@dataclass(frozen=True)
+class Segment:
+    issue_id: str
+    list_id: str
+    shard: int
+    page: int = 0
+    cursor: dict | None = None
+
+    @classmethod
+    def from_message(cls, body: str) -> "Segment":
+        data = json.loads(body)
+        shard = int(data["shard"])
+        if not 0 <= shard < subscribers.SHARDS:
+            raise ValueError(f"shard {shard} outside 0..{subscribers.SHARDS - 1}")
+        return cls(str(data["issue_id"]), str(data["list_id"]), shard, int(data.get("page", 0)), data.get("cursor"))
+
+    def to_message(self) -> str:
+        return json.dumps(
+            {"issue_id": self.issue_id, "list_id": self.list_id, "shard": self.shard, "page": self.page, "cursor": self.cursor}
+        )
+
+
+@dataclass
+class Progress:
+    pages: int = 0
+    queued: int = 0
+    batches: int = 0
+    continued: bool = False
+    stopped: str = ""
+
+
+def fan_out(segment: Segment, *, settings: FanoutSettings, ddb, sqs, time_left_ms: Callable[[], int], logger) -> Progress:
+    """Queue this segment's recipients, page by page, continuing itself if time runs short."""
+    progress = Progress()
+    issue = issues.get_issue(ddb, settings.issues_table, segment.issue_id)
+    if issue is None:
+        raise LookupError(f"issue {segment.issue_id!r} has no record; fan-out message without a publish")
+    if issue.get("status") == "cancelled":
+        progress.stopped = "cancelled"
+        return progress
+
+    page, cursor = segment.page, segment.cursor
+    while True:
+        found, next_cursor = subscribers.query_active(
+            ddb, settings.subscribers_table, segment.list_id, segment.shard, cursor, PAGE_SIZE
+        )
+        recipients = [
+            {"email": normalise_address(s["email"]), "name": s.get("name") or ""} for s in found
+        ]
+        if recipients:
+            suppressed = subscribers.suppressed_among(ddb, settings.suppressions_table, [r["email"] for r in recipients])
+            recipients = [r for r in recipients if r["email"] not in suppressed]
+        progress.batches += queue_batches(sqs, settings.send_queue_url, segment, page, recipients)
+        last = next_cursor is None
+        if issues.record_page(ddb, settings.issues_table, segment.issue_id, segment.shard, page, len(recipients), last):
+            progress.queued += len(recipients)
+        progress.pages += 1
+        page, cursor = page + 1, next_cursor
+        if last:
+            return progress
+        if time_left_ms() < SAFETY_MS:
+            rest = Segment(segment.issue_id, segment.list_id, segment.shard, page, cursor)
+            sqs.send_message(QueueUrl=settings.fanout_queue_url, MessageBody=rest.to_message())
+            progress.continued = True
+            logger.info("fan-out continues in a new invocation", extra={"shard": segment.shard, "page": page})
+            return progress
+
+
+def queue_batches(sqs, queue_url: str, segment: Segment, page: int, recipients: list[dict]) -> int:
+    entries = []
+    for n, i in enumerate(range(0, len(recipients), RECIPIENTS_PER_BATCH)):
+        batch_id = f"{segment.shard:02d}-{page:06d}-{n:02d}"
+        body = {
+            "issue_id": segment.issue_id,
+            "list_id": segment.list_id,
+            "batch_id": batch_id,
+            "recipients": recipients[i : i + RECIPIENTS_PER_BATCH],
+        }
+        entries.append({"Id": str(n), "MessageBody": json.dumps(body, ensure_ascii=False, separators=(",", ":"))})
+    for i in range(0, len(entries), 10):
+        queues.send_entries(sqs, queue_url, entries[i : i + 10])
+    return len(entries)

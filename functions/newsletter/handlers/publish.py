@@ -1,0 +1,29 @@
+"""S3 ObjectCreated on issues/*.json → publish the issue (validate, render once, start fan-out)."""
+
+from aws_lambda_powertools.utilities.data_classes import S3Event
+
+from .. import aws
+from ..config import publish_settings
+from ..observe import issue_metrics, logger
+from ..publish import publish
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event, context):
+    settings = publish_settings()
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list) or not records:
+        # Not an S3 notification (a test event, a misrouted trigger): nothing to publish or retry.
+        logger.error("event is not an S3 notification: no Records list")
+        return {"outcomes": []}
+    outcomes = []
+    for record in S3Event(event).records:
+        key = record.s3.get_object.key
+        if not record.event_name.startswith("ObjectCreated") or record.s3.bucket.name != settings.bucket_name:
+            logger.warning("ignored S3 record", extra={"event_name": record.event_name, "key": key})
+            continue
+        outcome = publish(key, settings=settings, s3=aws.client("s3"), ddb=aws.client("dynamodb"), sqs=aws.client("sqs"), logger=logger)
+        if outcome.issue_id:
+            issue_metrics(outcome.issue_id, {f"Publish{outcome.status.capitalize()}": 1})
+        outcomes.append({"key": key, "status": outcome.status, "issue_id": outcome.issue_id, "detail": outcome.detail})
+    return {"outcomes": outcomes}

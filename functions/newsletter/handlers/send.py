@@ -1,0 +1,100 @@
+"""SQS recipient batches → one SES email per recipient, with partial batch failures."""
+
+from __future__ import annotations
+
+import time
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from .. import aws
+from ..config import send_settings
+from ..message import PreparedIssue
+from ..observe import issue_metrics, logger
+from ..sending import BadBatch, Batch, Counts, Deps, RetryLater, send_batch
+from ..store import bucket, issues
+
+processor = BatchProcessor(event_type=EventType.SQS)
+ISSUE_TTL = 10.0  # seconds an issue's status is trusted (pause and cancel take effect this fast)
+
+_prepared: dict[str, PreparedIssue] = {}
+_issue_state: dict[str, tuple[float, dict | None]] = {}
+
+
+class _Invocation:
+    context = None
+    stop_reason: str | None = None  # once throttled or paused, the rest of the batch fails fast
+    totals: dict[str, Counts] = {}
+
+
+def prepared_issue(issue_id: str) -> PreparedIssue:
+    if issue_id not in _prepared:
+        if len(_prepared) >= 8:
+            _prepared.clear()
+        data = bucket.get_json(aws.client("s3"), send_settings().bucket_name, f"rendered/{issue_id}/message.json")
+        _prepared[issue_id] = PreparedIssue.from_json(data)
+    return _prepared[issue_id]
+
+
+def issue_record(issue_id: str) -> dict | None:
+    now = time.monotonic()
+    cached = _issue_state.get(issue_id)
+    if cached is None or cached[0] < now:
+        record = issues.get_issue(aws.client("dynamodb"), send_settings().issues_table, issue_id, consistent=False)
+        _issue_state[issue_id] = cached = (now + ISSUE_TTL, record)
+    return cached[1]
+
+
+def record_handler(record: SQSRecord) -> dict:
+    try:
+        batch = Batch.from_message(record.body)
+    except BadBatch as exc:
+        logger.error("malformed send batch dropped", extra={"message_id": record.message_id, "error": str(exc)})
+        return {"dropped": True}
+    logger.set_correlation_id(batch.issue_id)
+    if _Invocation.stop_reason:
+        raise RetryLater(_Invocation.stop_reason)
+    issue = issue_record(batch.issue_id)
+    if issue is None:
+        logger.error("send batch for an unknown issue dropped", extra={"message_id": record.message_id})
+        return {"dropped": True}
+    if issue.get("status") == "cancelled":
+        logger.info("issue cancelled: batch not sent", extra={"batch_id": batch.batch_id})
+        return {"cancelled": True}
+    if issue.get("status") == "paused":
+        raise RetryLater("issue paused")
+
+    settings = send_settings()
+    deps = Deps(
+        ddb=aws.client("dynamodb"),
+        ses=aws.client("sesv2"),
+        settings=settings,
+        secret=aws.secret_parameter(settings.token_secret_parameter),
+        time_left_ms=_Invocation.context.get_remaining_time_in_millis,
+    )
+    counts = _Invocation.totals.setdefault(batch.issue_id, Counts())
+    before = counts.for_issue()
+    try:
+        send_batch(batch, prepared_issue(batch.issue_id), deps, counts, logger)
+    except RetryLater as exc:
+        _Invocation.stop_reason = exc.reason
+        logger.warning("batch returns to the queue", extra={"batch_id": batch.batch_id, "reason": exc.reason})
+        raise
+    finally:
+        after = counts.for_issue()
+        issues.add_counts(deps.ddb, settings.issues_table, batch.issue_id, {k: after[k] - before[k] for k in after})
+    return {"batch_id": batch.batch_id}
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event, context):
+    _Invocation.context, _Invocation.stop_reason, _Invocation.totals = context, None, {}
+    try:
+        return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    finally:
+        for issue_id, c in _Invocation.totals.items():
+            issue_metrics(
+                issue_id,
+                {"Sent": c.sent, "Skipped": c.skipped, "Rejected": c.rejected, "Uncertain": c.uncertain,
+                 "Throttled": c.throttled, "Duplicate": c.duplicate},
+            )

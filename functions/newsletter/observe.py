@@ -1,0 +1,20 @@
+"""Logging and metrics shared by the handlers (Powertools, configured by POWERTOOLS_* variables)."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+logger = Logger()
+
+
+def issue_metrics(issue_id: str, counts: dict[str, int]) -> None:
+    """Emit counts as metrics with the issue as dimension (one EMF record per issue)."""
+    counts = {k: v for k, v in counts.items() if v}
+    if not counts:
+        return
+    metrics = EphemeralMetrics()
+    metrics.add_dimension(name="issue", value=issue_id)
+    for name, value in counts.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    metrics.flush_metrics()

@@ -1,0 +1,165 @@
+"""Sending one recipient batch through SES, exactly once per recipient.
+
+For each recipient: skip if no longer active or suppressed; claim the recipient in the send ledger
+(conditional write); send; record the outcome. A claim is released only when the SES call certainly
+did not send (an error response), so a redelivered batch resends exactly the recipients that were
+not sent. Throttling and a paused account end the batch early: it comes back through SQS.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
+
+from . import message, tokens
+from .config import SendSettings
+from .message import PreparedIssue
+from .privacy import address_hash, normalise_address
+from .store import ledger, subscribers
+
+THROTTLED = frozenset({"TooManyRequestsException", "ThrottlingException", "Throttling", "LimitExceededException"})
+PAUSED = frozenset({"SendingPausedException", "AccountSuspendedException"})
+# Refusals of this one message or address: retrying cannot help.
+REJECTED = frozenset({"MessageRejected", "BadRequestException", "InvalidParameterValue"})
+SAFETY_MS = 20_000  # leave time for one slow SES call and the ledger write after it
+MAX_RECIPIENTS = 100
+
+
+class RetryLater(Exception):
+    """The batch (or its rest) must come back through SQS: throttled, paused, out of time."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class BadBatch(ValueError):
+    """A send-queue message that can never be sent (not what the fan-out writes)."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    issue_id: str
+    list_id: str
+    batch_id: str
+    recipients: tuple[tuple[str, str], ...]  # (address, name)
+
+    @classmethod
+    def from_message(cls, body: str) -> "Batch":
+        try:
+            data = json.loads(body)
+            issue_id, list_id = data["issue_id"], data["list_id"]
+            people = data["recipients"]
+            if not isinstance(issue_id, str) or not isinstance(list_id, str) or not isinstance(people, list):
+                raise TypeError("issue_id and list_id must be strings, recipients a list")
+            if not 0 < len(people) <= MAX_RECIPIENTS:
+                raise ValueError(f"a batch holds 1 to {MAX_RECIPIENTS} recipients, not {len(people)}")
+            recipients = tuple(
+                (normalise_address(p["email"]), str(p.get("name") or "")) for p in people
+            )
+            if any("@" not in a for a, _ in recipients):
+                raise ValueError("a recipient address has no '@'")
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise BadBatch(f"malformed send batch: {type(exc).__name__}: {exc}") from None
+        return cls(issue_id, list_id, str(data.get("batch_id", "")), recipients)
+
+
+@dataclass
+class Counts:
+    sent: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    uncertain: int = 0
+    duplicate: int = 0  # already handled by an earlier delivery
+    throttled: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def for_issue(self) -> dict[str, int]:
+        return {"sent": self.sent, "skipped": self.skipped, "rejected": self.rejected, "uncertain": self.uncertain}
+
+
+@dataclass
+class Deps:
+    """What sending needs from outside: clients, settings, the token secret, the clock."""
+
+    ddb: object
+    ses: object
+    settings: SendSettings
+    secret: bytes
+    time_left_ms: Callable[[], int] = lambda: 900_000
+    clock: Callable[[], float] = time.time
+
+
+def send_batch(batch: Batch, prepared: PreparedIssue, deps: Deps, counts: Counts, logger) -> None:
+    """Send a batch; counts are updated as it goes, so they are right even if it stops early."""
+    s = deps.settings
+    records, suppressed = subscribers.states(
+        deps.ddb, s.subscribers_table, s.suppressions_table, batch.list_id, [a for a, _ in batch.recipients]
+    )
+    for address, queued_name in batch.recipients:
+        if deps.time_left_ms() < SAFETY_MS:
+            raise RetryLater("out of time")
+        record = records.get(address)
+        now = int(deps.clock())
+        if record is None or record.get("status") != subscribers.ACTIVE or address in suppressed:
+            reason = "suppressed" if address in suppressed else (record or {}).get("status", "not subscribed")
+            if ledger.claim(deps.ddb, s.sends_table, batch.issue_id, address, status="skipped", now=now, reason=reason):
+                counts.skipped += 1
+            continue
+        if not ledger.claim(deps.ddb, s.sends_table, batch.issue_id, address, status="sending", now=now):
+            counts.duplicate += 1
+            continue
+
+        token = tokens.sign(deps.secret, batch.list_id, address)
+        raw = message.build(
+            prepared,
+            address=address,
+            name=record.get("name") or queued_name,
+            token=token,
+            base_url=s.unsubscribe_base_url,
+            mailbox=s.unsubscribe_mailto,
+        )
+        try:
+            response = deps.ses.send_email(
+                Destination={"ToAddresses": [address]},
+                Content={"Raw": {"Data": raw}},
+                ConfigurationSetName=s.configuration_set,
+                EmailTags=[
+                    {"Name": "issue", "Value": batch.issue_id},
+                    {"Name": "list", "Value": batch.list_id},
+                ],
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in REJECTED:
+                ledger.settle(deps.ddb, s.sends_table, batch.issue_id, address, "rejected", int(deps.clock()), error=code)
+                counts.rejected += 1
+                logger.warning("SES rejected a recipient", extra={"recipient": address_hash(address), "code": code})
+                continue
+            ledger.release(deps.ddb, s.sends_table, batch.issue_id, address)
+            if code in THROTTLED:
+                counts.throttled += 1
+                raise RetryLater(f"throttled ({code})") from exc
+            if code in PAUSED:
+                raise RetryLater(f"sending paused ({code})") from exc
+            raise
+        except (ReadTimeoutError, ConnectionClosedError) as exc:
+            # SES may have accepted the message: resending could mail twice, so record and move on.
+            ledger.settle(
+                deps.ddb, s.sends_table, batch.issue_id, address, "uncertain", int(deps.clock()), error=type(exc).__name__
+            )
+            counts.uncertain += 1
+            logger.error("SES call outcome unknown; not retried", extra={"recipient": address_hash(address)})
+            continue
+        except Exception:
+            # The request never completed (no response): nothing was sent, the retry sends it.
+            ledger.release(deps.ddb, s.sends_table, batch.issue_id, address)
+            raise
+        ledger.settle(
+            deps.ddb, s.sends_table, batch.issue_id, address, "sent", int(deps.clock()), message_id=response["MessageId"]
+        )
+        counts.sent += 1

@@ -1,0 +1,115 @@
+"""Issue records: one item per issue (sk "issue") plus one marker per fanned-out page.
+
+The issue item is the publish lock (created once, conditionally) and holds the issue's counters.
+"""
+
+from __future__ import annotations
+
+from botocore.exceptions import ClientError
+
+from . import condition_failed, from_item, to_item
+
+ISSUE = "issue"
+
+
+def _key(issue_id: str, sk: str = ISSUE) -> dict:
+    return {"issue_id": {"S": issue_id}, "sk": {"S": sk}}
+
+
+def get_issue(ddb, table: str, issue_id: str, *, consistent: bool = True) -> dict | None:
+    resp = ddb.get_item(TableName=table, Key=_key(issue_id), ConsistentRead=consistent)
+    return from_item(resp.get("Item"))
+
+
+def create_issue(ddb, table: str, record: dict) -> dict | None:
+    """Create the issue item; return None if created, else the item that already exists."""
+    try:
+        ddb.put_item(
+            TableName=table,
+            Item=to_item({**record, "sk": ISSUE}),
+            ConditionExpression="attribute_not_exists(issue_id)",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+        return None
+    except ClientError as exc:
+        if not condition_failed(exc):
+            raise
+        old = exc.response.get("Item")
+        return from_item(old) if old else get_issue(ddb, table, record["issue_id"])
+
+
+def update_issue(ddb, table: str, issue_id: str, *, expect_status: str | None = None, **values) -> bool:
+    """Set attributes; with expect_status, only if the status is still that (else False)."""
+    names = {f"#{k}": k for k in values}
+    vals = {f":{k}": v for k, v in values.items()}
+    kwargs = {}
+    if expect_status is not None:
+        names["#status"] = "status"
+        vals[":expected"] = expect_status
+        kwargs["ConditionExpression"] = "#status = :expected"
+    try:
+        ddb.update_item(
+            TableName=table,
+            Key=_key(issue_id),
+            UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in values),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item(vals),
+            **kwargs,
+        )
+        return True
+    except ClientError as exc:
+        if condition_failed(exc):
+            return False
+        raise
+
+
+def add_counts(ddb, table: str, issue_id: str, counts: dict[str, int]) -> None:
+    counts = {k: v for k, v in counts.items() if v}
+    if not counts:
+        return
+    ddb.update_item(
+        TableName=table,
+        Key=_key(issue_id),
+        UpdateExpression="ADD " + ", ".join(f"#{k} :{k}" for k in counts),
+        ExpressionAttributeNames={f"#{k}": k for k in counts},
+        ExpressionAttributeValues=to_item({f":{k}": v for k, v in counts.items()}),
+    )
+
+
+def record_page(ddb, table: str, issue_id: str, shard: int, page: int, queued: int, last: bool) -> bool:
+    """Count a fanned-out page once, however often its fan-out message is delivered.
+
+    Returns False if this page was already counted.
+    """
+    adds = {"queued": queued, **({"segments_done": 1} if last else {})}
+    try:
+        ddb.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": table,
+                        "Item": to_item(
+                            {"issue_id": issue_id, "sk": f"page#{shard:03d}#{page:07d}", "queued": queued, "last": last}
+                        ),
+                        "ConditionExpression": "attribute_not_exists(issue_id)",
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": table,
+                        "Key": _key(issue_id),
+                        "UpdateExpression": "ADD " + ", ".join(f"#{k} :{k}" for k in adds),
+                        "ExpressionAttributeNames": {f"#{k}": k for k in adds},
+                        "ExpressionAttributeValues": to_item({f":{k}": v for k, v in adds.items()}),
+                    }
+                },
+            ]
+        )
+        return True
+    except ClientError as exc:
+        reasons = exc.response.get("CancellationReasons") or []
+        if exc.response["Error"]["Code"] == "TransactionCanceledException" and any(
+            r.get("Code") == "ConditionalCheckFailed" for r in reasons
+        ):
+            return False
+        raise

@@ -1,0 +1,138 @@
+"""Subscribers, one item per (list, address), spread over a fixed number of shards per list.
+
+The partition key is `<list_id>#<shard>`: fan-out reads each shard as its own segment, in
+parallel and page by page, and a lookup of one address computes its shard. SHARDS is part of the
+stored keys: changing it needs a migration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from . import from_item, to_item
+
+SHARDS = 16
+ACTIVE = "active"
+STATUSES = ("active", "unsubscribed", "bounced", "complained")
+
+
+def shard_of(address: str) -> int:
+    return int.from_bytes(hashlib.sha256(address.encode("utf-8")).digest()[:4], "big") % SHARDS
+
+
+def partition(list_id: str, shard: int) -> str:
+    return f"{list_id}#{shard:02d}"
+
+
+def key(list_id: str, address: str) -> dict:
+    return {"pk": {"S": partition(list_id, shard_of(address))}, "email": {"S": address}}
+
+
+def query_active(ddb, table: str, list_id: str, shard: int, start: dict | None, limit: int):
+    """One page of a shard's active subscribers: (subscribers, cursor or None when done)."""
+    kwargs = {"ExclusiveStartKey": start} if start else {}
+    resp = ddb.query(
+        TableName=table,
+        KeyConditionExpression="pk = :pk",
+        FilterExpression="#status = :active",
+        ProjectionExpression="email, #name, #lang",
+        ExpressionAttributeNames={"#status": "status", "#name": "name", "#lang": "language"},
+        ExpressionAttributeValues={":pk": {"S": partition(list_id, shard)}, ":active": {"S": ACTIVE}},
+        Limit=limit,
+        **kwargs,
+    )
+    return [from_item(i) for i in resp.get("Items", [])], resp.get("LastEvaluatedKey")
+
+
+def batch_get(ddb, requests: dict, attempts: int = 6) -> dict[str, list[dict]]:
+    """BatchGetItem with the retries of unprocessed keys that AWS asks callers to make."""
+    found: dict[str, list[dict]] = {t: [] for t in requests}
+    pending = requests
+    for attempt in range(attempts):
+        resp = ddb.batch_get_item(RequestItems=pending)
+        for table, items in resp.get("Responses", {}).items():
+            found[table].extend(from_item(i) for i in items)
+        pending = resp.get("UnprocessedKeys") or {}
+        if not pending:
+            return found
+        time.sleep(min(0.05 * 2**attempt, 1.0))
+    raise RuntimeError("DynamoDB left keys unprocessed after retries")
+
+
+def states(ddb, subscribers_table: str, suppressions_table: str, list_id: str, addresses: list[str]):
+    """For each address: its subscriber record (or None) and whether it is suppressed."""
+    records: dict[str, dict | None] = dict.fromkeys(addresses)
+    suppressed: set[str] = set()
+    unique = list(dict.fromkeys(addresses))
+    # 50 + 50 keys per call: BatchGetItem takes at most 100.
+    for i in range(0, len(unique), 50):
+        chunk = unique[i : i + 50]
+        found = batch_get(
+            ddb,
+            {
+                subscribers_table: {
+                    "Keys": [key(list_id, a) for a in chunk],
+                    "ProjectionExpression": "email, #status, #name",
+                    "ExpressionAttributeNames": {"#status": "status", "#name": "name"},
+                },
+                suppressions_table: {"Keys": [{"email": {"S": a}} for a in chunk], "ProjectionExpression": "email"},
+            },
+        )
+        for item in found[subscribers_table]:
+            records[item["email"]] = item
+        suppressed.update(item["email"] for item in found[suppressions_table])
+    return records, suppressed
+
+
+def suppressed_among(ddb, suppressions_table: str, addresses: list[str]) -> set[str]:
+    out: set[str] = set()
+    unique = list(dict.fromkeys(addresses))
+    for i in range(0, len(unique), 100):
+        found = batch_get(ddb, {suppressions_table: {"Keys": [{"email": {"S": a}} for a in unique[i : i + 100]]}})
+        out.update(item["email"] for item in found[suppressions_table])
+    return out
+
+
+def put_subscribers(ddb, table: str, list_id: str, subscribers: list[dict], attempts: int = 8) -> None:
+    """Write subscribers (dicts with email, name, status, language, attributes) in batches of 25."""
+    for i in range(0, len(subscribers), 25):
+        pending = {
+            table: [
+                {"PutRequest": {"Item": to_item({**s, "pk": partition(list_id, shard_of(s["email"])), "list_id": list_id})}}
+                for s in subscribers[i : i + 25]
+            ]
+        }
+        for attempt in range(attempts):
+            pending = ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+            if not pending:
+                break
+            time.sleep(min(0.05 * 2**attempt, 1.0))
+        else:
+            raise RuntimeError("DynamoDB left writes unprocessed after retries")
+
+
+def get_subscriber(ddb, table: str, list_id: str, address: str) -> dict | None:
+    return from_item(ddb.get_item(TableName=table, Key=key(list_id, address), ConsistentRead=True).get("Item"))
+
+
+def set_status(ddb, table: str, list_id: str, address: str, status: str, at: str) -> bool:
+    """Change a subscriber's status; False if there is no such subscriber."""
+    from botocore.exceptions import ClientError
+
+    from . import condition_failed
+
+    try:
+        ddb.update_item(
+            TableName=table,
+            Key=key(list_id, address),
+            UpdateExpression="SET #status = :s, updated_at = :at",
+            ConditionExpression="attribute_exists(email)",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":s": {"S": status}, ":at": {"S": at}},
+        )
+        return True
+    except ClientError as exc:
+        if condition_failed(exc):
+            return False
+        raise
