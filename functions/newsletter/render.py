@@ -1,0 +1,93 @@
+"""Rendering an issue once: the email's HTML and text parts and the public web page.
+
+Per-recipient values are left as markers (see `personalize`) in the email parts; the web page is
+public and carries none. Email HTML has its CSS inlined, keeping only @media rules in a <style>
+block for phones.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import css_inline
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
+
+from newsletter import content, personalize
+from newsletter.issue import Issue
+
+TEXT_WIDTH = 76
+
+
+@dataclass(frozen=True)
+class Rendered:
+    html: str  # email HTML part, with recipient markers
+    text: str  # email plain-text part, with recipient markers
+    web: str  # public web page, no markers
+
+
+def templates_dir() -> Path:
+    """Templates next to the package when deployed, else the repository's `templates/`."""
+    here = Path(__file__).resolve()
+    packaged = here.parent / "templates"
+    return packaged if packaged.is_dir() else here.parents[2] / "templates"
+
+
+def _nl2br(value: str) -> Markup:
+    return Markup("<br>\n").join(escape(line.strip()) for line in value.strip().splitlines())
+
+
+def _wrap(value: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None = None) -> str:
+    return content.wrap(str(value), width, indent=indent, first=first)
+
+
+@cache
+def _env() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(templates_dir()),
+        autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(
+        md=content.to_html,
+        md_text=content.to_text,
+        link=content.link_text,
+        wrap=_wrap,
+        nl2br=_nl2br,
+    )
+    return env
+
+
+@cache
+def _css() -> Markup:
+    source, _, _ = _env().loader.get_source(_env(), "email.css")
+    return Markup(source)
+
+
+@cache
+def _inliner() -> css_inline.CSSInliner:
+    # Nothing is fetched: templates carry all their CSS, and Lambda should not reach out here.
+    return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+
+def _tidy_text(text: str) -> str:
+    text = re.sub(r"[ \t]+\n", "\n", text)
+    return re.sub(r"\n{4,}", "\n\n\n", text).strip("\n") + "\n"
+
+
+def render_issue(issue: Issue, *, web_url: str, list_name: str, sender_name: str) -> Rendered:
+    """Render an issue's email parts (with recipient markers) and its public web page."""
+    env = _env()
+    common = dict(issue=issue, web_url=web_url, list_name=list_name, sender_name=sender_name, css=_css())
+    recipient = personalize.markers()
+    html = env.get_template("email.html.j2").render(common, recipient=recipient)
+    text = env.get_template("email.txt.j2").render(common, recipient=recipient)
+    # No `recipient` in the web page's context: using a marker there fails the render.
+    web = env.get_template("web.html.j2").render(common)
+    return Rendered(html=_inliner().inline(html), text=_tidy_text(text), web=web)
