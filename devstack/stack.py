@@ -211,7 +211,7 @@ class LocalStack:
     def invoke(self, logical_id: str, event: dict, context: FakeContext | None = None):
         function = self.functions[logical_id]
         context = context or FakeContext(function.logical_id, function.timeout, function.memory)
-        with self.environment(function):
+        with self.environment(function), compressed_waits():
             return getattr(function.module(), function.handler.rsplit(".", 1)[1])(event, context)
 
     # --- events ----------------------------------------------------------------------------
@@ -295,6 +295,20 @@ class LocalStack:
                 else:
                     sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
         return stats
+
+
+@contextmanager
+def compressed_waits():
+    """Locally, waits that only pace a real AWS account (throttle backoff, requeue delays) are
+    cut to nothing, so that a run with injected throttling takes seconds, not minutes."""
+    from newsletter import sending
+
+    saved = sending.THROTTLE_BACKOFF_S, sending.requeue_delay
+    sending.THROTTLE_BACKOFF_S, sending.requeue_delay = 0.0, lambda attempt: 0
+    try:
+        yield
+    finally:
+        sending.THROTTLE_BACKOFF_S, sending.requeue_delay = saved
 
 
 def sent_messages() -> list:

@@ -63,6 +63,7 @@ class SendSettings:
     subscribers_table: str
     suppressions_table: str
     sends_table: str
+    send_queue_url: str
     configuration_set: str
     unsubscribe_base_url: str
     unsubscribe_mailto: str

@@ -236,7 +236,8 @@ def parse_document(raw: bytes, *, max_bytes: int) -> Issue:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line, col = _line_col(raw[: exc.start].decode("utf-8", "replace"), exc.start)
+        before = raw[: exc.start].decode("utf-8", "replace")
+        line, col = _line_col(before, len(before))
         raise InvalidIssue(
             [f"(document): not valid UTF-8 at byte {exc.start} (line {line}, column {col}); save the file as UTF-8"]
         ) from None

@@ -16,9 +16,29 @@ from urllib.parse import quote
 
 from .personalize import Splice
 
-# RFC 5322's hard line limit: a List-Unsubscribe value must not be folded into encoded-words,
-# which would hide its URLs from mail clients.
-_POLICY = policy.SMTP.clone(max_line_length=998)
+# Bodies are encoded under SMTP's 78 (quoted-printable lines of at most 76); headers are written
+# under RFC 5322's hard limit of 998, so that a List-Unsubscribe value is never folded into
+# encoded-words, which would hide its URLs from mail clients.
+_BODY_POLICY = policy.SMTP
+_HEADER_POLICY = policy.SMTP.clone(max_line_length=998)
+
+
+class InvalidAddress(ValueError):
+    """An address SES cannot deliver to as written (e.g. a non-ASCII local part, no SMTPUTF8)."""
+
+
+def ascii_address(address: str) -> str:
+    """The address with its domain in IDNA (punycode); refuse a non-ASCII local part."""
+    local, _, domain = address.rpartition("@")
+    if not local or not domain:
+        raise InvalidAddress("no local part or domain")
+    if not local.isascii():
+        raise InvalidAddress("non-ASCII local part")
+    try:
+        domain = domain.encode("idna").decode("ascii") if not domain.isascii() else domain
+    except UnicodeError as exc:
+        raise InvalidAddress("domain is not a valid IDNA name") from exc
+    return f"{local}@{domain}"
 
 
 @dataclass(frozen=True)
@@ -69,7 +89,8 @@ def build(prepared: PreparedIssue, *, address: str, name: str, token: str, base_
     https = unsubscribe_url(base_url, token)
     values = {"name": name or "", "email": address, "unsubscribe_url": https}
 
-    msg = EmailMessage(policy=_POLICY)
+    address = ascii_address(address)
+    msg = EmailMessage(policy=_BODY_POLICY)
     msg["From"] = Address(display_name=prepared.from_name, addr_spec=prepared.from_address)
     msg["To"] = Address(display_name=name or "", addr_spec=address)
     if prepared.reply_to:
@@ -85,4 +106,4 @@ def build(prepared: PreparedIssue, *, address: str, name: str, token: str, base_
     msg["Feedback-ID"] = f"{prepared.issue_id}:{prepared.list_id}:newsletter"
     msg.set_content(prepared.text.fill(values, escape=False), subtype="plain", cte="quoted-printable")
     msg.add_alternative(prepared.html.fill(values, escape=True), subtype="html", cte="quoted-printable")
-    return msg.as_bytes()
+    return msg.as_bytes(policy=_HEADER_POLICY)

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import sys
+
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-logger = Logger()
+class _Stdout:
+    """sys.stdout as it is when a line is written (the local runner and tests redirect it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+logger = Logger(stream=_Stdout())
 
 
 def issue_metrics(issue_id: str, counts: dict[str, int]) -> None:

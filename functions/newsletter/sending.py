@@ -9,6 +9,7 @@ not sent. Throttling and a paused account end the batch early: it comes back thr
 from __future__ import annotations
 
 import json
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -25,16 +26,21 @@ THROTTLED = frozenset({"TooManyRequestsException", "ThrottlingException", "Throt
 PAUSED = frozenset({"SendingPausedException", "AccountSuspendedException"})
 # Refusals of this one message or address: retrying cannot help.
 REJECTED = frozenset({"MessageRejected", "BadRequestException", "InvalidParameterValue"})
-SAFETY_MS = 20_000  # leave time for one slow SES call and the ledger write after it
+SAFETY_MS = 20_000
+THROTTLE_BACKOFF_S = 0.2  # leave time for one slow SES call and the ledger write after it
 MAX_RECIPIENTS = 100
 
 
 class RetryLater(Exception):
-    """The batch (or its rest) must come back through SQS: throttled, paused, out of time."""
+    """The batch (or its rest) must come back through SQS: throttled, paused, out of time.
 
-    def __init__(self, reason: str):
+    `remaining` holds the recipients not yet handled (None: the whole batch).
+    """
+
+    def __init__(self, reason: str, remaining: tuple | None = None):
         super().__init__(reason)
         self.reason = reason
+        self.remaining = remaining
 
 
 class BadBatch(ValueError):
@@ -47,6 +53,24 @@ class Batch:
     list_id: str
     batch_id: str
     recipients: tuple[tuple[str, str], ...]  # (address, name)
+    attempt: int = 0  # how often the batch was requeued after throttling
+
+    def rest(self, recipients: tuple) -> "Batch":
+        """What comes back through the queue: the recipients left, one attempt later."""
+        return Batch(self.issue_id, self.list_id, self.batch_id, recipients, self.attempt + 1)
+
+    def to_message(self) -> str:
+        return json.dumps(
+            {
+                "issue_id": self.issue_id,
+                "list_id": self.list_id,
+                "batch_id": self.batch_id,
+                "attempt": self.attempt,
+                "recipients": [{"email": a, "name": n} for a, n in self.recipients],
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
 
     @classmethod
     def from_message(cls, body: str) -> "Batch":
@@ -65,7 +89,7 @@ class Batch:
                 raise ValueError("a recipient address has no '@'")
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise BadBatch(f"malformed send batch: {type(exc).__name__}: {exc}") from None
-        return cls(issue_id, list_id, str(data.get("batch_id", "")), recipients)
+        return cls(issue_id, list_id, str(data.get("batch_id", "")), recipients, int(data.get("attempt") or 0))
 
 
 @dataclass
@@ -92,6 +116,7 @@ class Deps:
     secret: bytes
     time_left_ms: Callable[[], int] = lambda: 900_000
     clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
 
 
 def send_batch(batch: Batch, prepared: PreparedIssue, deps: Deps, counts: Counts, logger) -> None:
@@ -100,9 +125,9 @@ def send_batch(batch: Batch, prepared: PreparedIssue, deps: Deps, counts: Counts
     records, suppressed = subscribers.states(
         deps.ddb, s.subscribers_table, s.suppressions_table, batch.list_id, [a for a, _ in batch.recipients]
     )
-    for address, queued_name in batch.recipients:
+    for index, (address, queued_name) in enumerate(batch.recipients):
         if deps.time_left_ms() < SAFETY_MS:
-            raise RetryLater("out of time")
+            raise RetryLater("out of time", batch.recipients[index:])
         record = records.get(address)
         now = int(deps.clock())
         if record is None or record.get("status") != subscribers.ACTIVE or address in suppressed:
@@ -114,25 +139,24 @@ def send_batch(batch: Batch, prepared: PreparedIssue, deps: Deps, counts: Counts
             counts.duplicate += 1
             continue
 
-        token = tokens.sign(deps.secret, batch.list_id, address)
-        raw = message.build(
-            prepared,
-            address=address,
-            name=record.get("name") or queued_name,
-            token=token,
-            base_url=s.unsubscribe_base_url,
-            mailbox=s.unsubscribe_mailto,
-        )
         try:
-            response = deps.ses.send_email(
-                Destination={"ToAddresses": [address]},
-                Content={"Raw": {"Data": raw}},
-                ConfigurationSetName=s.configuration_set,
-                EmailTags=[
-                    {"Name": "issue", "Value": batch.issue_id},
-                    {"Name": "list", "Value": batch.list_id},
-                ],
+            raw = message.build(
+                prepared,
+                address=address,
+                name=record.get("name") or queued_name,
+                token=tokens.sign(deps.secret, batch.list_id, address),
+                base_url=s.unsubscribe_base_url,
+                mailbox=s.unsubscribe_mailto,
             )
+        except message.InvalidAddress as exc:
+            ledger.settle(deps.ddb, s.sends_table, batch.issue_id, address, "rejected", now, error=f"address: {exc}")
+            counts.rejected += 1
+            continue
+        except Exception:
+            ledger.release(deps.ddb, s.sends_table, batch.issue_id, address)
+            raise
+        try:
+            response = _send(deps, counts, raw, address, batch)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in REJECTED:
@@ -142,10 +166,9 @@ def send_batch(batch: Batch, prepared: PreparedIssue, deps: Deps, counts: Counts
                 continue
             ledger.release(deps.ddb, s.sends_table, batch.issue_id, address)
             if code in THROTTLED:
-                counts.throttled += 1
-                raise RetryLater(f"throttled ({code})") from exc
+                raise RetryLater(f"throttled ({code})", batch.recipients[index:]) from exc
             if code in PAUSED:
-                raise RetryLater(f"sending paused ({code})") from exc
+                raise RetryLater(f"sending paused ({code})", batch.recipients[index:]) from exc
             raise
         except (ReadTimeoutError, ConnectionClosedError) as exc:
             # SES may have accepted the message: resending could mail twice, so record and move on.
@@ -163,3 +186,31 @@ def send_batch(batch: Batch, prepared: PreparedIssue, deps: Deps, counts: Counts
             deps.ddb, s.sends_table, batch.issue_id, address, "sent", int(deps.clock()), message_id=response["MessageId"]
         )
         counts.sent += 1
+
+
+THROTTLE_RETRIES = 3
+
+
+def _send(deps: Deps, counts: Counts, raw: bytes, address: str, batch: Batch) -> dict:
+    """One SES call, retried in place a few times when throttled (brief, jittered backoff)."""
+    for attempt in range(THROTTLE_RETRIES + 1):
+        try:
+            return deps.ses.send_email(
+                Destination={"ToAddresses": [address]},
+                Content={"Raw": {"Data": raw}},
+                ConfigurationSetName=deps.settings.configuration_set,
+                EmailTags=[{"Name": "issue", "Value": batch.issue_id}, {"Name": "list", "Value": batch.list_id}],
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in THROTTLED:
+                raise
+            counts.throttled += 1
+            if attempt == THROTTLE_RETRIES or deps.time_left_ms() < SAFETY_MS + 5_000:
+                raise
+            deps.sleep(random.uniform(0.5, 1.0) * THROTTLE_BACKOFF_S * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def requeue_delay(attempt: int) -> int:
+    """Seconds before a throttled batch is tried again: exponential, jittered, SQS's 15 min at most."""
+    return min(900, int(random.uniform(0.8, 1.2) * 30 * 2 ** min(attempt, 5)))

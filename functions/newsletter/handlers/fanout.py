@@ -8,7 +8,8 @@ from ..config import fanout_settings
 from ..fanout import Segment, fan_out
 from ..observe import issue_metrics, logger
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# Report every failed record, even when all failed, rather than raising: same retry, clearer result.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 _context = None
 
 

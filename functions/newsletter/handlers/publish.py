@@ -1,5 +1,7 @@
 """S3 ObjectCreated on issues/*.json → publish the issue (validate, render once, start fan-out)."""
 
+from urllib.parse import unquote_plus
+
 from aws_lambda_powertools.utilities.data_classes import S3Event
 
 from .. import aws
@@ -18,7 +20,7 @@ def handler(event, context):
         return {"outcomes": []}
     outcomes = []
     for record in S3Event(event).records:
-        key = record.s3.get_object.key
+        key = unquote_plus(record.s3.get_object.key)  # S3 sends keys URL-encoded, spaces as '+'
         if not record.event_name.startswith("ObjectCreated") or record.s3.bucket.name != settings.bucket_name:
             logger.warning("ignored S3 record", extra={"event_name": record.event_name, "key": key})
             continue

@@ -11,10 +11,12 @@ from .. import aws
 from ..config import send_settings
 from ..message import PreparedIssue
 from ..observe import issue_metrics, logger
+from .. import sending
 from ..sending import BadBatch, Batch, Counts, Deps, RetryLater, send_batch
 from ..store import bucket, issues
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# Report every failed record, even when all failed, rather than raising: same retry, clearer result.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 ISSUE_TTL = 10.0  # seconds an issue's status is trusted (pause and cancel take effect this fast)
 
 _prepared: dict[str, PreparedIssue] = {}
@@ -45,6 +47,21 @@ def issue_record(issue_id: str) -> dict | None:
     return cached[1]
 
 
+def requeue(batch: Batch, exc: RetryLater) -> None:
+    """Put what is left of a batch back on the queue, delayed, and let this delivery succeed.
+
+    A new message (not a failed one) so that throttling, however long, never pushes a batch into
+    the DLQ, whose receive count is for batches that fail.
+    """
+    rest = batch.rest(exc.remaining if exc.remaining is not None else batch.recipients)
+    delay = sending.requeue_delay(batch.attempt)
+    aws.client("sqs").send_message(QueueUrl=send_settings().send_queue_url, MessageBody=rest.to_message(), DelaySeconds=delay)
+    logger.warning(
+        "batch requeued",
+        extra={"batch_id": batch.batch_id, "reason": exc.reason, "left": len(rest.recipients), "delay_s": delay},
+    )
+
+
 def record_handler(record: SQSRecord) -> dict:
     try:
         batch = Batch.from_message(record.body)
@@ -53,7 +70,8 @@ def record_handler(record: SQSRecord) -> dict:
         return {"dropped": True}
     logger.set_correlation_id(batch.issue_id)
     if _Invocation.stop_reason:
-        raise RetryLater(_Invocation.stop_reason)
+        requeue(batch, RetryLater(_Invocation.stop_reason))
+        return {"requeued": True}
     issue = issue_record(batch.issue_id)
     if issue is None:
         logger.error("send batch for an unknown issue dropped", extra={"message_id": record.message_id})
@@ -62,7 +80,8 @@ def record_handler(record: SQSRecord) -> dict:
         logger.info("issue cancelled: batch not sent", extra={"batch_id": batch.batch_id})
         return {"cancelled": True}
     if issue.get("status") == "paused":
-        raise RetryLater("issue paused")
+        requeue(batch, RetryLater("issue paused"))
+        return {"requeued": True}
 
     settings = send_settings()
     deps = Deps(
@@ -78,8 +97,7 @@ def record_handler(record: SQSRecord) -> dict:
         send_batch(batch, prepared_issue(batch.issue_id), deps, counts, logger)
     except RetryLater as exc:
         _Invocation.stop_reason = exc.reason
-        logger.warning("batch returns to the queue", extra={"batch_id": batch.batch_id, "reason": exc.reason})
-        raise
+        requeue(batch, exc)
     finally:
         after = counts.for_issue()
         issues.add_counts(deps.ddb, settings.issues_table, batch.issue_id, {k: after[k] - before[k] for k in after})

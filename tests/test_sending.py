@@ -1,0 +1,260 @@
+"""Sending: each active subscriber gets the issue exactly once, whatever SQS, SES or Lambda do."""
+
+import collections
+import json
+
+import boto3
+import pytest
+from conftest import (
+    SECRET,
+    add_subscribers,
+    client_error,
+    deliver,
+    issue_doc,
+    issue_record,
+    mailed,
+    people,
+    publish,
+    queue_depth,
+)
+
+from newsletter.store import ledger
+
+
+def send_event(stack, recipients, issue_id="2015-07", message_id="m-1", batch_id="00-000000-00"):
+    body = json.dumps(
+        {"issue_id": issue_id, "list_id": "infomail", "batch_id": batch_id,
+         "recipients": [{"email": r["email"], "name": r.get("name", "")} for r in recipients]}
+    )
+    return stack.sqs_event("SendQueue", [{"MessageId": message_id, "ReceiptHandle": "rh", "Body": body}])
+
+
+def published(stack, n=20, **kwargs):
+    readers = people(n, **kwargs)
+    add_subscribers(stack, readers)
+    publish(stack, issue_doc())
+    return readers
+
+
+def ledger_status(stack, address, issue_id="2015-07"):
+    item = ledger.get(boto3.client("dynamodb", region_name="us-east-1"), stack.ref("SendsTable"), issue_id, address)
+    return item and item["status"]
+
+
+def assert_each_once(expected):
+    got = collections.Counter(mailed())
+    assert {a: c for a, c in got.items() if c > 1} == {}, "someone was mailed twice"
+    assert sorted(got) == sorted(expected)
+
+
+def test_whole_list_exactly_once(stack):
+    readers = published(stack, 120)
+    add_subscribers(stack, people(7, domain="gone.example.com", status="unsubscribed"))
+    runs = deliver(stack)
+    assert_each_once(r["email"] for r in readers)
+    record = issue_record(stack, "2015-07")
+    assert (record["queued"], record["sent"]) == (120, 120)
+    assert runs["send"]["failures"] == 0
+
+
+def test_redelivered_batch_sends_nobody_twice(stack):
+    readers = published(stack, 10)
+    event = send_event(stack, readers)
+    first = stack.invoke("SendFunction", event)
+    second = stack.invoke("SendFunction", event)  # SQS at-least-once: the same message again
+    assert first == second == {"batchItemFailures": []}
+    assert_each_once(r["email"] for r in readers)
+    assert issue_record(stack, "2015-07")["sent"] == 10
+
+
+def test_duplicated_fanout_sends_nobody_twice(stack):
+    readers = published(stack, 40)
+    deliver(stack)
+    # The whole fan-out delivered again (a replayed segment message).
+    from newsletter.publish import start_fanout
+
+    start_fanout(boto3.client("sqs", region_name="us-east-1"), stack.ref("FanoutQueue"), "2015-07", "infomail")
+    deliver(stack)
+    assert_each_once(r["email"] for r in readers)
+    assert issue_record(stack, "2015-07")["queued"] == 40  # pages are counted once
+
+
+def test_crash_half_way_through_a_batch_then_redelivery(stack, ses_faults):
+    readers = published(stack, 10)
+    ses_faults.rule = lambda n, address: RuntimeError("Lambda runtime crashed") if n == 6 else None
+    event = send_event(stack, readers)
+    assert stack.invoke("SendFunction", event) == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+    assert len(mailed()) == 5
+    ses_faults.rule = lambda n, address: None
+    assert stack.invoke("SendFunction", event) == {"batchItemFailures": []}
+    assert_each_once(r["email"] for r in readers)
+
+
+def test_crash_after_ses_accepted_but_before_the_ledger_knew(stack, monkeypatch):
+    """The one ambiguous moment: SES took the message, the process died. Never mailed twice."""
+    readers = published(stack, 4)
+    real = ledger.settle
+    calls = {"n": 0}
+
+    def dying_settle(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise SystemError("container killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "settle", dying_settle)
+    event = send_event(stack, readers)
+    assert stack.invoke("SendFunction", event)["batchItemFailures"] == [{"itemIdentifier": "m-1"}]
+    monkeypatch.setattr(ledger, "settle", real)
+    stack.invoke("SendFunction", event)
+    assert_each_once(r["email"] for r in readers)
+    assert ledger_status(stack, readers[1]["email"]) == "sending"  # left for the operator to see
+
+
+def test_throttling_on_a_share_of_calls_loses_and_duplicates_nothing(stack, ses_faults):
+    readers = published(stack, 150)
+    ses_faults.throttle_share(0.3)
+    runs = deliver(stack)
+    assert ses_faults.raised.count("ClientError") > 20 and runs["send"]["failures"] == 0
+    assert_each_once(r["email"] for r in readers)
+    record = issue_record(stack, "2015-07")
+    assert record["sent"] == 150 and "rejected" not in record
+    assert queue_depth(stack, "SendQueue") == 0
+
+
+@pytest.mark.parametrize(
+    "code", ["ThrottlingException", "LimitExceededException", "SendingPausedException", "AccountSuspendedException"]
+)
+def test_throttled_or_paused_batches_are_requeued_and_the_rest_fails_fast(stack, ses_faults, code):
+    from newsletter.sending import THROTTLE_RETRIES, THROTTLED
+
+    readers = published(stack, 4)
+    ses_faults.rule = lambda n, address: client_error(code)
+    records = send_event(stack, readers[:2], message_id="a")["Records"] + send_event(stack, readers[2:], message_id="b")["Records"]
+    result = stack.invoke("SendFunction", {"Records": records})
+    # Both batches are back on the queue as new (delayed) messages, not failures heading for the DLQ.
+    assert result == {"batchItemFailures": []}
+    assert queue_depth(stack, "SendQueue") == 2
+    # Only the first recipient was tried (with brief in-place retries when throttled).
+    assert ses_faults.calls == (1 + THROTTLE_RETRIES if code in THROTTLED else 1)
+    assert all(ledger_status(stack, r["email"]) is None for r in readers)  # claims released
+    ses_faults.rule = lambda n, address: None
+    stack.poll("SendFunction")
+    assert_each_once(r["email"] for r in readers)
+
+
+def test_permanent_rejection_is_recorded_and_the_rest_is_sent(stack, ses_faults):
+    readers = published(stack, 6)
+    bad = readers[2]["email"]
+    ses_faults.rule = lambda n, address: client_error("MessageRejected") if address == bad else None
+    event = send_event(stack, readers)
+    assert stack.invoke("SendFunction", event) == {"batchItemFailures": []}  # not retried
+    assert ledger_status(stack, bad) == "rejected"
+    stack.invoke("SendFunction", event)
+    assert ses_faults.raised == ["ClientError"]  # the rejected address was not tried again
+    assert_each_once(r["email"] for r in readers if r["email"] != bad)
+    assert issue_record(stack, "2015-07")["rejected"] == 1
+
+
+def test_unknown_outcome_is_never_resent(stack, ses_faults):
+    from botocore.exceptions import ReadTimeoutError
+
+    readers = published(stack, 3)
+    ses_faults.rule = lambda n, address: ReadTimeoutError(endpoint_url="https://email") if n == 1 else None
+    event = send_event(stack, readers)
+    stack.invoke("SendFunction", event)
+    stack.invoke("SendFunction", event)
+    assert ledger_status(stack, readers[0]["email"]) == "uncertain"
+    assert sorted(mailed()) == sorted(r["email"] for r in readers[1:])
+    assert issue_record(stack, "2015-07")["uncertain"] == 1
+
+
+def test_unsubscribed_or_suppressed_after_fanout_is_not_sent(stack):
+    from newsletter.store import subscribers, suppressions
+
+    readers = published(stack, 5)
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    subscribers.set_status(ddb, stack.ref("SubscribersTable"), "infomail", readers[0]["email"], "unsubscribed", "now")
+    suppressions.suppress(ddb, stack.ref("SuppressionsTable"), readers[1]["email"], "bounce", "now")
+    stack.invoke("SendFunction", send_event(stack, readers))
+    assert sorted(mailed()) == sorted(r["email"] for r in readers[2:])
+    assert ledger_status(stack, readers[0]["email"]) == "skipped"
+    assert issue_record(stack, "2015-07")["skipped"] == 2
+
+
+def test_paused_issue_waits_and_cancelled_issue_sends_nothing(stack):
+    from newsletter.store.issues import update_issue
+
+    readers = published(stack, 3)
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    update_issue(ddb, stack.ref("IssuesTable"), "2015-07", status="paused")
+    assert stack.invoke("SendFunction", send_event(stack, readers)) == {"batchItemFailures": []}
+    assert mailed() == [] and queue_depth(stack, "SendQueue") == 1  # parked on the queue, delayed
+    update_issue(ddb, stack.ref("IssuesTable"), "2015-07", status="cancelled")
+    import newsletter.handlers.send as send_handler
+
+    send_handler._issue_state.clear()  # a new container, or 10 seconds later
+    stack.poll("SendFunction")
+    assert mailed() == [] and queue_depth(stack, "SendQueue") == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "[]",
+        json.dumps({"issue_id": "2015-07", "list_id": "infomail", "recipients": []}),
+        json.dumps({"issue_id": "2015-07", "list_id": "infomail", "recipients": [{"name": "no address"}]}),
+        json.dumps({"issue_id": "2015-07", "list_id": "infomail", "recipients": [{"email": "no-at-sign"}]}),
+    ],
+)
+def test_malformed_batches_are_dropped_with_an_error_and_send_nothing(stack, body, capsys):
+    published(stack, 1)
+    event = stack.sqs_event("SendQueue", [{"MessageId": "bad", "ReceiptHandle": "rh", "Body": body}])
+    assert stack.invoke("SendFunction", event) == {"batchItemFailures": []}
+    assert "malformed send batch dropped" in capsys.readouterr().out
+    assert mailed() == []
+
+
+def test_messages_carry_configuration_set_tags_and_a_verifiable_token(stack, ses_faults):
+    import email
+    import email.policy
+
+    from devstack.stack import sent_messages
+    from newsletter import tokens
+
+    seen = []
+    ses_faults.rule = lambda n, address: None
+    readers = published(stack, 1)
+    real_wrap = ses_faults.wrap
+
+    def spy_wrap(real):
+        inner = real_wrap(real)
+
+        class Spy:
+            def __getattr__(self, name):
+                return getattr(inner, name)
+
+            def send_email(self, **kwargs):
+                seen.append(kwargs)
+                return inner.send_email(**kwargs)
+
+        return Spy()
+
+    ses_faults.wrap = spy_wrap
+    stack.invoke("SendFunction", send_event(stack, readers))
+    (call,) = seen
+    assert call["ConfigurationSetName"] == stack.resolver.resolve({"Ref": "ConfigurationSetName"})
+    assert {t["Name"]: t["Value"] for t in call["EmailTags"]} == {"issue": "2015-07", "list": "infomail"}
+    msg = email.message_from_string(sent_messages()[0].raw_data, policy=email.policy.default)
+    token = msg["List-Unsubscribe"].split("token=", 1)[1].split(">", 1)[0]
+    assert tokens.verify(SECRET.encode(), token) == ("infomail", readers[0]["email"])
+
+
+def test_logs_never_carry_an_address(stack, ses_faults, capsys):
+    readers = published(stack, 5)
+    ses_faults.rule = lambda n, address: client_error("MessageRejected") if n == 2 else None
+    deliver(stack)
+    out = capsys.readouterr().out
+    assert "SES rejected a recipient" in out
+    assert not [r["email"] for r in readers if r["email"] in out]
