@@ -72,7 +72,7 @@ def write_outbox(out: Path) -> int:
     return len(messages)
 
 
-def run(out: Path, issue_path: Path, subscribers_path: Path, quiet: bool = True) -> dict:
+def run(out: Path, issue_path: Path, subscribers_path: Path, quiet: bool = True, token_secret: str | None = None) -> dict:
     from moto import mock_aws
 
     import boto3
@@ -85,7 +85,7 @@ def run(out: Path, issue_path: Path, subscribers_path: Path, quiet: bool = True)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "lambda-logs.jsonl"
     with mock_aws():
-        stack = LocalStack.create()
+        stack = LocalStack.create(token_secret=token_secret)
         issue = __import__("json").loads(issue_path.read_text(encoding="utf-8"))
         list_id = issue["list"]
         create_list(stack, list_id, "ICMPD Infomail")

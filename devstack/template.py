@@ -61,7 +61,7 @@ class Resolver:
             {
                 "AWS::Region": REGION,
                 "AWS::AccountId": ACCOUNT,
-                "AWS::StackName": parameters.get("AWS::StackName", "newsletter-local"),
+                "AWS::StackName": parameters.get("AWS::StackName", "newsletter"),
                 "AWS::Partition": "aws",
                 "AWS::URLSuffix": "amazonaws.com",
                 "AWS::NoValue": None,

@@ -1,0 +1,45 @@
+# The two commands a new machine needs: `make demo` and `make test`. Both create .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SAM_VENV := .venv-sam
+
+.PHONY: demo test lint build-check schema clean help
+
+help:
+	@echo "make demo         run the whole pipeline locally (moto stands in for AWS); output in out/"
+	@echo "make test         run the test suite"
+	@echo "make lint         cfn-lint and sam validate --lint on template.yaml"
+	@echo "make build-check  sam build, then import each handler with only boto3 beside it"
+	@echo "make schema       regenerate schema/issue.schema.json from the issue model"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+# aws-sam-cli pins its own boto3, so it lives in a virtual environment of its own.
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet aws-sam-cli
+	@touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m devstack.demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed $(SAM_VENV)/.installed
+	bash scripts/lint-template.sh
+
+build-check: $(SAM_VENV)/.installed
+	bash scripts/check-build.sh
+
+schema: $(VENV)/.installed
+	$(PY) scripts/make_schema.py
+
+clean:
+	rm -rf out .aws-sam .pytest_cache

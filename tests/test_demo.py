@@ -1,0 +1,77 @@
+"""`make demo` end to end: what SES accepted, checked the way a reader's mail client sees it."""
+
+import collections
+import csv
+import email
+import email.policy
+import re
+
+import pytest
+from conftest import ROOT
+from test_render import html_words, seed_fragments
+
+from newsletter import tokens
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from devstack import demo
+
+    out = tmp_path_factory.mktemp("demo")
+    summary = demo.run(out, ROOT / "examples" / "issues" / "2015-07.json", ROOT / "examples" / "subscribers.csv", token_secret="demo-secret")
+    messages = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in sorted((out / "outbox").glob("*.eml"))]
+    return summary, messages, out
+
+
+def subscribers():
+    with (ROOT / "examples" / "subscribers.csv").open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_every_active_subscriber_gets_one_message_and_nobody_else(demo):
+    summary, messages, _ = demo
+    active = {r["email"] for r in subscribers() if r["status"] == "active"}
+    to = collections.Counter(m["To"].addresses[0].addr_spec for m in messages)
+    assert set(to) == active
+    assert max(to.values()) == 1
+    assert summary["sent"] == len(active) == summary["outbox"] and summary["failed"] == 0
+    assert "bounce@simulator.amazonses.com" in to  # the simulator addresses are on the list
+
+
+def test_every_message_is_multipart_alternative_with_unsubscribe_headers(demo):
+    _, messages, _ = demo
+    for m in messages:
+        assert m.get_content_type() == "multipart/alternative"
+        assert [p.get_content_type() for p in m.iter_parts()] == ["text/plain", "text/html"]
+        assert m["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        links = re.findall(r"<([^>]+)>", m["List-Unsubscribe"])
+        assert [l.split(":", 1)[0] for l in links] == ["https", "mailto"]
+        assert m["List-Id"] and m["Message-ID"] and m["Date"] and m["Subject"] == "July 2015 Monthly Update"
+    assert len({m["Message-ID"] for m in messages}) == len(messages)
+
+
+def test_unsubscribe_links_name_their_recipient(demo):
+    _, messages, _ = demo
+    for m in messages[:50]:
+        token = re.search(r"token=([^>&]+)", m["List-Unsubscribe"]).group(1)
+        assert tokens.verify(b"demo-secret", token) == ("infomail", m["To"].addresses[0].addr_spec)
+        html = m.get_body(("html",)).get_content()
+        assert "token=" + token in html  # the footer link is the same signed link
+        assert m["To"].addresses[0].addr_spec in html  # "sent to <address>"
+
+
+def test_html_holds_every_heading_and_paragraph_of_the_seed(demo):
+    _, messages, out = demo
+    html = html_words(messages[0].get_body(("html",)).get_content())
+    missing = [f for f in seed_fragments() if f not in html]
+    assert missing == []
+    web = html_words((out / "web" / "2015-07.html").read_text(encoding="utf-8"))
+    assert [f for f in seed_fragments() if f not in web] == []
+    assert "In the spotlight: Towards a new European Neighbourhood Policy on Migration" in html
+
+
+def test_functions_logged_no_address(demo):
+    _, messages, out = demo
+    logs = (out / "lambda-logs.jsonl").read_text(encoding="utf-8")
+    assert "issue published" in logs
+    assert [a for a in (m["To"].addresses[0].addr_spec for m in messages) if a in logs] == []
