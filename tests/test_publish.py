@@ -1,6 +1,7 @@
 """Publishing: an upload becomes one rendered issue and one fan-out, whatever AWS repeats."""
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import (
@@ -138,3 +139,45 @@ def test_url_encoded_keys_are_decoded(stack):
     assert result["outcomes"][0] == {
         "key": "issues/July 2015 (final).json", "status": "published", "issue_id": "2015-07", "detail": ""
     }
+
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = json.loads((ROOT / "tests" / "fixtures" / "bad_issues" / "cases.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["file"] for c in CASES])
+def test_each_malformed_document_gets_a_clear_report_and_sends_nothing(stack, case):
+    add_subscribers(stack, people(3))
+    raw = (ROOT / "tests" / "fixtures" / "bad_issues" / case["file"]).read_bytes()
+    key = f"issues/{case['file']}"
+    result = stack.invoke("PublishFunction", upload(stack, raw, key=key))
+    assert result["outcomes"][0]["status"] == "invalid"
+    report = s3_text(stack, key + ".error.txt")
+    for expected in case["expect"]:
+        assert expected in report, f"{case['why']}: {expected!r} not in report"
+    assert queue_depth(stack, "FanoutQueue") == 0
+    deliver(stack)
+    assert mailed() == []
+
+
+@pytest.mark.parametrize("handler", ["send", "fanout"])
+def test_senders_do_not_load_the_renderer(handler):
+    """Cold starts of the hot functions pay for neither Jinja2 nor pydantic nor css-inline."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import sys, newsletter.handlers.{handler}; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'jinja2', 'pydantic', 'css_inline', 'markdown_it', 'nh3'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_an_upload_deleted_before_its_event_is_handled_is_ignored(stack):
+    import boto3
+
+    event = upload(stack, issue_doc())
+    boto3.client("s3", region_name="us-east-1").delete_object(Bucket=stack.bucket, Key="issues/2015-07.json")
+    assert stack.invoke("PublishFunction", event)["outcomes"][0]["status"] == "ignored"
+    assert issue_record(stack, "2015-07") is None

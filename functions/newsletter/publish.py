@@ -56,6 +56,9 @@ def write_report(s3, settings: PublishSettings, key: str, problems: list[str], h
 def publish(key: str, *, settings: PublishSettings, s3, ddb, sqs, logger) -> Outcome:
     """Publish the issue document at `key` once, however often its upload event arrives."""
     raw = bucket.read_capped(s3, settings.bucket_name, key, settings.max_issue_bytes)
+    if raw is None:
+        logger.warning("issue document is gone (deleted after upload); nothing to publish", extra={"key": key})
+        return Outcome("ignored")
     digest = hashlib.sha256(raw).hexdigest()
     try:
         issue = parse_document(raw, max_bytes=settings.max_issue_bytes)

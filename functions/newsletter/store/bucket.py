@@ -7,14 +7,20 @@ import json
 from botocore.exceptions import ClientError
 
 
-def read_capped(s3, bucket: str, key: str, max_bytes: int) -> bytes:
-    """Read an object, but never more than max_bytes + 1 (enough to tell it is too big)."""
+def read_capped(s3, bucket: str, key: str, max_bytes: int) -> bytes | None:
+    """Read an object, but never more than max_bytes + 1 (enough to tell it is too big).
+
+    None if there is no such object (deleted since its upload event).
+    """
     try:
         return s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{max_bytes}")["Body"].read()
     except ClientError as exc:
         # An empty object has no byte 0: S3 answers 416 to any range.
-        if exc.response["Error"]["Code"] == "InvalidRange":
+        code = exc.response["Error"]["Code"]
+        if code == "InvalidRange":
             return b""
+        if code in ("NoSuchKey", "404"):
+            return None
         raise
 
 
