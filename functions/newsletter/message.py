@@ -13,6 +13,8 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from urllib.parse import quote
+import html
+import time
 
 from .personalize import Splice
 
@@ -107,3 +109,115 @@ def build(prepared: PreparedIssue, *, address: str, name: str, token: str, base_
     msg.set_content(prepared.text.fill(values, escape=False), subtype="plain", cte="quoted-printable")
     msg.add_alternative(prepared.html.fill(values, escape=True), subtype="html", cte="quoted-printable")
     return msg.as_bytes(policy=_HEADER_POLICY)
+
+
+# --- The fast path: encode once per issue, splice per recipient ----------------------------------
+#
+# `build` above runs the whole stdlib machinery per recipient (about 2 ms for an issue of this
+# size). `MessageTemplate` runs it once per issue, for everything that is the same for every
+# recipient, and keeps the quoted-printable bodies cut at the recipient markers. Per recipient it
+# encodes only the values and joins bytes. Every piece of a body, fixed or spliced, is encoded on
+# its own and ends with a soft line break ("=\r\n"), so lines never exceed 76 characters and a
+# value can never be split or merged with its neighbours by the transfer encoding; decoding
+# removes the soft breaks and gives back exactly the filled text.
+
+import binascii  # noqa: E402
+import os  # noqa: E402
+from email.utils import formataddr  # noqa: E402
+
+_CRLF = b"\r\n"
+_SOFT_BREAK = b"=\r\n"
+
+
+def _qp(text: str) -> bytes:
+    encoded = binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
+    return encoded.replace(b"\r\n", b"\n").replace(b"\n", _CRLF)
+
+
+def _qp_piece(text: str) -> bytes:
+    return _qp(text) + _SOFT_BREAK if text else b""
+
+
+class _Body:
+    __slots__ = ("fixed", "fields", "escape")
+
+    def __init__(self, splice: Splice, escape: bool):
+        parts = list(splice.parts)
+        if not parts[-1].endswith("\n"):
+            parts[-1] += "\n"  # as the stdlib's set_content does
+        self.fixed = [_qp_piece(part) for part in parts]
+        self.fields = splice.fields
+        self.escape = escape
+
+    def fill(self, values: dict[str, str], out: list[bytes]) -> None:
+        fixed = self.fixed
+        out.append(fixed[0])
+        for i, field in enumerate(self.fields):
+            value = values[field]
+            if self.escape:
+                value = html.escape(value)
+            out.append(_qp_piece(value))
+            out.append(fixed[i + 1])
+
+
+class MessageTemplate:
+    """One issue's message, ready to be personalised for each recipient in a few microseconds."""
+
+    def __init__(self, prepared: PreparedIssue, *, base_url: str, mailbox: str):
+        self.prepared = prepared
+        self.base_url, self.mailbox = base_url, mailbox
+        self._join = "&" if "?" in base_url else "?"
+        # '=' never appears unencoded in a quoted-printable body, so no body line can look
+        # like this boundary.
+        self.boundary = f"=_nl_{os.urandom(12).hex()}"
+        head = EmailMessage(policy=_HEADER_POLICY)
+        head["From"] = Address(display_name=prepared.from_name, addr_spec=prepared.from_address)
+        if prepared.reply_to:
+            head["Reply-To"] = prepared.reply_to
+        head["Subject"] = prepared.subject
+        head["List-Id"] = f"{prepared.list_name} <{prepared.list_id}.{prepared.domain}>"
+        head["List-Archive"] = f"<{prepared.web_url}>"
+        head["Feedback-ID"] = f"{prepared.issue_id}:{prepared.list_id}:newsletter"
+        self.head = head.as_bytes(policy=_HEADER_POLICY).split(b"\r\n\r\n", 1)[0] + _CRLF
+        self.tail_headers = (
+            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+            b"MIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/alternative; boundary="' + self.boundary.encode() + b'"\r\n\r\n'
+        )
+        part = b"Content-Type: text/%s; charset=\"utf-8\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        b = self.boundary.encode()
+        self.text_open = b"--" + b + _CRLF + part % b"plain"
+        self.html_open = _CRLF + b"--" + b + _CRLF + part % b"html"
+        self.close = _CRLF + b"--" + b + b"--" + _CRLF
+        self.text = _Body(prepared.text, escape=False)
+        self.html = _Body(prepared.html, escape=True)
+        self.msgid_tail = f".{prepared.issue_id}@{prepared.domain}>".encode()
+        self._date_at, self._date = 0, b""
+
+    def _date_header(self) -> bytes:
+        now = int(time.time())
+        if now != self._date_at:  # formatted once a second, not once a message
+            self._date_at, self._date = now, formatdate(now, usegmt=True).encode()
+        return self._date
+
+    def render(self, *, address: str, name: str, token: str) -> bytes:
+        """The raw message for one recipient (the same message `build` makes)."""
+        wire = ascii_address(address)  # the body shows the address as the reader knows it
+        https = f"{self.base_url}{self._join}token={token}"
+        mailto = f"mailto:{self.mailbox}?subject=unsubscribe%20{token}"
+        to = formataddr((name, wire), charset="utf-8") if name else wire
+        values = {"name": name or "", "email": address, "unsubscribe_url": https}
+        out = [
+            self.head,
+            b"To: ", to.encode("ascii"), _CRLF,
+            b"Date: ", self._date_header(), _CRLF,
+            b"Message-ID: <", os.urandom(10).hex().encode(), self.msgid_tail, _CRLF,
+            b"List-Unsubscribe: <", https.encode("ascii"), b">, <", mailto.encode("ascii"), b">", _CRLF,
+            self.tail_headers,
+            self.text_open,
+        ]
+        self.text.fill(values, out)
+        out.append(self.html_open)
+        self.html.fill(values, out)
+        out.append(self.close)
+        return b"".join(out)

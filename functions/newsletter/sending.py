@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutE
 
 from . import message, tokens
 from .config import SendSettings
-from .message import PreparedIssue
+from .message import MessageTemplate
 from .privacy import address_hash, normalise_address
 from .store import ledger, subscribers
 
@@ -119,7 +119,7 @@ class Deps:
     sleep: Callable[[float], None] = time.sleep
 
 
-def send_batch(batch: Batch, prepared: PreparedIssue, deps: Deps, counts: Counts, logger) -> None:
+def send_batch(batch: Batch, template: MessageTemplate, deps: Deps, counts: Counts, logger) -> None:
     """Send a batch; counts are updated as it goes, so they are right even if it stops early."""
     s = deps.settings
     records, suppressed = subscribers.states(
@@ -140,13 +140,10 @@ def send_batch(batch: Batch, prepared: PreparedIssue, deps: Deps, counts: Counts
             continue
 
         try:
-            raw = message.build(
-                prepared,
+            raw = template.render(
                 address=address,
                 name=record.get("name") or queued_name,
                 token=tokens.sign(deps.secret, batch.list_id, address),
-                base_url=s.unsubscribe_base_url,
-                mailbox=s.unsubscribe_mailto,
             )
         except message.InvalidAddress as exc:
             ledger.settle(deps.ddb, s.sends_table, batch.issue_id, address, "rejected", now, error=f"address: {exc}")

@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from .. import aws
 from ..config import send_settings
-from ..message import PreparedIssue
+from ..message import MessageTemplate, PreparedIssue
 from ..observe import issue_metrics, logger
 from .. import sending
 from ..sending import BadBatch, Batch, Counts, Deps, RetryLater, send_batch
@@ -19,7 +19,7 @@ from ..store import bucket, issues
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 ISSUE_TTL = 10.0  # seconds an issue's status is trusted (pause and cancel take effect this fast)
 
-_prepared: dict[str, PreparedIssue] = {}
+_prepared: dict[str, MessageTemplate] = {}
 _issue_state: dict[str, tuple[float, dict | None]] = {}
 
 
@@ -29,12 +29,16 @@ class _Invocation:
     totals: dict[str, Counts] = {}
 
 
-def prepared_issue(issue_id: str) -> PreparedIssue:
+def message_template(issue_id: str) -> MessageTemplate:
+    """The issue's message, encoded once per container (fetched from the bucket on first use)."""
     if issue_id not in _prepared:
         if len(_prepared) >= 8:
             _prepared.clear()
-        data = bucket.get_json(aws.client("s3"), send_settings().bucket_name, f"rendered/{issue_id}/message.json")
-        _prepared[issue_id] = PreparedIssue.from_json(data)
+        settings = send_settings()
+        data = bucket.get_json(aws.client("s3"), settings.bucket_name, f"rendered/{issue_id}/message.json")
+        _prepared[issue_id] = MessageTemplate(
+            PreparedIssue.from_json(data), base_url=settings.unsubscribe_base_url, mailbox=settings.unsubscribe_mailto
+        )
     return _prepared[issue_id]
 
 
@@ -94,7 +98,7 @@ def record_handler(record: SQSRecord) -> dict:
     counts = _Invocation.totals.setdefault(batch.issue_id, Counts())
     before = counts.for_issue()
     try:
-        send_batch(batch, prepared_issue(batch.issue_id), deps, counts, logger)
+        send_batch(batch, message_template(batch.issue_id), deps, counts, logger)
     except RetryLater as exc:
         _Invocation.stop_reason = exc.reason
         requeue(batch, exc)
