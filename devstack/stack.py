@@ -299,16 +299,18 @@ class LocalStack:
 
 @contextmanager
 def compressed_waits():
-    """Locally, waits that only pace a real AWS account (throttle backoff, requeue delays) are
-    cut to nothing, so that a run with injected throttling takes seconds, not minutes."""
+    """Locally, waits that only pace a real AWS account (the SES rate, throttle backoff, requeue
+    delays) are cut to nothing, so that a run with injected throttling takes seconds, not minutes."""
     from newsletter import sending
+    from newsletter.handlers import send
 
-    saved = sending.THROTTLE_BACKOFF_S, sending.requeue_delay
-    sending.THROTTLE_BACKOFF_S, sending.requeue_delay = 0.0, lambda attempt: 0
+    saved = sending.THROTTLE_BACKOFF_S, sending.requeue_delay, send.pacer
+    # moto has no account quota (no GetAccount), and its SES has no rate to keep to.
+    sending.THROTTLE_BACKOFF_S, sending.requeue_delay, send.pacer = 0.0, lambda attempt: 0, lambda ses, settings: None
     try:
         yield
     finally:
-        sending.THROTTLE_BACKOFF_S, sending.requeue_delay = saved
+        sending.THROTTLE_BACKOFF_S, sending.requeue_delay, send.pacer = saved
 
 
 def sent_messages() -> list:

@@ -22,7 +22,7 @@ def _read(cls):
         name = f.name.upper()
         if name in env and env[name] != "":
             raw = env[name]
-            values[f.name] = int(raw) if f.type in ("int", int) else raw
+            values[f.name] = int(raw) if f.type in ("int", int) else float(raw) if f.type in ("float", float) else raw
         elif f.default is not MISSING:
             continue
         else:
@@ -68,6 +68,24 @@ class SendSettings:
     unsubscribe_base_url: str
     unsubscribe_mailto: str
     token_secret_parameter: str
+    # The send queue's MaximumConcurrency: each instance paces itself to this share of the SES rate.
+    send_concurrency: int = 2
+
+
+@dataclass(frozen=True)
+class FeedbackSettings:
+    issues_table: str
+    subscribers_table: str
+    suppressions_table: str
+    sends_table: str  # its by_message_id index ties a notification without tags to its issue
+    feedback_table: str
+    # Transient/Undetermined bounces: suppress an address after this many within this many days.
+    soft_bounce_limit: int = 3
+    soft_bounce_days: int = 30
+    # Pause an issue (from "sending") once its rates pass these, after at least PAUSE_MIN_SENT sends.
+    pause_bounce_rate: float = 0.04
+    pause_complaint_rate: float = 0.0008
+    pause_min_sent: int = 500
 
 
 @cache
@@ -83,6 +101,11 @@ def fanout_settings() -> FanoutSettings:
 @cache
 def send_settings() -> SendSettings:
     return _read(SendSettings)
+
+
+@cache
+def feedback_settings() -> FeedbackSettings:
+    return _read(FeedbackSettings)
 
 
 def env_names(cls) -> set[str]:

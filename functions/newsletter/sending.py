@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -19,6 +21,7 @@ from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutE
 from . import message, tokens
 from .config import SendSettings
 from .message import MessageTemplate
+from .pacing import RateLimiter
 from .privacy import address_hash, normalise_address
 from .store import ledger, subscribers
 
@@ -26,8 +29,8 @@ THROTTLED = frozenset({"TooManyRequestsException", "ThrottlingException", "Throt
 PAUSED = frozenset({"SendingPausedException", "AccountSuspendedException"})
 # Refusals of this one message or address: retrying cannot help.
 REJECTED = frozenset({"MessageRejected", "BadRequestException", "InvalidParameterValue"})
-SAFETY_MS = 20_000
-THROTTLE_BACKOFF_S = 0.2  # leave time for one slow SES call and the ledger write after it
+SAFETY_MS = 20_000  # leave time for one slow SES call and the ledger write after it
+THROTTLE_BACKOFF_S = 0.2
 MAX_RECIPIENTS = 100
 
 
@@ -117,80 +120,123 @@ class Deps:
     time_left_ms: Callable[[], int] = lambda: 900_000
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    limiter: RateLimiter | None = None  # paces SES calls to this instance's share of the rate
+    workers: int = 1  # SES calls in flight at once
 
 
 def send_batch(batch: Batch, template: MessageTemplate, deps: Deps, counts: Counts, logger) -> None:
-    """Send a batch; counts are updated as it goes, so they are right even if it stops early."""
+    """Send a batch; counts are updated as it goes, so they are right even if it stops early.
+
+    Recipients who are no longer active are settled first; the others are sent by up to
+    `deps.workers` threads, each SES call paced by `deps.limiter`. If a send must wait (throttled,
+    paused, out of time), no new recipient is started, the calls in flight finish, and RetryLater
+    names everyone not yet handled.
+    """
     s = deps.settings
     records, suppressed = subscribers.states(
         deps.ddb, s.subscribers_table, s.suppressions_table, batch.list_id, [a for a, _ in batch.recipients]
     )
-    for index, (address, queued_name) in enumerate(batch.recipients):
-        if deps.time_left_ms() < SAFETY_MS:
-            raise RetryLater("out of time", batch.recipients[index:])
+    to_send = []
+    for address, queued_name in batch.recipients:
         record = records.get(address)
-        now = int(deps.clock())
         if record is None or record.get("status") != subscribers.ACTIVE or address in suppressed:
             reason = "suppressed" if address in suppressed else (record or {}).get("status", "not subscribed")
-            if ledger.claim(deps.ddb, s.sends_table, batch.issue_id, address, status="skipped", now=now, reason=reason):
+            if ledger.claim(deps.ddb, s.sends_table, batch.issue_id, address, status="skipped", now=int(deps.clock()), reason=reason):
                 counts.skipped += 1
-            continue
-        if not ledger.claim(deps.ddb, s.sends_table, batch.issue_id, address, status="sending", now=now):
-            counts.duplicate += 1
-            continue
+        else:
+            to_send.append((address, record.get("name") or queued_name))
 
+    stop: list[RetryLater] = []
+    done: set[int] = set()
+    lock = threading.Lock()
+
+    def work(index: int) -> None:
+        if stop:
+            return
+        if deps.time_left_ms() < SAFETY_MS:
+            with lock:
+                stop.append(RetryLater("out of time"))
+            return
+        address, name = to_send[index]
         try:
-            raw = template.render(
-                address=address,
-                name=record.get("name") or queued_name,
-                token=tokens.sign(deps.secret, batch.list_id, address),
-            )
-        except message.InvalidAddress as exc:
-            ledger.settle(deps.ddb, s.sends_table, batch.issue_id, address, "rejected", now, error=f"address: {exc}")
+            _send_one(batch, template, deps, counts, lock, address, name, logger)
+        except RetryLater as exc:
+            with lock:
+                stop.append(exc)
+            return
+        with lock:
+            done.add(index)
+
+    if deps.workers <= 1 or len(to_send) <= 1:
+        for index in range(len(to_send)):
+            work(index)
+            if stop:
+                break
+    else:
+        with ThreadPoolExecutor(max_workers=min(deps.workers, len(to_send))) as pool:
+            for future in [pool.submit(work, i) for i in range(len(to_send))]:
+                future.result()  # re-raises anything that is not a RetryLater
+    if stop:
+        first = stop[0]
+        raise RetryLater(first.reason, tuple(r for i, r in enumerate(to_send) if i not in done)) from first
+
+
+def _send_one(batch: Batch, template: MessageTemplate, deps: Deps, counts: Counts, lock, address: str, name: str, logger) -> None:
+    s = deps.settings
+    if not ledger.claim(deps.ddb, s.sends_table, batch.issue_id, address, status="sending", now=int(deps.clock())):
+        with lock:
+            counts.duplicate += 1
+        return
+    try:
+        raw = template.render(address=address, name=name, token=tokens.sign(deps.secret, batch.list_id, address))
+    except message.InvalidAddress as exc:
+        ledger.settle(deps.ddb, s.sends_table, batch.issue_id, address, "rejected", int(deps.clock()), error=f"address: {exc}")
+        with lock:
             counts.rejected += 1
-            continue
-        except Exception:
-            ledger.release(deps.ddb, s.sends_table, batch.issue_id, address)
-            raise
-        try:
-            response = _send(deps, counts, raw, address, batch)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in REJECTED:
-                ledger.settle(deps.ddb, s.sends_table, batch.issue_id, address, "rejected", int(deps.clock()), error=code)
+        return
+    except Exception:
+        ledger.release(deps.ddb, s.sends_table, batch.issue_id, address)
+        raise
+    try:
+        response = _send(deps, counts, lock, raw, address, batch)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in REJECTED:
+            ledger.settle(deps.ddb, s.sends_table, batch.issue_id, address, "rejected", int(deps.clock()), error=code)
+            with lock:
                 counts.rejected += 1
-                logger.warning("SES rejected a recipient", extra={"recipient": address_hash(address), "code": code})
-                continue
-            ledger.release(deps.ddb, s.sends_table, batch.issue_id, address)
-            if code in THROTTLED:
-                raise RetryLater(f"throttled ({code})", batch.recipients[index:]) from exc
-            if code in PAUSED:
-                raise RetryLater(f"sending paused ({code})", batch.recipients[index:]) from exc
-            raise
-        except (ReadTimeoutError, ConnectionClosedError) as exc:
-            # SES may have accepted the message: resending could mail twice, so record and move on.
-            ledger.settle(
-                deps.ddb, s.sends_table, batch.issue_id, address, "uncertain", int(deps.clock()), error=type(exc).__name__
-            )
+            logger.warning("SES rejected a recipient", extra={"recipient": address_hash(address), "code": code})
+            return
+        ledger.release(deps.ddb, s.sends_table, batch.issue_id, address)
+        if code in THROTTLED:
+            raise RetryLater(f"throttled ({code})") from exc
+        if code in PAUSED:
+            raise RetryLater(f"sending paused ({code})") from exc
+        raise
+    except (ReadTimeoutError, ConnectionClosedError) as exc:
+        # SES may have accepted the message: resending could mail twice, so record and move on.
+        ledger.settle(deps.ddb, s.sends_table, batch.issue_id, address, "uncertain", int(deps.clock()), error=type(exc).__name__)
+        with lock:
             counts.uncertain += 1
-            logger.error("SES call outcome unknown; not retried", extra={"recipient": address_hash(address)})
-            continue
-        except Exception:
-            # The request never completed (no response): nothing was sent, the retry sends it.
-            ledger.release(deps.ddb, s.sends_table, batch.issue_id, address)
-            raise
-        ledger.settle(
-            deps.ddb, s.sends_table, batch.issue_id, address, "sent", int(deps.clock()), message_id=response["MessageId"]
-        )
+        logger.error("SES call outcome unknown; not retried", extra={"recipient": address_hash(address)})
+        return
+    except BaseException:
+        # No response came back: nothing was sent, and the retry sends it.
+        ledger.release(deps.ddb, s.sends_table, batch.issue_id, address)
+        raise
+    ledger.settle(deps.ddb, s.sends_table, batch.issue_id, address, "sent", int(deps.clock()), message_id=response["MessageId"])
+    with lock:
         counts.sent += 1
 
 
 THROTTLE_RETRIES = 3
 
 
-def _send(deps: Deps, counts: Counts, raw: bytes, address: str, batch: Batch) -> dict:
-    """One SES call, retried in place a few times when throttled (brief, jittered backoff)."""
+def _send(deps: Deps, counts: Counts, lock, raw: bytes, address: str, batch: Batch) -> dict:
+    """One SES call, paced, and retried in place a few times when throttled (jittered backoff)."""
     for attempt in range(THROTTLE_RETRIES + 1):
+        if deps.limiter is not None:
+            deps.limiter.acquire()
         try:
             return deps.ses.send_email(
                 Destination={"ToAddresses": [address]},
@@ -201,7 +247,8 @@ def _send(deps: Deps, counts: Counts, raw: bytes, address: str, batch: Batch) ->
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in THROTTLED:
                 raise
-            counts.throttled += 1
+            with lock:
+                counts.throttled += 1
             if attempt == THROTTLE_RETRIES or deps.time_left_ms() < SAFETY_MS + 5_000:
                 raise
             deps.sleep(random.uniform(0.5, 1.0) * THROTTLE_BACKOFF_S * 2**attempt)

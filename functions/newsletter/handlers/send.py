@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from .. import aws
 from ..config import send_settings
 from ..message import MessageTemplate, PreparedIssue
+from ..pacing import Quota, RateLimiter, workers_for
 from ..observe import issue_metrics, logger
 from .. import sending
 from ..sending import BadBatch, Batch, Counts, Deps, RetryLater, send_batch
@@ -20,6 +21,8 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 ISSUE_TTL = 10.0  # seconds an issue's status is trusted (pause and cancel take effect this fast)
 
 _prepared: dict[str, MessageTemplate] = {}
+_quota = Quota()
+_limiter: RateLimiter | None = None
 _issue_state: dict[str, tuple[float, dict | None]] = {}
 
 
@@ -49,6 +52,18 @@ def issue_record(issue_id: str) -> dict | None:
         record = issues.get_issue(aws.client("dynamodb"), send_settings().issues_table, issue_id, consistent=False)
         _issue_state[issue_id] = cached = (now + ISSUE_TTL, record)
     return cached[1]
+
+
+def pacer(ses, settings) -> RateLimiter | None:
+    """This instance's share of the account's SES rate, as a limiter shared by its threads."""
+    global _limiter
+    _quota.refresh(ses, logger)
+    rate = _quota.max_send_rate / max(1, settings.send_concurrency)
+    if _limiter is None:
+        _limiter = RateLimiter(rate)
+    elif _limiter.rate != rate:
+        _limiter.set_rate(rate)
+    return _limiter
 
 
 def requeue(batch: Batch, exc: RetryLater) -> None:
@@ -88,12 +103,19 @@ def record_handler(record: SQSRecord) -> dict:
         return {"requeued": True}
 
     settings = send_settings()
+    ses = aws.client("sesv2")
+    limiter = pacer(ses, settings)
+    if not _quota.sending_enabled:
+        requeue(batch, RetryLater("sending paused for the account"))
+        return {"requeued": True}
     deps = Deps(
         ddb=aws.client("dynamodb"),
-        ses=aws.client("sesv2"),
+        ses=ses,
         settings=settings,
         secret=aws.secret_parameter(settings.token_secret_parameter),
         time_left_ms=_Invocation.context.get_remaining_time_in_millis,
+        limiter=limiter,
+        workers=workers_for(limiter.rate) if limiter else 1,
     )
     counts = _Invocation.totals.setdefault(batch.issue_id, Counts())
     before = counts.for_issue()
