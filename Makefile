@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SAM_VENV := .venv-sam
 
-.PHONY: demo test lint build-check schema clean help
+.PHONY: demo test lint build-check schema bench clean help
 
 help:
 	@echo "make demo         run the whole pipeline locally (moto stands in for AWS); output in out/"
@@ -12,6 +12,7 @@ help:
 	@echo "make lint         cfn-lint and sam validate --lint on template.yaml"
 	@echo "make build-check  sam build, then import each handler with only boto3 beside it"
 	@echo "make schema       regenerate schema/issue.schema.json from the issue model"
+	@echo "make bench        run the benchmarks (a few minutes); bench/results.json and bench/results.md"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +41,9 @@ build-check: $(SAM_VENV)/.installed
 
 schema: $(VENV)/.installed
 	$(PY) scripts/make_schema.py
+
+bench: $(VENV)/.installed
+	$(PY) -m bench.run
 
 clean:
 	rm -rf out .aws-sam .pytest_cache

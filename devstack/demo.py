@@ -2,7 +2,9 @@
 
 Creates the stack's resources from template.yaml, loads the example subscribers, uploads the
 example issue, drives each function with the event AWS would send it, and writes what SES
-accepted to out/outbox/*.eml and the web version to out/web/.
+accepted to out/outbox/*.eml and the web version to out/web/. Then feeds the SES mailbox
+simulator's outcomes back through the feedback function, unsubscribes one reader with a one-click
+POST, prints the issue's statistics, and publishes a second issue that skips them all.
 """
 
 from __future__ import annotations
@@ -60,11 +62,11 @@ def publish_and_deliver(stack: LocalStack, key: str, body: bytes) -> dict:
     return {"publish": result, "fanout": fanout, "send": send}
 
 
-def write_outbox(out: Path) -> int:
-    outbox = out / "outbox"
+def write_outbox(out: Path, folder: str = "outbox", messages: list | None = None) -> int:
+    outbox = out / folder
     shutil.rmtree(outbox, ignore_errors=True)
     outbox.mkdir(parents=True)
-    messages = sent_messages()
+    messages = sent_messages() if messages is None else messages
     for n, m in enumerate(messages, 1):
         to = m.destinations[0] if m.destinations else ""
         digest = hashlib.sha256(to.encode()).hexdigest()[:10]
@@ -72,12 +74,54 @@ def write_outbox(out: Path) -> int:
     return len(messages)
 
 
-def run(out: Path, issue_path: Path, subscribers_path: Path, quiet: bool = True, token_secret: str | None = None) -> dict:
+STATS = ("queued", "sent", "skipped", "rejected", "uncertain", "delivered", "bounced_hard", "bounced_soft",
+         "complained", "unsubscribed", "opened", "clicked")
+
+
+def issue_stats(stack: LocalStack, issue_id: str) -> dict:
+    import boto3
+
+    from newsletter.store.issues import get_issue
+
+    record = get_issue(boto3.client("dynamodb", region_name="us-east-1"), stack.ref("IssuesTable"), issue_id) or {}
+    counts = {k: int(record.get(k, 0)) for k in STATS}
+    done = counts["sent"] + counts["skipped"] + counts["rejected"] + counts["uncertain"]
+    counts["failed"] = counts["rejected"] + counts["uncertain"] + max(0, counts["queued"] - done)
+    counts["status"] = record.get("status", "")
+    return counts
+
+
+def one_click_unsubscribe(stack: LocalStack, eml: Path) -> dict:
+    """What Gmail does when a reader presses "Unsubscribe": POST List-Unsubscribe=One-Click."""
+    import email
+    import email.policy
+
+    msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    https = msg["List-Unsubscribe"].split("<", 1)[1].split(">", 1)[0]
+    event = stack.function_url_event("POST", https.split("?", 1)[1], "List-Unsubscribe=One-Click", base64_body=True)
+    response = stack.invoke("UnsubscribeFunction", event)
+    return {"address": msg["To"].addresses[0].addr_spec, "status": response["statusCode"]}
+
+
+def suppressed(stack: LocalStack, addresses: list[str]) -> list[str]:
+    import boto3
+
+    from newsletter.store.subscribers import suppressed_among
+
+    return sorted(suppressed_among(boto3.client("dynamodb", region_name="us-east-1"), stack.ref("SuppressionsTable"), addresses))
+
+
+def run(out: Path, issue_path: Path, subscribers_path: Path, quiet: bool = True, token_secret: str | None = None,
+        second_issue: Path | None = None) -> dict:
+    """The demo: publish and deliver an issue, feed SES's answers back, unsubscribe one reader,
+    then (if given) publish a second issue that must skip everyone who left or bounced."""
+    import json
+
     from moto import mock_aws
 
     import boto3
 
-    from newsletter.store.issues import get_issue
+    from . import ses_feedback
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -86,23 +130,35 @@ def run(out: Path, issue_path: Path, subscribers_path: Path, quiet: bool = True,
     log_path = out / "lambda-logs.jsonl"
     with mock_aws():
         stack = LocalStack.create(token_secret=token_secret)
-        issue = __import__("json").loads(issue_path.read_text(encoding="utf-8"))
-        list_id = issue["list"]
+        issue = json.loads(issue_path.read_text(encoding="utf-8"))
+        list_id, issue_id = issue["list"], issue["issue_id"]
         create_list(stack, list_id, "ICMPD Infomail")
         recipients = load_subscribers(stack, list_id, subscribers_path)
         with log_path.open("w", encoding="utf-8") as log, contextlib.redirect_stdout(log if quiet else sys.stdout):
             runs = publish_and_deliver(stack, f"issues/{issue_path.name}", issue_path.read_bytes())
-        sent = write_outbox(out)
-        s3 = boto3.client("s3", region_name="us-east-1")
+            sent = write_outbox(out)
+            ses_feedback.deliver(stack, ses_feedback.simulator_outcomes(stack, list_id))
+            ordinary = next(p for p in sorted((out / "outbox").glob("*.eml")) if b"simulator.amazonses.com" not in p.read_bytes()[:2000])
+            unsubscribed = one_click_unsubscribe(stack, ordinary)
+            second = None
+            if second_issue is not None:
+                before = len(sent_messages())
+                publish_and_deliver(stack, f"issues/{second_issue.name}", second_issue.read_bytes())
+                second_id = json.loads(second_issue.read_text(encoding="utf-8"))["issue_id"]
+                new = sent_messages()[before:]
+                second_to = sorted({d for m in new for d in m.destinations[:1]})
+                write_outbox(out, f"outbox-{second_id}", new)
+                second = {"issue_id": second_id, "to": second_to, **issue_stats(stack, second_id)}
         web = out / "web"
         web.mkdir(exist_ok=True)
-        issue_id = issue["issue_id"]
-        body = s3.get_object(Bucket=stack.bucket, Key=f"web/{issue_id}.html")["Body"].read()
+        body = boto3.client("s3", region_name="us-east-1").get_object(Bucket=stack.bucket, Key=f"web/{issue_id}.html")["Body"].read()
         (web / f"{issue_id}.html").write_bytes(body)
-        record = get_issue(boto3.client("dynamodb", region_name="us-east-1"), stack.ref("IssuesTable"), issue_id)
-    counts = {k: int(record.get(k, 0)) for k in ("queued", "sent", "skipped", "rejected", "uncertain")}
-    failed = counts["rejected"] + counts["uncertain"] + max(0, counts["queued"] - counts["sent"] - counts["skipped"] - counts["rejected"] - counts["uncertain"])
-    return {"recipients": recipients, "outbox": sent, "failed": failed, "runs": runs, **counts}
+        stats = issue_stats(stack, issue_id)
+        left = suppressed(stack, sorted(ses_feedback.SIMULATOR))
+    return {
+        "issue_id": issue_id, "recipients": recipients, "outbox": sent, "runs": runs, **stats,
+        "suppressed": left, "unsubscribed_reader": unsubscribed, "second": second,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,15 +166,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--issue", type=Path, default=EXAMPLES / "issues" / "2015-07.json")
     parser.add_argument("--subscribers", type=Path, default=EXAMPLES / "subscribers.csv")
     parser.add_argument("--out", type=Path, default=ROOT / "out")
+    parser.add_argument("--second-issue", type=Path, default=EXAMPLES / "issues" / "2015-08.json",
+                        help="published after the feedback, to show who is skipped")
     parser.add_argument("--verbose", action="store_true", help="print the functions' logs instead of writing them to out/")
     args = parser.parse_args(argv)
-    r = run(args.out, args.issue, args.subscribers, quiet=not args.verbose)
+    r = run(args.out, args.issue, args.subscribers, quiet=not args.verbose, second_issue=args.second_issue)
     print(f"outbox: {args.out / 'outbox'} ({r['outbox']} messages)   web: {args.out / 'web'}   logs: {args.out / 'lambda-logs.jsonl'}")
+    print(f"SES feedback: suppressed {', '.join(r['suppressed']) or 'nobody'}")
+    u = r["unsubscribed_reader"]
+    print(f"one-click unsubscribe: POST answered {u['status']} (reader's address is in the logs only as a hash)")
+    print(f"issue {r['issue_id']} statistics: " + ", ".join(f"{k} {r[k]}" for k in STATS))
+    second = r["second"]
+    if second:
+        gone = [a for a in r["suppressed"] + [u["address"]] if a in second["to"]]
+        print(
+            f"second issue {second['issue_id']}: sent {second['sent']} to {args.out / ('outbox-' + second['issue_id'])}, "
+            f"queued {second['queued']}, skipped {second['skipped']}; suppressed or unsubscribed readers mailed: {len(gone)}"
+        )
     print(
         f"recipients {r['recipients']}, queued {r['queued']}, sent {r['sent']}, "
         f"skipped {r['skipped'] + (r['recipients'] - r['queued'])}, failed {r['failed']}"
     )
-    return 0 if r["failed"] == 0 and r["sent"] == r["outbox"] else 1
+    ok = r["failed"] == 0 and r["sent"] == r["outbox"] and (not second or (second["failed"] == 0 and not gone))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -128,6 +128,16 @@ class LocalStack:
                 "RegionalDomainName": f"{name}.s3.{region}.amazonaws.com",
             }
 
+        # SAM makes an AWS::Lambda::Url named <function>Url for each FunctionUrlConfig.
+        for logical in tpl.resources(template, "AWS::Serverless::Function"):
+            if "FunctionUrlConfig" in template["Resources"][logical]["Properties"]:
+                url_id = f"local{logical.lower()}"[:32]
+                physical[f"{logical}Url"] = {
+                    "Ref": f"arn:aws:lambda:{region}:{tpl.ACCOUNT}:function:local-{logical}",
+                    "FunctionUrl": f"https://{url_id}.lambda-url.{region}.on.aws/",
+                    "FunctionArn": f"arn:aws:lambda:{region}:{tpl.ACCOUNT}:function:local-{logical}",
+                }
+
         for logical, res in template["Resources"].items():
             physical.setdefault(logical, {"Ref": f"local-{logical}", "Arn": f"arn:aws:local:::{logical}"})
 
@@ -197,14 +207,14 @@ class LocalStack:
         keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "TZ", "LANG", "TMPDIR") or k.startswith(("MOTO_", "PYTEST_"))}
         os.environ.clear()
         os.environ.update({**keep, **runtime, **function.environment})
-        for settings in (config.publish_settings, config.fanout_settings, config.send_settings):
+        for settings in (config.publish_settings, config.fanout_settings, config.send_settings, config.unsubscribe_settings, config.feedback_settings):
             settings.cache_clear()
         try:
             yield
         finally:
             os.environ.clear()
             os.environ.update(saved)
-            for settings in (config.publish_settings, config.fanout_settings, config.send_settings):
+            for settings in (config.publish_settings, config.fanout_settings, config.send_settings, config.unsubscribe_settings, config.feedback_settings):
                 settings.cache_clear()
             aws.reset()
 
@@ -242,6 +252,48 @@ class LocalStack:
     def upload_issue(self, key: str, body: bytes) -> dict:
         boto3.client("s3", region_name=tpl.REGION).put_object(Bucket=self.bucket, Key=key, Body=body)
         return self.s3_put_event(key)
+
+    def function_url_event(
+        self,
+        method: str = "GET",
+        query: str | dict | list | None = None,
+        body: str | bytes | None = None,
+        *,
+        base64_body: bool = False,
+        content_type: str | None = "application/x-www-form-urlencoded",
+        path: str = "/",
+    ) -> dict:
+        """A Function URL request (payload 2.0), shaped like events/function-url-unsubscribe-*.json.
+
+        `query` is a raw query string or pairs for urlencode; `base64_body` encodes the body as
+        the Function URL does for binary or form bodies.
+        """
+        import base64
+        from urllib.parse import parse_qsl, urlencode
+
+        event = json.loads((EVENTS / "function-url-unsubscribe-get.json").read_text())
+        raw = query if isinstance(query, str) else urlencode(query or {})
+        pairs = parse_qsl(raw, keep_blank_values=True)
+        event["rawPath"] = path
+        event["rawQueryString"] = raw
+        if pairs:
+            # As Lambda does: repeated names are joined with commas.
+            params: dict[str, str] = {}
+            for k, v in pairs:
+                params[k] = f"{params[k]},{v}" if k in params else v
+            event["queryStringParameters"] = params
+        else:
+            event.pop("queryStringParameters", None)
+        event["requestContext"]["http"].update({"method": method, "path": path})
+        event["requestContext"]["requestId"] = str(uuid.uuid4())
+        if body is not None:
+            data = body.encode("utf-8") if isinstance(body, str) else body
+            event["body"] = base64.b64encode(data).decode("ascii") if base64_body else data.decode("utf-8")
+            event["isBase64Encoded"] = base64_body
+            if content_type:
+                event["headers"]["content-type"] = content_type
+            event["headers"]["content-length"] = str(len(data))
+        return event
 
     def sqs_event(self, queue_logical: str, messages: list[dict]) -> dict:
         arn = self.physical[queue_logical]["Arn"]

@@ -32,6 +32,12 @@ def aws_mock():
     aws.reset()
     send._prepared.clear()  # per-container caches: each test is a fresh deployment
     send._issue_state.clear()
+    from newsletter.handlers import unsubscribe
+
+    unsubscribe._list_names.clear()
+    from newsletter import config
+
+    config.feedback_settings.cache_clear()  # the local stack clears only the settings it knows
     with mock_aws():
         yield
     aws.reset()

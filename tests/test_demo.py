@@ -18,7 +18,8 @@ def demo(tmp_path_factory):
     from devstack import demo
 
     out = tmp_path_factory.mktemp("demo")
-    summary = demo.run(out, ROOT / "examples" / "issues" / "2015-07.json", ROOT / "examples" / "subscribers.csv", token_secret="demo-secret")
+    summary = demo.run(out, ROOT / "examples" / "issues" / "2015-07.json", ROOT / "examples" / "subscribers.csv", token_secret="demo-secret",
+                       second_issue=ROOT / "examples" / "issues" / "2015-08.json")
     messages = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in sorted((out / "outbox").glob("*.eml"))]
     return summary, messages, out
 
@@ -75,3 +76,16 @@ def test_functions_logged_no_address(demo):
     logs = (out / "lambda-logs.jsonl").read_text(encoding="utf-8")
     assert "issue published" in logs
     assert [a for a in (m["To"].addresses[0].addr_spec for m in messages) if a in logs] == []
+
+
+def test_feedback_and_one_click_unsubscribe_keep_the_next_issue_clean(demo):
+    summary, _, out = demo
+    assert summary["suppressed"] == [
+        "bounce@simulator.amazonses.com", "complaint@simulator.amazonses.com", "suppressionlist@simulator.amazonses.com"
+    ]
+    assert (summary["bounced_hard"], summary["complained"], summary["unsubscribed"]) == (2, 1, 1)
+    assert summary["unsubscribed_reader"]["status"] == 200
+    second = summary["second"]
+    gone = set(summary["suppressed"]) | {summary["unsubscribed_reader"]["address"]}
+    assert second["to"] and not gone & set(second["to"])
+    assert second["sent"] == summary["sent"] - len(gone) == len(list((out / "outbox-2015-08").glob("*.eml")))

@@ -68,7 +68,7 @@ def test_spliced_values_survive_any_position_and_length():
     assert max(len(line) for line in body.split(b"\r\n")) <= 76
     msg = parse(raw)
     text_part, html_part = (p.get_content().replace("\r\n", "\n") for p in msg.iter_parts())
-    url = f"{BASE}?token=T"
+    url = f"{BASE}?token=T&issue=2015-07"
     assert text_part == f"{url}\nxa@example.com{long_name}y\n" + "a" * 75 + long_name + "\n=a@example.com\n"
     assert html_part == "<p>" + long_name.replace('"', "&quot;") + "</p>\n"
 

@@ -247,7 +247,9 @@ def test_messages_carry_configuration_set_tags_and_a_verifiable_token(stack, ses
     assert call["ConfigurationSetName"] == stack.resolver.resolve({"Ref": "ConfigurationSetName"})
     assert {t["Name"]: t["Value"] for t in call["EmailTags"]} == {"issue": "2015-07", "list": "infomail"}
     msg = email.message_from_string(sent_messages()[0].raw_data, policy=email.policy.default)
-    token = msg["List-Unsubscribe"].split("token=", 1)[1].split(">", 1)[0]
+    url = msg["List-Unsubscribe"].split("<", 1)[1].split(">", 1)[0]
+    assert url.endswith("&issue=2015-07")  # the unsigned hint for per-issue statistics
+    token = url.split("token=", 1)[1].split("&", 1)[0]
     assert tokens.verify(SECRET.encode(), token) == ("infomail", readers[0]["email"])
 
 

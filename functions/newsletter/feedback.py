@@ -164,6 +164,8 @@ def classify(notification: dict) -> list[Feedback]:
         feedback_id = f"{message_id}#{kind}"
 
     recipients, dropped = _addresses(raw_recipients)
+    if not recipients:
+        raise Malformed(f"no usable recipient address ({dropped} unusable)")
     tags = mail.get("tags") if event_publishing else None
     return [
         Feedback(
@@ -196,7 +198,7 @@ def parse_time(value) -> datetime | None:
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
     if len(text) >= 5 and text[-5] in "+-" and text[-4:].isdigit():
-        text = text[:-2] + ":" + text[-2:]  # "+0000" → "+00:00" (fromisoformat on 3.10 wants the colon)
+        text = text[:-2] + ":" + text[-2:]  # "+0000" → "+00:00"
     try:
         when = datetime.fromisoformat(text)
     except ValueError:

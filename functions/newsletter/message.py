@@ -78,8 +78,10 @@ class PreparedIssue:
         return self.from_address.rsplit("@", 1)[1]
 
 
-def unsubscribe_url(base_url: str, token: str) -> str:
-    return f"{base_url}{'&' if '?' in base_url else '?'}token={token}"
+def unsubscribe_url(base_url: str, token: str, issue_id: str | None = None) -> str:
+    # The issue is an unsigned hint, only for per-issue statistics; the token alone decides.
+    hint = f"&issue={issue_id}" if issue_id else ""
+    return f"{base_url}{'&' if '?' in base_url else '?'}token={token}{hint}"
 
 
 def unsubscribe_mailto(mailbox: str, token: str) -> str:
@@ -88,7 +90,7 @@ def unsubscribe_mailto(mailbox: str, token: str) -> str:
 
 def build(prepared: PreparedIssue, *, address: str, name: str, token: str, base_url: str, mailbox: str) -> bytes:
     """The raw message for one recipient."""
-    https = unsubscribe_url(base_url, token)
+    https = unsubscribe_url(base_url, token, prepared.issue_id)
     values = {"name": name or "", "email": address, "unsubscribe_url": https}
 
     address = ascii_address(address)
@@ -167,6 +169,7 @@ class MessageTemplate:
         self.prepared = prepared
         self.base_url, self.mailbox = base_url, mailbox
         self._join = "&" if "?" in base_url else "?"
+        self._hint = f"&issue={prepared.issue_id}"
         # '=' never appears unencoded in a quoted-printable body, so no body line can look
         # like this boundary.
         self.boundary = f"=_nl_{os.urandom(12).hex()}"
@@ -203,7 +206,7 @@ class MessageTemplate:
     def render(self, *, address: str, name: str, token: str) -> bytes:
         """The raw message for one recipient (the same message `build` makes)."""
         wire = ascii_address(address)  # the body shows the address as the reader knows it
-        https = f"{self.base_url}{self._join}token={token}"
+        https = f"{self.base_url}{self._join}token={token}{self._hint}"
         mailto = f"mailto:{self.mailbox}?subject=unsubscribe%20{token}"
         to = formataddr((name, wire), charset="utf-8") if name else wire
         values = {"name": name or "", "email": address, "unsubscribe_url": https}

@@ -30,3 +30,15 @@ def issue_metrics(issue_id: str, counts: dict[str, int]) -> None:
     for name, value in counts.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     metrics.flush_metrics()
+
+
+def service_metrics(counts: dict[str, int]) -> None:
+    """Emit counts with no issue dimension (only Powertools' `service`): for alarms that must not
+    depend on an issue id, and for events that belong to no issue."""
+    counts = {k: v for k, v in counts.items() if v}
+    if not counts:
+        return
+    metrics = EphemeralMetrics()
+    for name, value in counts.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    metrics.flush_metrics()

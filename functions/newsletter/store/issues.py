@@ -113,3 +113,46 @@ def record_page(ddb, table: str, issue_id: str, shard: int, page: int, queued: i
         ):
             return False
         raise
+
+
+def change_status(ddb, table: str, issue_id: str, to: str, *, allowed_from: tuple[str, ...], **values) -> bool:
+    """Set the issue's status (and values) only if its status is one of allowed_from; else False."""
+    values = {"status": to, **values}
+    names = {f"#{k}": k for k in values}
+    vals = {f":{k}": v for k, v in values.items()}
+    vals.update({f":from{i}": s for i, s in enumerate(allowed_from)})
+    try:
+        ddb.update_item(
+            TableName=table,
+            Key=_key(issue_id),
+            UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in values),
+            ConditionExpression="#status IN (" + ", ".join(f":from{i}" for i in range(len(allowed_from))) + ")",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item(vals),
+        )
+        return True
+    except ClientError as exc:
+        if condition_failed(exc):
+            return False
+        raise
+
+
+def count_for_list(ddb, table: str, issue_id: str, list_id: str, counter: str, n: int = 1) -> bool:
+    """ADD n to one of an issue's counters, only if the issue exists and went to list_id.
+
+    False (nothing written) otherwise: for counts whose issue id comes from an unsigned source.
+    """
+    try:
+        ddb.update_item(
+            TableName=table,
+            Key=_key(issue_id),
+            UpdateExpression="ADD #counter :n",
+            ConditionExpression="list_id = :list",
+            ExpressionAttributeNames={"#counter": counter},
+            ExpressionAttributeValues={":n": {"N": str(n)}, ":list": {"S": list_id}},
+        )
+        return True
+    except ClientError as exc:
+        if condition_failed(exc):
+            return False
+        raise

@@ -12,7 +12,8 @@ from botocore.exceptions import ClientError
 
 from . import condition_failed, to_item
 
-TTL_DAYS = 400
+# Long enough for late feedback (complaints can arrive weeks later) to find its issue.
+TTL_DAYS = 90
 
 
 def _key(issue_id: str, address: str) -> dict:

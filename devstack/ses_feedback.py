@@ -1,0 +1,200 @@
+"""SES feedback, locally: the notifications SES would publish for what moto "sent", shaped as the
+AWS documentation shows them, delivered to FeedbackFunction the way SNS → SQS would.
+
+moto accepts every message and reports nothing back; `simulator_outcomes` plays the part of the
+SES mailbox simulator for the addresses that name it, and of a delivering mailbox for the rest:
+
+    success@simulator.amazonses.com          Delivery
+    bounce@simulator.amazonses.com           Bounce (Permanent, General)
+    suppressionlist@simulator.amazonses.com  Bounce (Permanent, OnAccountSuppressionList)
+    complaint@simulator.amazonses.com        Delivery, then Complaint
+    ooto@simulator.amazonses.com             Delivery (the auto-reply goes to the sender)
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+
+import boto3
+
+from . import template as tpl
+
+TOPIC_ARN = f"arn:aws:sns:{tpl.REGION}:{tpl.ACCOUNT}:newsletter-FeedbackTopic"
+SENDER = "news@news.example.org"
+SIMULATOR = {
+    "success@simulator.amazonses.com": [("Delivery", {})],
+    "bounce@simulator.amazonses.com": [("Bounce", {"bounce_type": "Permanent", "bounce_subtype": "General"})],
+    "suppressionlist@simulator.amazonses.com": [
+        ("Bounce", {"bounce_type": "Permanent", "bounce_subtype": "OnAccountSuppressionList"})
+    ],
+    "complaint@simulator.amazonses.com": [("Delivery", {}), ("Complaint", {})],
+    "ooto@simulator.amazonses.com": [("Delivery", {})],
+}
+
+
+def _iso(when: datetime | None = None) -> str:
+    when = when or datetime.now(timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def notification(
+    kind: str,
+    message_id: str,
+    recipients: list[str],
+    *,
+    issue_id: str | None = None,
+    list_id: str | None = None,
+    event_publishing: bool = True,
+    bounce_type: str = "Permanent",
+    bounce_subtype: str = "General",
+    feedback_id: str | None = None,
+    at: datetime | None = None,
+) -> dict:
+    """The SES JSON of one notification: `eventType` (configuration set, with the issue and list
+    as tags) when event_publishing, else `notificationType` (identity, no tags).
+
+    kind: Bounce, Complaint, Delivery, Send, Reject, Open, Click, DeliveryDelay, Rendering Failure.
+    """
+    when = _iso(at)
+    mail = {
+        "timestamp": when,
+        "source": SENDER,
+        "sourceArn": f"arn:aws:ses:{tpl.REGION}:{tpl.ACCOUNT}:identity/news.example.org",
+        "sendingAccountId": tpl.ACCOUNT,
+        "messageId": message_id,
+        "destination": list(recipients),
+        "headersTruncated": False,
+    }
+    if event_publishing:
+        tags = {"ses:configuration-set": ["newsletter"], "ses:from-domain": ["news.example.org"]}
+        if issue_id:
+            tags["issue"] = [issue_id]
+        if list_id:
+            tags["list"] = [list_id]
+        mail["tags"] = tags
+    feedback_id = feedback_id or f"0100{uuid.uuid4().hex[:12]}-{uuid.uuid4()}-000000"
+    detail: dict
+    if kind == "Bounce":
+        key, detail = "bounce", {
+            "bounceType": bounce_type,
+            "bounceSubType": bounce_subtype,
+            "bouncedRecipients": [
+                {"emailAddress": r, "action": "failed", "status": "5.1.1", "diagnosticCode": "smtp; 550 5.1.1 user unknown"}
+                for r in recipients
+            ],
+            "timestamp": when,
+            "feedbackId": feedback_id,
+            "reportingMTA": "dsn; a8-70.smtp-out.amazonses.com",
+        }
+    elif kind == "Complaint":
+        key, detail = "complaint", {
+            "complainedRecipients": [{"emailAddress": r} for r in recipients],
+            "timestamp": when,
+            "feedbackId": feedback_id,
+            "complaintFeedbackType": "abuse",
+            "arrivalDate": when,
+        }
+    elif kind == "Delivery":
+        key, detail = "delivery", {
+            "timestamp": when,
+            "processingTimeMillis": 546,
+            "recipients": list(recipients),
+            "smtpResponse": "250 ok: Message accepted",
+            "reportingMTA": "a8-70.smtp-out.amazonses.com",
+        }
+    elif kind == "DeliveryDelay":
+        key, detail = "deliveryDelay", {
+            "timestamp": when,
+            "delayType": "TransientCommunicationFailure",
+            "expirationTime": when,
+            "delayedRecipients": [
+                {"emailAddress": r, "status": "4.4.1", "diagnosticCode": "smtp; 421 4.4.1 Unable to connect"}
+                for r in recipients
+            ],
+        }
+    elif kind == "Open":
+        key, detail = "open", {"ipAddress": "192.0.2.1", "timestamp": when, "userAgent": "Mozilla/5.0"}
+    elif kind == "Click":
+        key, detail = "click", {
+            "ipAddress": "192.0.2.1",
+            "link": "https://www.icmpd.org/news",
+            "linkTags": {},
+            "timestamp": when,
+            "userAgent": "Mozilla/5.0",
+        }
+    elif kind == "Send":
+        key, detail = "send", {}
+    elif kind == "Reject":
+        key, detail = "reject", {"reason": "Bad content"}
+    elif kind == "Rendering Failure":
+        key, detail = "failure", {"errorMessage": "Attribute 'name' is not present.", "templateName": "T"}
+    else:
+        raise ValueError(kind)
+    return {("eventType" if event_publishing else "notificationType"): kind, "mail": mail, key: detail}
+
+
+def sns_body(ses: dict | str) -> str:
+    """The SQS message body SNS writes (raw delivery off): the envelope, SES JSON in Message."""
+    return json.dumps(
+        {
+            "Type": "Notification",
+            "MessageId": str(uuid.uuid4()),
+            "TopicArn": TOPIC_ARN,
+            "Message": ses if isinstance(ses, str) else json.dumps(ses),
+            "Timestamp": _iso(),
+            "SignatureVersion": "1",
+            "Signature": "EXAMPLE",
+            "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-EXAMPLE.pem",
+            "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=EXAMPLE",
+        }
+    )
+
+
+def sqs_event(stack, bodies: list[str]) -> dict:
+    """An SQS event of FeedbackQueue holding these bodies (for invoking FeedbackFunction directly)."""
+    return stack.sqs_event(
+        "FeedbackQueue", [{"MessageId": f"fb-{i}", "ReceiptHandle": f"rh-{i}", "Body": b} for i, b in enumerate(bodies)]
+    )
+
+
+def publish(stack, notifications: list[dict | str]) -> None:
+    """Put notifications on FeedbackQueue as the topic's subscription would."""
+    sqs = boto3.client("sqs", region_name=tpl.REGION)
+    for n in notifications:
+        sqs.send_message(QueueUrl=stack.ref("FeedbackQueue"), MessageBody=sns_body(n))
+
+
+def deliver(stack, notifications: list[dict | str]) -> dict:
+    """Publish notifications and run FeedbackFunction until FeedbackQueue is empty."""
+    publish(stack, notifications)
+    return stack.poll("FeedbackFunction")
+
+
+def sent_ledger(stack) -> list[dict]:
+    """Every `sent` item of the send ledger (issue_id, email, message_id)."""
+    from newsletter.store import from_item
+
+    ddb = boto3.client("dynamodb", region_name=tpl.REGION)
+    items, start = [], None
+    while True:
+        kwargs = {"ExclusiveStartKey": start} if start else {}
+        resp = ddb.scan(TableName=stack.ref("SendsTable"), **kwargs)
+        items += [from_item(i) for i in resp.get("Items", [])]
+        start = resp.get("LastEvaluatedKey")
+        if not start:
+            break
+    return [i for i in items if i.get("status") == "sent" and i.get("message_id")]
+
+
+def simulator_outcomes(stack, list_id: str, *, others_delivered: bool = True) -> list[dict]:
+    """The notifications SES would publish for everything the ledger says was sent."""
+    out = []
+    for item in sent_ledger(stack):
+        outcomes = SIMULATOR.get(item["email"]) or ([("Delivery", {})] if others_delivered else [])
+        for kind, extra in outcomes:
+            out.append(
+                notification(kind, item["message_id"], [item["email"]], issue_id=item["issue_id"], list_id=list_id, **extra)
+            )
+    return out

@@ -1,0 +1,175 @@
+"""Acting on SES feedback (classified by `feedback.py`): suppressions, per-issue statistics,
+soft-bounce history, and the automatic pause of an issue that bounces or is complained about.
+
+For each recipient of a notification, in an order that makes a retry after a crash at any point
+safe (every step is repeatable):
+1. a soft bounce is added to the address's history (keyed by the feedback id: written once);
+2. the issue's counter is ADDed once per (feedback id, recipient): a marker written
+   conditionally in the same transaction, so duplicates from SNS or SQS count nothing;
+3. a permanent bounce or a complaint suppresses the address at once, across all lists, and sets
+   its status in the issue's list (`bounced`, `complained`); a soft bounce does so once the
+   address has SOFT_BOUNCE_LIMIT soft bounces within SOFT_BOUNCE_DAYS.
+Then, for a bounce or complaint, the issue's rates are checked and it is paused if they passed
+the limits (`control.pause_reason`).
+
+The issue (and list) come from the message's tags; an identity notification has none, so its SES
+message id is looked up in the send ledger. Feedback for mail this stack did not send (no tags,
+no ledger item) still suppresses, but counts nowhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+from . import control
+from .config import FeedbackSettings
+from .feedback import Feedback, parse_time
+from .privacy import address_hash
+from .store import feedback as feedback_store
+from .store import issues, subscribers, suppressions
+
+# Counters on the issue item, by kind ("send" has none: the send function counts `sent` itself).
+COUNTERS = {
+    "delivery": "delivered",
+    "complaint": "complained",
+    "open": "opened",
+    "click": "clicked",
+    "reject": "ses_rejected",
+    "delivery_delay": "delivery_delayed",
+    "rendering_failure": "rendering_failed",
+}
+SEEN_DAYS = 30  # how long a (feedback, recipient) marker is kept: far beyond any redelivery
+
+
+def counter_for(fb: Feedback) -> str | None:
+    if fb.kind == "bounce":
+        return "bounced_hard" if fb.hard_bounce else "bounced_soft"
+    return COUNTERS.get(fb.kind)
+
+
+def metric_name(counter: str) -> str:
+    """bounced_hard → BouncedHard: the counter's metric."""
+    return "".join(part.capitalize() for part in counter.split("_"))
+
+
+@dataclass
+class Deps:
+    ddb: object
+    settings: FeedbackSettings
+    clock: Callable[[], float] = time.time
+
+
+@dataclass
+class Totals:
+    """What an invocation did, for its metrics."""
+
+    by_issue: dict[str, Counter] = field(default_factory=dict)
+    other: Counter = field(default_factory=Counter)  # no issue dimension
+    paused: list[str] = field(default_factory=list)
+
+    def issue(self, issue_id: str) -> Counter:
+        return self.by_issue.setdefault(issue_id, Counter())
+
+
+def apply(fb: Feedback, deps: Deps, totals: Totals, logger) -> None:
+    """Act on one classified notification (see the module docstring)."""
+    s = deps.settings
+    now = datetime.fromtimestamp(deps.clock(), timezone.utc)
+    now_iso = _iso(now)
+    # When it happened, as SES says (never in the future): the soft-bounce window ends there.
+    when = min(parse_time(fb.occurred_at) or now, now)
+    counter = counter_for(fb)
+    acts = fb.kind in ("bounce", "complaint")
+    if counter is None and not acts:
+        return  # Send: nothing to count or do
+    issue_id, list_id = _attribute(fb, deps)
+    if issue_id is None:
+        totals.other["FeedbackUnattributed"] += 1
+
+    for address in fb.recipients:
+        if fb.soft_bounce:
+            feedback_store.add_soft_bounce(
+                deps.ddb, s.feedback_table, address, at=_iso(when), feedback_id=fb.feedback_id,
+                expires_at=int((when + timedelta(days=s.soft_bounce_days + 1)).timestamp()),
+                bounce_type=fb.bounce_type, bounce_subtype=fb.bounce_subtype, issue_id=issue_id,
+            )
+        if issue_id and counter:
+            counted = feedback_store.count_once(
+                deps.ddb, s.feedback_table, s.issues_table, feedback_id=fb.feedback_id, address=address,
+                issue_id=issue_id, counter=counter, expires_at=int(now.timestamp()) + SEEN_DAYS * 86400,
+            )
+            if counted:
+                totals.issue(issue_id)[metric_name(counter)] += 1
+            elif counted is False:
+                totals.other["FeedbackDuplicate"] += 1
+            else:
+                logger.warning("feedback for an issue that does not exist; not counted", extra={"issue": issue_id[:64]})
+                totals.other["FeedbackUnattributed"] += 1
+                issue_id = None
+        if acts:
+            _suppress_if_due(fb, address, issue_id, list_id, when, now_iso, deps, totals, logger)
+
+    if issue_id and acts:
+        _pause_if_due(issue_id, now_iso, deps, totals, logger)
+
+
+def _suppress_if_due(fb: Feedback, address: str, issue_id, list_id, when, now_iso, deps: Deps, totals: Totals, logger) -> None:
+    s = deps.settings
+    if fb.soft_bounce:
+        since = _iso(when - timedelta(days=s.soft_bounce_days))
+        recent = feedback_store.soft_bounces_since(deps.ddb, s.feedback_table, address, since)
+        if recent < s.soft_bounce_limit:
+            logger.info("soft bounce recorded", extra={"recipient": address_hash(address), "recent": recent})
+            return
+    reason, status = ("complaint", "complained") if fb.kind == "complaint" else ("bounce", "bounced")
+    detail = {
+        "feedback_id": fb.feedback_id,
+        "issue_id": issue_id,
+        "bounce_type": fb.bounce_type,
+        "bounce_subtype": fb.bounce_subtype,
+    }
+    if suppressions.suppress_once(deps.ddb, s.suppressions_table, address, reason, now_iso, **detail):
+        totals.other["Suppressed"] += 1
+        logger.info(
+            "address suppressed",
+            extra={"recipient": address_hash(address), "reason": reason, "bounce_type": fb.bounce_type},
+        )
+    if list_id:
+        # A complaint is the stronger statement: a later bounce does not overwrite it.
+        subscribers.set_status_unless(
+            deps.ddb, s.subscribers_table, list_id, address, status, now_iso, keep=("complained",)
+        )
+
+
+def _pause_if_due(issue_id: str, now_iso: str, deps: Deps, totals: Totals, logger) -> None:
+    s = deps.settings
+    record = issues.get_issue(deps.ddb, s.issues_table, issue_id)
+    reason = record and control.pause_reason(
+        record, bounce_rate=s.pause_bounce_rate, complaint_rate=s.pause_complaint_rate, min_sent=s.pause_min_sent
+    )
+    if reason and control.pause_issue(deps.ddb, s.issues_table, issue_id, reason=reason, at=now_iso):
+        totals.paused.append(issue_id)
+        logger.warning("issue paused automatically", extra={"issue": issue_id, "reason": reason})
+
+
+def _attribute(fb: Feedback, deps: Deps) -> tuple[str | None, str | None]:
+    """The issue and list the message belonged to: its tags, else the send ledger."""
+    s = deps.settings
+    issue_id, list_id = fb.issue_id, fb.list_id
+    if issue_id is None:
+        sent = feedback_store.sent_message(deps.ddb, s.sends_table, fb.message_id)
+        if sent is None:
+            return None, None
+        issue_id = sent["issue_id"]
+    if list_id is None:
+        record = issues.get_issue(deps.ddb, s.issues_table, issue_id, consistent=False)
+        list_id = record.get("list_id") if record else None
+    return issue_id, list_id
+
+
+def _iso(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
