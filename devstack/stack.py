@@ -207,14 +207,16 @@ class LocalStack:
         keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "TZ", "LANG", "TMPDIR") or k.startswith(("MOTO_", "PYTEST_"))}
         os.environ.clear()
         os.environ.update({**keep, **runtime, **function.environment})
-        for settings in (config.publish_settings, config.fanout_settings, config.send_settings, config.unsubscribe_settings, config.feedback_settings):
+        # Every function's settings are read again: each function sees only its own environment.
+        caches = [getattr(config, n) for n in dir(config) if n.endswith("_settings") and hasattr(getattr(config, n), "cache_clear")]
+        for settings in caches:
             settings.cache_clear()
         try:
             yield
         finally:
             os.environ.clear()
             os.environ.update(saved)
-            for settings in (config.publish_settings, config.fanout_settings, config.send_settings, config.unsubscribe_settings, config.feedback_settings):
+            for settings in caches:
                 settings.cache_clear()
             aws.reset()
 

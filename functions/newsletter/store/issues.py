@@ -38,15 +38,17 @@ def create_issue(ddb, table: str, record: dict) -> dict | None:
         return from_item(old) if old else get_issue(ddb, table, record["issue_id"])
 
 
-def update_issue(ddb, table: str, issue_id: str, *, expect_status: str | None = None, **values) -> bool:
-    """Set attributes; with expect_status, only if the status is still that (else False)."""
+def update_issue(ddb, table: str, issue_id: str, *, expect_status: str | tuple[str, ...] | None = None, **values) -> bool:
+    """Set attributes; with expect_status (one status or several), only if the status is still
+    one of them (else False)."""
     names = {f"#{k}": k for k in values}
     vals = {f":{k}": v for k, v in values.items()}
     kwargs = {}
     if expect_status is not None:
+        expected = (expect_status,) if isinstance(expect_status, str) else tuple(expect_status)
         names["#status"] = "status"
-        vals[":expected"] = expect_status
-        kwargs["ConditionExpression"] = "#status = :expected"
+        vals.update({f":expected{i}": e for i, e in enumerate(expected)})
+        kwargs["ConditionExpression"] = "#status IN (" + ", ".join(f":expected{i}" for i in range(len(expected))) + ")"
     try:
         ddb.update_item(
             TableName=table,
@@ -117,24 +119,7 @@ def record_page(ddb, table: str, issue_id: str, shard: int, page: int, queued: i
 
 def change_status(ddb, table: str, issue_id: str, to: str, *, allowed_from: tuple[str, ...], **values) -> bool:
     """Set the issue's status (and values) only if its status is one of allowed_from; else False."""
-    values = {"status": to, **values}
-    names = {f"#{k}": k for k in values}
-    vals = {f":{k}": v for k, v in values.items()}
-    vals.update({f":from{i}": s for i, s in enumerate(allowed_from)})
-    try:
-        ddb.update_item(
-            TableName=table,
-            Key=_key(issue_id),
-            UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in values),
-            ConditionExpression="#status IN (" + ", ".join(f":from{i}" for i in range(len(allowed_from))) + ")",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=to_item(vals),
-        )
-        return True
-    except ClientError as exc:
-        if condition_failed(exc):
-            return False
-        raise
+    return update_issue(ddb, table, issue_id, expect_status=allowed_from, status=to, **values)
 
 
 def count_for_list(ddb, table: str, issue_id: str, list_id: str, counter: str, n: int = 1) -> bool:
