@@ -24,8 +24,6 @@ EXAMPLES = ROOT / "examples"
 
 
 def load_subscribers(stack: LocalStack, list_id: str, path: Path) -> int:
-    import boto3
-
     from newsletter.privacy import normalise_address
     from newsletter.store.subscribers import put_subscribers
 
@@ -42,16 +40,14 @@ def load_subscribers(stack: LocalStack, list_id: str, path: Path) -> int:
                     "attributes": extra or None,
                 }
             )
-    put_subscribers(boto3.client("dynamodb", region_name="us-east-1"), stack.ref("SubscribersTable"), list_id, rows)
+    put_subscribers(stack.client("dynamodb"), stack.ref("SubscribersTable"), list_id, rows)
     return len(rows)
 
 
 def create_list(stack: LocalStack, list_id: str, name: str) -> None:
-    import boto3
-
     from newsletter.store.lists import put_list
 
-    put_list(boto3.client("dynamodb", region_name="us-east-1"), stack.ref("ListsTable"), list_id, name)
+    put_list(stack.client("dynamodb"), stack.ref("ListsTable"), list_id, name)
 
 
 def publish_and_deliver(stack: LocalStack, key: str, body: bytes) -> dict:
@@ -79,11 +75,9 @@ STATS = ("queued", "sent", "skipped", "rejected", "uncertain", "delivered", "bou
 
 
 def issue_stats(stack: LocalStack, issue_id: str) -> dict:
-    import boto3
-
     from newsletter.store.issues import get_issue
 
-    record = get_issue(boto3.client("dynamodb", region_name="us-east-1"), stack.ref("IssuesTable"), issue_id) or {}
+    record = get_issue(stack.client("dynamodb"), stack.ref("IssuesTable"), issue_id) or {}
     counts = {k: int(record.get(k, 0)) for k in STATS}
     done = counts["sent"] + counts["skipped"] + counts["rejected"] + counts["uncertain"]
     counts["failed"] = counts["rejected"] + counts["uncertain"] + max(0, counts["queued"] - done)
@@ -104,11 +98,9 @@ def one_click_unsubscribe(stack: LocalStack, eml: Path) -> dict:
 
 
 def suppressed(stack: LocalStack, addresses: list[str]) -> list[str]:
-    import boto3
-
     from newsletter.store.subscribers import suppressed_among
 
-    return sorted(suppressed_among(boto3.client("dynamodb", region_name="us-east-1"), stack.ref("SuppressionsTable"), addresses))
+    return sorted(suppressed_among(stack.client("dynamodb"), stack.ref("SuppressionsTable"), addresses))
 
 
 def run(out: Path, issue_path: Path, subscribers_path: Path, quiet: bool = True, token_secret: str | None = None,
@@ -118,8 +110,6 @@ def run(out: Path, issue_path: Path, subscribers_path: Path, quiet: bool = True,
     import json
 
     from moto import mock_aws
-
-    import boto3
 
     from . import ses_feedback
 
@@ -151,7 +141,7 @@ def run(out: Path, issue_path: Path, subscribers_path: Path, quiet: bool = True,
                 second = {"issue_id": second_id, "to": second_to, **issue_stats(stack, second_id)}
         web = out / "web"
         web.mkdir(exist_ok=True)
-        body = boto3.client("s3", region_name="us-east-1").get_object(Bucket=stack.bucket, Key=f"web/{issue_id}.html")["Body"].read()
+        body = stack.client("s3").get_object(Bucket=stack.bucket, Key=f"web/{issue_id}.html")["Body"].read()
         (web / f"{issue_id}.html").write_bytes(body)
         stats = issue_stats(stack, issue_id)
         left = suppressed(stack, sorted(ses_feedback.SIMULATOR))

@@ -161,7 +161,7 @@ def sqs_event(stack, bodies: list[str]) -> dict:
 
 def publish(stack, notifications: list[dict | str]) -> None:
     """Put notifications on FeedbackQueue as the topic's subscription would."""
-    sqs = boto3.client("sqs", region_name=tpl.REGION)
+    sqs = stack.client("sqs")
     for n in notifications:
         sqs.send_message(QueueUrl=stack.ref("FeedbackQueue"), MessageBody=sns_body(n))
 
@@ -172,15 +172,21 @@ def deliver(stack, notifications: list[dict | str]) -> dict:
     return stack.poll("FeedbackFunction")
 
 
-def sent_ledger(stack) -> list[dict]:
-    """Every `sent` item of the send ledger (issue_id, email, message_id)."""
+def sent_ledger(stack, issue_id: str | None = None) -> list[dict]:
+    """Every `sent` item of the send ledger (issue_id, email, message_id), of one issue if given."""
     from newsletter.store import from_item
 
-    ddb = boto3.client("dynamodb", region_name=tpl.REGION)
+    ddb = stack.client("dynamodb")
     items, start = [], None
     while True:
         kwargs = {"ExclusiveStartKey": start} if start else {}
-        resp = ddb.scan(TableName=stack.ref("SendsTable"), **kwargs)
+        if issue_id is None:
+            resp = ddb.scan(TableName=stack.ref("SendsTable"), **kwargs)
+        else:  # the ledger's partition key is the issue
+            resp = ddb.query(
+                TableName=stack.ref("SendsTable"), KeyConditionExpression="issue_id = :i",
+                ExpressionAttributeValues={":i": {"S": issue_id}}, **kwargs,
+            )
         items += [from_item(i) for i in resp.get("Items", [])]
         start = resp.get("LastEvaluatedKey")
         if not start:
@@ -188,10 +194,10 @@ def sent_ledger(stack) -> list[dict]:
     return [i for i in items if i.get("status") == "sent" and i.get("message_id")]
 
 
-def simulator_outcomes(stack, list_id: str, *, others_delivered: bool = True) -> list[dict]:
-    """The notifications SES would publish for everything the ledger says was sent."""
+def simulator_outcomes(stack, list_id: str, *, others_delivered: bool = True, issue_id: str | None = None) -> list[dict]:
+    """The notifications SES would publish for everything the ledger says was sent (of one issue if given)."""
     out = []
-    for item in sent_ledger(stack):
+    for item in sent_ledger(stack, issue_id):
         outcomes = SIMULATOR.get(item["email"]) or ([("Delivery", {})] if others_delivered else [])
         for kind, extra in outcomes:
             out.append(

@@ -74,20 +74,31 @@ class LocalStack:
     resolver: tpl.Resolver
     physical: dict[str, dict[str, str]]
     functions: dict[str, Function] = field(default_factory=dict)
+    # None: moto in this process (`mock_aws`); else a moto server's URL (`newsletter --local`).
+    endpoint_url: str | None = None
+
+    def client(self, service: str):
+        if self.endpoint_url is None:
+            return boto3.client(service, region_name=tpl.REGION)
+        # The server takes any credentials; never hand it real ones.
+        return boto3.client(
+            service, region_name=tpl.REGION, endpoint_url=self.endpoint_url,
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )
 
     # --- resources -------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, parameters: dict[str, str] | None = None, *, token_secret: str | None = None) -> "LocalStack":
+    def create(
+        cls, parameters: dict[str, str] | None = None, *, token_secret: str | None = None, endpoint_url: str | None = None
+    ) -> "LocalStack":
         template = tpl.load()
         params = {**LOCAL_PARAMETERS, **(parameters or {})}
         physical: dict[str, dict[str, str]] = {}
         resolver = tpl.Resolver(template, params, physical)
-        stack = cls(template, resolver, physical)
+        stack = cls(template, resolver, physical, endpoint_url=endpoint_url)
         region = tpl.REGION
-        ddb = boto3.client("dynamodb", region_name=region)
-        sqs = boto3.client("sqs", region_name=region)
-        s3 = boto3.client("s3", region_name=region)
+        ddb, sqs, s3 = stack.client("dynamodb"), stack.client("sqs"), stack.client("s3")
 
         queues = tpl.resources(template, "AWS::SQS::Queue")
         for logical in queues:  # names first: redrive policies refer to other queues
@@ -145,9 +156,21 @@ class LocalStack:
         stack._read_functions()
         return stack
 
+    @classmethod
+    def attach(cls, state: dict) -> "LocalStack":
+        """The stack that `create` made earlier (in a moto server), from `state()`; creates nothing."""
+        template = tpl.load()
+        physical = state["physical"]
+        stack = cls(template, tpl.Resolver(template, state["params"], physical), physical, endpoint_url=state["endpoint_url"])
+        stack._read_functions()
+        return stack
+
+    def state(self) -> dict:
+        """What `attach` needs: JSON."""
+        return {"endpoint_url": self.endpoint_url, "params": self.resolver.params, "physical": self.physical}
+
     def _create_ses_and_secret(self, params: dict[str, str], token_secret: str | None) -> None:
-        region = tpl.REGION
-        ses = boto3.client("sesv2", region_name=region)
+        ses = self.client("sesv2")
         ses.create_email_identity(EmailIdentity=self.param("SenderDomain"))
         ses.create_email_identity(EmailIdentity=self.param("SenderAddress"))
         for name, res in tpl.resources(self.template, "AWS::SES::ConfigurationSet").items():
@@ -160,7 +183,7 @@ class LocalStack:
                 pass
         param = self.param("TokenSecretParameter")
         name = param if param.startswith("/") else "/" + param
-        boto3.client("ssm", region_name=region).put_parameter(
+        self.client("ssm").put_parameter(
             Name=name, Value=token_secret or secrets.token_urlsafe(32), Type="SecureString", Overwrite=True
         )
 
@@ -197,11 +220,12 @@ class LocalStack:
 
         saved = dict(os.environ)
         runtime = {
+            **({"AWS_ENDPOINT_URL": self.endpoint_url} if self.endpoint_url else {}),
             "AWS_REGION": tpl.REGION,
             "AWS_DEFAULT_REGION": tpl.REGION,
             "AWS_LAMBDA_FUNCTION_NAME": function.logical_id,
-            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
-            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testing") if not self.endpoint_url else "testing",
+            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing") if not self.endpoint_url else "testing",
         }
         # The process's own basics survive; any other variable would be one the template does not set.
         keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "TZ", "LANG", "TMPDIR") or k.startswith(("MOTO_", "PYTEST_"))}
@@ -230,7 +254,7 @@ class LocalStack:
 
     def s3_put_event(self, key: str) -> dict:
         """The S3 notification for an upload, shaped like events/s3-put-issue.json."""
-        s3 = boto3.client("s3", region_name=tpl.REGION)
+        s3 = self.client("s3")
         bucket = self.ref(self._bucket())
         head = s3.head_object(Bucket=bucket, Key=key)
         event = json.loads((EVENTS / "s3-put-issue.json").read_text())
@@ -252,7 +276,7 @@ class LocalStack:
         return self.ref(self._bucket())
 
     def upload_issue(self, key: str, body: bytes) -> dict:
-        boto3.client("s3", region_name=tpl.REGION).put_object(Bucket=self.bucket, Key=key, Body=body)
+        self.client("s3").put_object(Bucket=self.bucket, Key=key, Body=body)
         return self.s3_put_event(key)
 
     def function_url_event(
@@ -328,7 +352,7 @@ class LocalStack:
         visibility timeout), so retries happen within the run. Returns counts.
         """
         function = self.functions[logical_id]
-        sqs = boto3.client("sqs", region_name=tpl.REGION)
+        sqs = self.client("sqs")
         url = self.ref(function.sqs_source)
         stats = {"invocations": 0, "messages": 0, "failures": 0}
         while stats["invocations"] < max_invocations:

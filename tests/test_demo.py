@@ -14,24 +14,40 @@ from newsletter import tokens
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(tmp_path_factory, subset):
     from devstack import demo
 
     out = tmp_path_factory.mktemp("demo")
-    summary = demo.run(out, ROOT / "examples" / "issues" / "2015-07.json", ROOT / "examples" / "subscribers.csv", token_secret="demo-secret",
+    summary = demo.run(out, ROOT / "examples" / "issues" / "2015-07.json", subset, token_secret="demo-secret",
                        second_issue=ROOT / "examples" / "issues" / "2015-08.json")
     messages = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in sorted((out / "outbox").glob("*.eml"))]
     return summary, messages, out
 
 
-def subscribers():
-    with (ROOT / "examples" / "subscribers.csv").open(encoding="utf-8") as f:
+def subscribers(path):
+    with path.open(encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 
-def test_every_active_subscriber_gets_one_message_and_nobody_else(demo):
+def _subset(path):
+    """The example list cut to a fifth (the demo's 1,000 take minutes in moto): every inactive
+    subscriber and every mailbox simulator address, and the first 150 others."""
+    lines = (ROOT / "examples" / "subscribers.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    rows = list(csv.DictReader(lines))
+    keep = [lines[0]] + [line for n, (line, row) in enumerate(zip(lines[1:], rows))
+                         if n < 150 or row["status"] != "active" or "simulator" in row["email"]]
+    path.write_text("".join(keep), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def subset(tmp_path_factory):
+    return _subset(tmp_path_factory.mktemp("subscribers") / "subscribers.csv")
+
+
+def test_every_active_subscriber_gets_one_message_and_nobody_else(demo, subset):
     summary, messages, _ = demo
-    active = {r["email"] for r in subscribers() if r["status"] == "active"}
+    active = {r["email"] for r in subscribers(subset) if r["status"] == "active"}
     to = collections.Counter(m["To"].addresses[0].addr_spec for m in messages)
     assert set(to) == active
     assert max(to.values()) == 1

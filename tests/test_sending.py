@@ -55,6 +55,45 @@ def test_whole_list_exactly_once(stack):
     record = issue_record(stack, "2015-07")
     assert (record["queued"], record["sent"]) == (120, 120)
     assert runs["send"]["failures"] == 0
+    assert record["status"] == "sent" and record["sent_at"]  # every queued recipient handled
+
+
+def test_an_issue_is_sent_only_when_every_segment_and_every_batch_is_done(stack):
+    from newsletter.store import issues
+
+    readers = published(stack, 10)
+    stack.poll("FanoutFunction")
+    record = issue_record(stack, "2015-07")
+    assert record["segments_done"] == 16 and record["status"] == "sending"  # queued, nothing sent yet
+    stack.invoke("SendFunction", send_event(stack, readers[:4]))
+    assert issue_record(stack, "2015-07")["status"] == "sending"  # 4 of 10
+    assert not issues.finished({**record, "sent": 9})
+    assert issues.finished({**record, "sent": 7, "skipped": 1, "rejected": 1, "uncertain": 1})
+    assert not issues.finished({**record, "sent": 10, "segments_done": 15})  # a segment still fanning out
+    stack.poll("SendFunction")
+    assert issue_record(stack, "2015-07")["status"] == "sent"
+
+
+def test_a_test_send_reaches_its_named_non_subscribers_but_never_a_suppressed_address(stack):
+    from newsletter.store import issues, suppressions
+
+    published(stack, 2)
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    table = stack.ref("IssuesTable")
+    for issue_id, test in (("2015-07-test-1", True), ("2015-07-fake", False)):
+        issues.create_issue(ddb, table, {"issue_id": issue_id, "list_id": "infomail", "status": "sending", "test": test,
+                                         "test_recipients": ["editor@example.org", "blocked@example.org"]})
+        prepared = boto3.client("s3").get_object(Bucket=stack.bucket, Key="rendered/2015-07/message.json")["Body"].read()
+        boto3.client("s3").put_object(Bucket=stack.bucket, Key=f"rendered/{issue_id}/message.json",
+                                      Body=prepared.replace(b'"2015-07"', f'"{issue_id}"'.encode()))
+    suppressions.suppress(ddb, stack.ref("SuppressionsTable"), "blocked@example.org", "bounce", "now")
+    outsiders = [{"email": "editor@example.org"}, {"email": "blocked@example.org"}, {"email": "stranger@example.org"}]
+    stack.invoke("SendFunction", send_event(stack, outsiders, issue_id="2015-07-test-1"))
+    assert mailed() == ["editor@example.org"]  # named on the test's record, and not suppressed
+    # Without the test mark on its record, the same names are just non-subscribers.
+    stack.invoke("SendFunction", send_event(stack, outsiders, issue_id="2015-07-fake", message_id="m-2"))
+    assert mailed() == ["editor@example.org"]
+    assert issue_record(stack, "2015-07-fake")["skipped"] == 3
 
 
 def test_redelivered_batch_sends_nobody_twice(stack):

@@ -124,13 +124,18 @@ class Deps:
     workers: int = 1  # SES calls in flight at once
 
 
-def send_batch(batch: Batch, template: MessageTemplate, deps: Deps, counts: Counts, logger) -> None:
+def send_batch(
+    batch: Batch, template: MessageTemplate, deps: Deps, counts: Counts, logger, *, test_recipients: frozenset[str] = frozenset()
+) -> None:
     """Send a batch; counts are updated as it goes, so they are right even if it stops early.
 
     Recipients who are no longer active are settled first; the others are sent by up to
     `deps.workers` threads, each SES call paced by `deps.limiter`. If a send must wait (throttled,
     paused, out of time), no new recipient is started, the calls in flight finish, and RetryLater
     names everyone not yet handled.
+
+    `test_recipients` (a test send's addresses, from its issue record) need not be subscribers;
+    suppressed addresses are skipped all the same.
     """
     s = deps.settings
     records, suppressed = subscribers.states(
@@ -139,7 +144,9 @@ def send_batch(batch: Batch, template: MessageTemplate, deps: Deps, counts: Coun
     to_send = []
     for address, queued_name in batch.recipients:
         record = records.get(address)
-        if record is None or record.get("status") != subscribers.ACTIVE or address in suppressed:
+        if address in test_recipients and address not in suppressed:
+            to_send.append((address, (record or {}).get("name") or queued_name))
+        elif record is None or record.get("status") != subscribers.ACTIVE or address in suppressed:
             reason = "suppressed" if address in suppressed else (record or {}).get("status", "not subscribed")
             if ledger.claim(deps.ddb, s.sends_table, batch.issue_id, address, status="skipped", now=int(deps.clock()), reason=reason):
                 counts.skipped += 1

@@ -125,14 +125,22 @@ def record_handler(record: SQSRecord) -> dict:
     counts = _Invocation.totals.setdefault(batch.issue_id, Counts())
     before = counts.for_issue()
     try:
-        send_batch(batch, message_template(batch.issue_id), deps, counts, logger)
+        # A test send (written by `newsletter send-test`) names its recipients on its own record.
+        allowed = frozenset(issue.get("test_recipients") or ()) if issue.get("test") else frozenset()
+        send_batch(batch, message_template(batch.issue_id), deps, counts, logger, test_recipients=allowed)
     except RetryLater as exc:
         _Invocation.stop_reason = exc.reason
         requeue(batch, exc)
     finally:
         after = counts.for_issue()
-        issues.add_counts(deps.ddb, settings.issues_table, batch.issue_id, {k: after[k] - before[k] for k in after})
+        record = issues.add_counts(deps.ddb, settings.issues_table, batch.issue_id, {k: after[k] - before[k] for k in after})
+        if issues.complete_if_finished(deps.ddb, settings.issues_table, record, _now()):
+            logger.info("issue sent: every queued recipient handled", extra={k: record.get(k, 0) for k in issues.HANDLED})
     return {"batch_id": batch.batch_id}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 @logger.inject_lambda_context(clear_state=True)

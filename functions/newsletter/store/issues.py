@@ -65,17 +65,39 @@ def update_issue(ddb, table: str, issue_id: str, *, expect_status: str | tuple[s
         raise
 
 
-def add_counts(ddb, table: str, issue_id: str, counts: dict[str, int]) -> None:
+def add_counts(ddb, table: str, issue_id: str, counts: dict[str, int]) -> dict | None:
+    """ADD to the issue's counters; the record as it is after (None if nothing was added)."""
     counts = {k: v for k, v in counts.items() if v}
     if not counts:
-        return
-    ddb.update_item(
+        return None
+    resp = ddb.update_item(
         TableName=table,
         Key=_key(issue_id),
         UpdateExpression="ADD " + ", ".join(f"#{k} :{k}" for k in counts),
         ExpressionAttributeNames={f"#{k}": k for k in counts},
         ExpressionAttributeValues=to_item({f":{k}": v for k, v in counts.items()}),
+        ReturnValues="ALL_NEW",  # free: the completion check needs no extra read
     )
+    return from_item(resp.get("Attributes"))
+
+
+HANDLED = ("sent", "skipped", "rejected", "uncertain")
+
+
+def finished(record: dict) -> bool:
+    """Every segment has fanned out and every recipient it queued has been handled."""
+    from .subscribers import SHARDS
+
+    handled = sum(int(record.get(k) or 0) for k in HANDLED)
+    return int(record.get("segments_done") or 0) >= SHARDS and handled >= int(record.get("queued") or 0)
+
+
+def complete_if_finished(ddb, table: str, record: dict | None, at: str) -> bool:
+    """sending → sent once the issue is finished (whoever sees it first: the last send or the last
+    fan-out page); True if this call made the change."""
+    if not record or record.get("status") != "sending" or not finished(record):
+        return False
+    return update_issue(ddb, table, record["issue_id"], expect_status="sending", status="sent", sent_at=at)
 
 
 def record_page(ddb, table: str, issue_id: str, shard: int, page: int, queued: int, last: bool) -> bool:

@@ -1,0 +1,1 @@
+"""`newsletter`: the editor's and operator's command line tool."""

@@ -1,0 +1,516 @@
+"""`newsletter`: preview, test-send and publish issues, watch and steer them, manage subscribers.
+
+    newsletter [--local | --stack NAME] COMMAND ...
+
+Against a deployed stack the tool finds the bucket, tables and queues from the CloudFormation
+stack's outputs; with `--local` it uses the local stack (moto on 127.0.0.1) and runs the
+functions itself, as Lambda would. Bad input gets a message and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .target import CliError, Target, local_target, samconfig_defaults, stack_target
+
+app = typer.Typer(
+    help=__doc__.split("\n\n")[0], no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+subscribers_app = typer.Typer(help="Import, export and count a list's subscribers.", no_args_is_help=True)
+local_app = typer.Typer(help="The local stack: a moto server on 127.0.0.1 that --local commands use.", no_args_is_help=True)
+app.add_typer(subscribers_app, name="subscribers")
+app.add_typer(local_app, name="local")
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+EXIT_ERROR, EXIT_BAD_INPUT = 1, 2
+
+
+class Options:
+    def __init__(self, local: bool, stack: str | None, region: str | None, profile: str | None):
+        self.local, self.stack, self.region, self.profile = local, stack, region, profile
+        self._target: Target | None = None
+
+    def target(self) -> Target:
+        if self._target is None:
+            if self.local:
+                self._target = local_target()
+            else:
+                defaults = samconfig_defaults()
+                name = self.stack or os.environ.get("NEWSLETTER_STACK") or defaults.get("stack_name") or "newsletter"
+                self._target = stack_target(name, region=self.region or defaults.get("region"), profile=self.profile)
+        return self._target
+
+
+def handled(command):
+    """Known failures become a message and an exit code; nothing else prints a traceback either."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from newsletter.issue import InvalidIssue
+
+        try:
+            return command(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except InvalidIssue as exc:
+            err.print(Text(f"The issue document is not valid ({len(exc.problems)} problem(s)); nothing was sent:", style="bold red"))
+            for p in exc.problems:
+                err.print(Text(f"  - {p}"))
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except CliError as exc:
+            err.print(Text(f"error: {exc}", style="bold red"))
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except ClientError as exc:
+            e = exc.response.get("Error", {})
+            err.print(Text(f"AWS refused {exc.operation_name}: {e.get('Code')}: {e.get('Message')}", style="bold red"))
+            raise typer.Exit(EXIT_ERROR) from None
+        except BotoCoreError as exc:
+            err.print(Text(f"AWS error: {exc}", style="bold red"))
+            raise typer.Exit(EXIT_ERROR) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - the promise: no traceback for the user
+            err.print(Text(f"unexpected error: {type(exc).__name__}: {exc}", style="bold red"))
+            if os.environ.get("NEWSLETTER_DEBUG"):
+                raise
+            err.print("set NEWSLETTER_DEBUG=1 to see the traceback")
+            raise typer.Exit(EXIT_ERROR) from None
+
+    return wrapper
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    local: bool = typer.Option(False, "--local", help="Use the local stack (moto on 127.0.0.1), not AWS."),
+    stack: Optional[str] = typer.Option(None, "--stack", help="CloudFormation stack name [default: samconfig.toml's, or 'newsletter']."),
+    region: Optional[str] = typer.Option(None, "--region", help="AWS region [default: samconfig.toml's, or your AWS config's]."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="AWS profile."),
+):
+    """Preview, test-send and publish newsletter issues; steer them; manage subscribers."""
+    if local and stack:
+        raise typer.BadParameter("use either --local or --stack, not both")
+    ctx.obj = Options(local, stack, region, profile)
+
+
+def _target(ctx: typer.Context) -> Target:
+    return ctx.obj.target()
+
+
+def _addresses(values: list[str]) -> list[str]:
+    from email_validator import EmailNotValidError, validate_email
+
+    from newsletter.privacy import normalise_address
+
+    out = []
+    for v in values:
+        try:
+            out.append(normalise_address(validate_email(v, check_deliverability=False).normalized))
+        except EmailNotValidError as exc:
+            raise CliError(f"--to {v!r} is not an email address: {exc}") from None
+    return list(dict.fromkeys(out))
+
+
+# --- preview ------------------------------------------------------------------------------------
+
+
+@app.command()
+@handled
+def preview(
+    ctx: typer.Context,
+    issue: Path = typer.Argument(..., help="The issue document (JSON)."),
+    out: Path = typer.Option(Path("out/preview"), "--out", help="Where to write the HTML, text, web page, .eml and screenshots."),
+    screenshots: bool = typer.Option(True, "--screenshots/--no-screenshots", help="Desktop and phone screenshots (needs Chromium)."),
+):
+    """Validate and render an issue as the publish function would, and check its deliverability. Sends nothing."""
+    from . import preview as pv
+
+    try:
+        result = pv.preview(issue, out_dir=out, screenshots=screenshots)
+    except OSError as exc:
+        raise CliError(f"cannot read {issue}: {exc.strerror or exc}") from None
+    pv.print_report(console, result)
+    if result.report.errors:
+        raise typer.Exit(EXIT_ERROR)
+
+
+# --- send-test and publish ------------------------------------------------------------------------
+
+
+def _progress_view(issue_id: str):
+    """A live progress bar (recipients handled of queued) with the issue's counts beside it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from . import ops
+
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.fields[counts]}"), console=console, transient=False,
+    )
+    task = progress.add_task(issue_id, total=None, counts="waiting for the publish function")
+
+    def update(record: dict | None) -> None:
+        if record is None:
+            return
+        c = ops.counts(record)
+        total = c["queued"] if record.get("segments_done", 0) and c["queued"] else None
+        progress.update(
+            task, completed=c["handled"], total=total or max(c["queued"], 1),
+            counts=f"{record.get('status')}: queued {c['queued']}, sent {c['sent']}, failed {c['failed']}, "
+                   f"bounced {c['bounced']}, complained {c['complained']}",
+        )
+
+    return progress, update
+
+
+def _finish(target: Target, issue_id: str, record: dict | None) -> None:
+    from . import ops
+
+    if target.is_local:
+        written = ops.local_outbox(issue_id, ops.counts(record)["sent"])
+        if written:
+            console.print(f"outbox: {written[0].parent} ({len(written)} messages, as SES accepted them)")
+    _stats_table([record] if record else [])
+    status = (record or {}).get("status")
+    if status == "paused":
+        console.print(Text(f"paused: {record.get('paused_reason', '')}; resume with: newsletter resume {issue_id}", style="yellow"))
+    elif status not in ("sent", "cancelled"):
+        console.print(f"still {status}: newsletter status {issue_id} shows how it goes on")
+
+
+@app.command("send-test")
+@handled
+def send_test(
+    ctx: typer.Context,
+    issue: Path = typer.Argument(..., help="The issue document (JSON)."),
+    to: list[str] = typer.Option(..., "--to", help="A test address (repeat for several)."),
+):
+    """Send the issue to test addresses only, subject marked [TEST], through the real send path."""
+    from . import ops
+
+    document, raw = ops.read_issue(issue)
+    addresses = _addresses(to)
+    target = _target(ctx)
+    test_id = ops.send_test(target, document, raw, addresses)
+    console.print(f"test send {test_id}: {len(addresses)} address(es) queued on {target.kind} {target.name}")
+    progress, update = _progress_view(test_id)
+    with progress:
+        if target.is_local:
+            record = ops.run_local(target, test_id, update)
+        else:
+            record = ops.follow(target, test_id, None, update, timeout_s=300)
+    _finish(target, test_id, record)
+    c = ops.counts(record)
+    if c["skipped"]:
+        console.print(Text(f"{c['skipped']} address(es) skipped: suppressed (bounced or complained earlier)", style="yellow"))
+    if c["failed"] or (record or {}).get("status") != "sent":
+        raise typer.Exit(EXIT_ERROR)
+
+
+@app.command()
+@handled
+def publish(
+    ctx: typer.Context,
+    issue: Path = typer.Argument(..., help="The issue document (JSON)."),
+    follow: bool = typer.Option(True, "--follow/--no-follow", help="Follow the sending live until it is done."),
+    timeout: float = typer.Option(6 * 3600, "--timeout", help="Stop following after this many seconds (sending goes on)."),
+):
+    """Validate the issue, upload it to the stack's bucket (which publishes it), and follow the sending."""
+    from . import ops
+
+    document, raw = ops.read_issue(issue)
+    target = _target(ctx)
+    up = ops.upload(target, document, raw)
+    if up.already:
+        console.print(f"{document.issue_id} was already published from this document (status {up.already.get('status')}); not sent again")
+    else:
+        console.print(f"uploaded s3://{target.ref('NewsletterBucket')}/{up.key}")
+    if not follow and not target.is_local:
+        console.print(f"follow it with: newsletter status {document.issue_id}")
+        return
+    progress, update = _progress_view(document.issue_id)
+    with progress:
+        if target.is_local:
+            record = ops.run_local(target, document.issue_id, update, key=None if up.already else up.key)
+        else:
+            record = ops.follow(target, document.issue_id, up.key, update, timeout_s=timeout)
+    _finish(target, document.issue_id, record)
+    if ops.counts(record)["failed"]:
+        raise typer.Exit(EXIT_ERROR)
+
+
+# --- status, pause, resume, cancel --------------------------------------------------------------------
+
+
+def _stats_table(records: list[dict]) -> None:
+    """One issue: every figure, one per line. Several: a row each, narrow enough for 80 columns."""
+    from . import ops
+
+    if len(records) == 1:
+        r, c = records[0], ops.counts(records[0])
+        table = Table(title=Text(f"{r['issue_id']}: {r.get('subject', '')}"), title_justify="left", show_header=False)
+        table.add_column("", style="bold")
+        table.add_column("", justify="right")
+        rows = [("status", str(r.get("status", "")))]
+        rows += [(k, str(c[k])) for k in ("queued", "sent", "skipped", "rejected", "uncertain", "delivered",
+                                          "bounced_hard", "bounced_soft", "complained", "unsubscribed", "opened", "clicked")]
+        rows += [(k, str(r[k])) for k in ("accepted_at", "fanout_started_at", "sent_at", "paused_at", "paused_reason",
+                                          "cancelled_at", "web_url") if r.get(k)]
+        for k, v in rows:
+            table.add_row(k.replace("_", " "), Text(v))
+        console.print(table)
+        return
+    table = Table()
+    table.add_column("issue", overflow="fold")
+    table.add_column("status")
+    for col in ("sent/queued", "failed", "deliv.", "bounced", "compl.", "unsub."):
+        table.add_column(col, justify="right")
+    table.add_column("date")
+    for r in records:
+        c = ops.counts(r)
+        when = (r.get("sent_at") or r.get("fanout_started_at") or r.get("accepted_at") or "")[:10]
+        table.add_row(
+            Text(r["issue_id"]), Text(str(r.get("status", ""))), f"{c['sent']}/{c['queued']}",
+            *(str(c[k]) for k in ("failed", "delivered", "bounced", "complained", "unsubscribed")), when,
+        )
+    console.print(table)
+
+
+@app.command()
+@handled
+def status(
+    ctx: typer.Context,
+    issue: Optional[str] = typer.Argument(None, help="One issue id; all issues without it."),
+    tests: bool = typer.Option(False, "--tests", help="Include test sends."),
+):
+    """Per-issue statistics: queued, sent, failed, delivered, bounced, complained, unsubscribed, opens, clicks."""
+    from . import ops
+
+    target = _target(ctx)
+    if issue:
+        record = ops.get_record(target, issue)
+        if record is None:
+            raise CliError(f"no issue {issue!r} on {target.kind} {target.name!r}")
+        _stats_table([record])
+        if record.get("status") == "paused":
+            console.print(Text(f"paused: {record.get('paused_reason', '')}", style="yellow"))
+        return
+    records = [r for r in ops.all_records(target) if tests or not r.get("test")]
+    if not records:
+        console.print("no issues published yet")
+        return
+    _stats_table(records)
+
+
+def _control(ctx: typer.Context, action: str, issue: str) -> None:
+    from newsletter import control
+
+    from . import ops
+
+    target = _target(ctx)
+    ddb, table = target.client("dynamodb"), target.ref("IssuesTable")
+    fn = {"pause": control.pause_issue, "resume": control.resume_issue, "cancel": control.cancel_issue}[action]
+    if fn(ddb, table, issue):
+        done = {"pause": "paused: its batches wait on the queue", "resume": "sending again",
+                "cancel": "cancelled: nothing more of it is sent"}[action]
+        console.print(f"{issue}: {done}")
+        return
+    record = ops.get_record(target, issue)
+    if record is None:
+        raise CliError(f"no issue {issue!r} on {target.kind} {target.name!r}")
+    needs = {"pause": "sending", "resume": "paused", "cancel": "sending or paused"}[action]
+    raise CliError(f"cannot {action} {issue}: it is {record.get('status')}, not {needs}")
+
+
+@app.command()
+@handled
+def pause(ctx: typer.Context, issue: str = typer.Argument(..., help="Issue id.")):
+    """Pause a sending issue: its remaining batches wait on the queue, nothing is lost."""
+    _control(ctx, "pause", issue)
+
+
+@app.command()
+@handled
+def resume(ctx: typer.Context, issue: str = typer.Argument(..., help="Issue id.")):
+    """Resume a paused issue."""
+    _control(ctx, "resume", issue)
+
+
+@app.command()
+@handled
+def cancel(
+    ctx: typer.Context,
+    issue: str = typer.Argument(..., help="Issue id."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+):
+    """Cancel an issue for good: nobody else receives it."""
+    if not yes and not typer.confirm(f"Cancel {issue} for good? Nobody who has not received it yet will.", default=False):
+        raise typer.Exit(EXIT_ERROR)
+    _control(ctx, "cancel", issue)
+
+
+# --- subscribers -------------------------------------------------------------------------------------
+
+
+def _ensure_list(target: Target, list_id: str, name: str | None) -> bool:
+    from newsletter.issue import ID_PATTERN
+    import re
+
+    from newsletter.store import lists
+
+    if not re.match(ID_PATTERN, list_id):
+        raise CliError(f"--list {list_id!r}: a list id is 1 to 64 letters, digits, '_' or '-', starting with a letter or digit")
+    ddb = target.client("dynamodb")
+    if lists.get_list(ddb, target.ref("ListsTable"), list_id) is not None:
+        return False
+    lists.put_list(ddb, target.ref("ListsTable"), list_id, name or list_id)
+    return True
+
+
+@subscribers_app.command("import")
+@handled
+def subscribers_import(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="CSV with an email column; optional name, language, status; other columns become attributes."),
+    list_id: str = typer.Option(..., "--list", help="The list to import into (created if new)."),
+    list_name: Optional[str] = typer.Option(None, "--list-name", help="Display name for a new list (List-Id, footer)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write every skipped or invalid row here (CSV)."),
+):
+    """Add subscribers from a CSV file: validated, lowercased, without duplicates; never re-activates anyone."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from . import subscribers as subs
+
+    if not file.is_file():
+        raise CliError(f"no such file: {file}")
+    target = _target(ctx)
+    size = file.stat().st_size
+    with Progress(TextColumn("importing"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[rows]} rows"),
+                  TimeRemainingColumn(), console=console) as progress:
+        task = progress.add_task("import", total=size, rows=0)
+        created = _ensure_list(target, list_id, list_name)
+        try:
+            result = subs.import_csv(
+                target.client("dynamodb"), subscribers_table=target.ref("SubscribersTable"),
+                suppressions_table=target.ref("SuppressionsTable"), list_id=list_id, path=file,
+                progress=lambda rows, done: progress.update(task, completed=done, rows=rows), report_path=report,
+            )
+        except subs.BadImport as exc:
+            raise CliError(f"{file}: {exc}") from None
+    if created:
+        console.print(f"created list {list_id}")
+    table = Table(title=Text(f"{file} → list {list_id}"), title_justify="left")
+    table.add_column("rows", justify="right")
+    for col in ("imported", "existing", "duplicates", "suppressed", "invalid"):
+        table.add_column(col, justify="right")
+    table.add_row(*(str(getattr(result, k)) for k in ("rows", "imported", "existing", "duplicates", "suppressed", "invalid")))
+    console.print(table)
+    shown = [p for p in result.problems if p.reason][:20]
+    for p in shown:
+        console.print(Text(f"  line {p.line}: {p.reason}"))
+    if result.problem_count > len(shown):
+        console.print(f"  … {result.problem_count - len(shown)} more")
+    if result.report_path:
+        console.print(f"every skipped or invalid row: {result.report_path}")
+    if result.invalid:
+        raise typer.Exit(EXIT_BAD_INPUT if not result.imported and not result.existing else 0)
+
+
+@subscribers_app.command("export")
+@handled
+def subscribers_export(
+    ctx: typer.Context,
+    list_id: str = typer.Option(..., "--list", help="The list to export."),
+    out: Optional[Path] = typer.Option(None, "--out", help="CSV file to write [default: standard output]."),
+    status_filter: Optional[str] = typer.Option(None, "--status", help="Only subscribers with this status."),
+):
+    """Write a list's subscribers as CSV (the import format)."""
+    from newsletter.store.subscribers import STATUSES
+
+    from . import subscribers as subs
+
+    if status_filter and status_filter not in STATUSES:
+        raise CliError(f"--status {status_filter!r}: one of {', '.join(STATUSES)}")
+    target = _target(ctx)
+    kwargs = dict(subscribers_table=target.ref("SubscribersTable"), list_id=list_id, status=status_filter)
+    if out is None:
+        n = subs.export_csv(target.client("dynamodb"), out=sys.stdout, **kwargs)
+        err.print(f"{n} subscriber(s) exported")
+        return
+    with out.open("w", newline="", encoding="utf-8") as f:
+        n = subs.export_csv(target.client("dynamodb"), out=f, **kwargs)
+    console.print(f"{n} subscriber(s) of {list_id} written to {out}")
+
+
+@subscribers_app.command("count")
+@handled
+def subscribers_count(ctx: typer.Context, list_id: str = typer.Option(..., "--list", help="The list to count.")):
+    """A list's subscribers by status."""
+    from . import subscribers as subs
+
+    target = _target(ctx)
+    counts = subs.count_by_status(target.client("dynamodb"), subscribers_table=target.ref("SubscribersTable"), list_id=list_id)
+    table = Table(title=Text(f"list {list_id}"), title_justify="left")
+    table.add_column("status")
+    table.add_column("subscribers", justify="right")
+    for k, v in counts.items():
+        table.add_row(k, str(v))
+    table.add_row(Text("total", style="bold"), Text(str(sum(counts.values())), style="bold"))
+    console.print(table)
+
+
+# --- the local stack -------------------------------------------------------------------------------
+
+
+@local_app.command("start")
+@handled
+def local_start():
+    """Start the local stack (any --local command starts it too)."""
+    target = local_target()
+    console.print(f"local stack running at {target.name}")
+
+
+@local_app.command("stop")
+@handled
+def local_stop():
+    """Stop the local stack; everything in it is gone."""
+    from devstack import server
+
+    console.print("local stack stopped" if server.stop() else "no local stack was running")
+
+
+@local_app.command("status")
+@handled
+def local_status():
+    """Whether the local stack runs, and where."""
+    from devstack import server
+
+    state = server.running()
+    if state:
+        console.print(f"local stack running at {state['endpoint_url']} (pid {state['pid']}, since {state['started_at']})")
+    else:
+        console.print("no local stack is running")
+        raise typer.Exit(EXIT_ERROR)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,431 @@
+"""Subscriber import, export and counts for the `newsletter` tool.
+
+Plain functions over a boto3 DynamoDB client; the app (cli/app.py) does all printing. Nothing here
+prints or logs an address: addresses appear only in the problems report the operator asked for.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+import json
+import tempfile
+from array import array
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from email_validator import EmailNotValidError, validate_email
+
+from newsletter.privacy import normalise_address
+from newsletter.store import from_item
+from newsletter.store.subscribers import ACTIVE, SHARDS, STATUSES, batch_get, key, partition, put_subscribers
+
+CORE = ("email", "name", "language", "status")
+EMAIL_HEADERS = ("email", "e-mail")
+DEFAULT_LANGUAGE = "en"  # as devstack/demo.py's loader
+KEPT_PROBLEMS = 1000  # kept in memory; the report file has all of them
+AUTO_REPORT_AFTER = 20  # more problems than this and no report_path: write <file>.problems.csv
+MAX_HEADER = 64 * 1024
+CHECK_BLOCK = 64 * 1024  # bytes read at a time by the encoding check: its decoded text is thrown away
+
+
+class BadImport(ValueError):
+    """The file itself is unusable: empty, not UTF-8 text, not CSV, or without an email column."""
+
+
+@dataclass
+class Problem:
+    line: int  # physical line where the row starts; the header is line 1
+    value: str  # the email cell as found
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0  # data rows read; rows == imported + existing + duplicates + suppressed + invalid
+    imported: int = 0
+    existing: int = 0  # already on the list: left exactly as they were
+    duplicates: int = 0  # the same address (any case) earlier in the file
+    suppressed: int = 0  # on the suppression list: not imported
+    invalid: int = 0
+    problems: list[Problem] = field(default_factory=list)  # the first KEPT_PROBLEMS
+    problem_count: int = 0  # invalid + duplicates + suppressed
+    report_path: Path | None = None  # every problem, when written
+
+
+def import_csv(
+    ddb,
+    *,
+    subscribers_table: str,
+    suppressions_table: str,
+    list_id: str,
+    path: Path,
+    progress: Callable[[int, int], None] | None = None,
+    report_path: Path | None = None,
+    chunk: int = 100,
+) -> ImportReport:
+    """Add the file's new, valid, unsuppressed addresses to the list; never change an existing subscriber.
+
+    Streams the file in chunks of `chunk` rows: one lookup (BatchGetItem) and one write
+    (BatchWriteItem, 25 a call, retried) per chunk. `progress(rows_read, bytes_read)` follows each
+    chunk; compare bytes_read with the file's size. Running the same import again changes nothing.
+    """
+    path = Path(path)
+    _check_text(path)  # before writing anything: a wrong encoding must not leave half an import
+    report = ImportReport()
+    problems = _Problems(report, path, report_path)
+    seen = _Seen()
+    pending: dict[str, tuple[int, str, dict, bool]] = {}  # address -> line, cell, subscriber, seen in an earlier chunk
+    found: list[Problem] = []  # this chunk's problems, written in line order at the flush
+
+    def flush() -> None:
+        on_list, suppressed = _lookup(ddb, subscribers_table, suppressions_table, list_id, list(pending))
+        new = []
+        for address, (line, value, subscriber, seen_before) in pending.items():
+            # `seen` only hints at an earlier row; the tables decide, so even a hash collision cannot
+            # drop a new address: an earlier row's address was imported, was on the list or is suppressed.
+            if seen_before and (address in on_list or address in suppressed):
+                report.duplicates += 1
+                found.append(Problem(line, value, "duplicate of an earlier row"))
+            elif address in on_list:
+                report.existing += 1
+            elif address in suppressed:
+                report.suppressed += 1
+                found.append(Problem(line, value, f"suppressed ({suppressed[address]}): not imported"))
+            else:
+                new.append(subscriber)
+        put_subscribers(ddb, subscribers_table, list_id, new)
+        report.imported += len(new)
+        pending.clear()
+        for p in sorted(found, key=lambda p: p.line):
+            problems.add(p)
+        found.clear()
+
+    try:
+        with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
+            columns, header_line = _Columns.read(text, path.name)
+            # strict: a stray quote stops at its own row instead of quietly swallowing the next ones.
+            reader = csv.reader(text, delimiter=columns.delimiter, strict=True)
+            in_chunk = 0
+            while True:
+                start = header_line + reader.line_num + 1
+                try:
+                    cells = next(reader, None)
+                except csv.Error as exc:  # the reader resumes at the next line: one bad row, not a bad file
+                    cells, broken = [], f"not valid CSV: {exc}"
+                else:
+                    if cells is None:
+                        break
+                    if not any(c.strip() for c in cells):
+                        continue  # a blank line, or empty cells only (Excel leaves such rows)
+                    broken = ""
+                report.rows += 1
+                in_chunk += 1
+                value, subscriber = ("", broken) if broken else columns.subscriber(cells)
+                if isinstance(subscriber, str):
+                    report.invalid += 1
+                    found.append(Problem(start, value, subscriber))
+                elif subscriber["email"] in pending:  # BatchGet/BatchWrite refuse a key twice in one call
+                    report.duplicates += 1
+                    found.append(Problem(start, value, "duplicate of an earlier row"))
+                else:
+                    pending[subscriber["email"]] = (start, value, subscriber, seen.add(subscriber["email"]))
+                if in_chunk >= chunk:
+                    flush()
+                    in_chunk = 0
+                    if progress:
+                        progress(report.rows, raw.tell())  # the binary position: text files can't tell() mid-iteration
+            flush()
+            if progress:
+                progress(report.rows, raw.tell())
+    except Exception as exc:  # DynamoDB gave up, the disk is full...: say what is already done
+        if report.rows:
+            exc.add_note(f"{report.imported} of {report.rows} rows read were imported before this error; "
+                         "importing the same file again is safe (they come back as existing).")
+        raise
+    finally:
+        problems.close()
+    return report
+
+
+def export_csv(ddb, *, subscribers_table: str, list_id: str, out: TextIO, status: str | None = None) -> int:
+    """Write the list (or its subscribers with `status`) as CSV that import_csv takes back; returns the rows.
+
+    Columns: email, name, language, status, then one column per attribute name found. The names are
+    only known at the end, so rows are spooled to a temporary file first (one pass over the table,
+    constant memory). Open `out` with newline="".
+    """
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+    names: dict[str, None] = {}  # attribute names, in first-seen order
+    rows = 0
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+        for item in _items(ddb, subscribers_table, list_id, status=status):
+            # An attribute may not shadow a column import_csv reads itself (no import makes one).
+            attributes = (item.get("attributes") or {}).items()
+            row = {k: _cell(v) for k, v in attributes if k.lower() not in CORE + EMAIL_HEADERS}
+            names.update(dict.fromkeys(row))
+            row.update({c: str(item.get(c) or "") for c in CORE})
+            spool.write(json.dumps(row, ensure_ascii=False) + "\n")
+            rows += 1
+        spool.seek(0)
+        writer = csv.DictWriter(out, fieldnames=[*CORE, *names], restval="")
+        writer.writeheader()
+        for line in spool:
+            writer.writerow(json.loads(line))
+    return rows
+
+
+def count_by_status(ddb, *, subscribers_table: str, list_id: str) -> dict[str, int]:
+    """Subscribers per status; every known status is present (0 if none), unexpected ones are added."""
+    counts = dict.fromkeys(STATUSES, 0)
+    for item in _items(ddb, subscribers_table, list_id, projection="#s"):
+        status = item.get("status") or "(none)"
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+# --- the file ---------------------------------------------------------------------------------
+
+
+def _check_text(path: Path) -> None:
+    """One fast binary pass: the whole file must be UTF-8 text, else nothing is imported.
+
+    Names the line and byte offset of the first bad byte, so the operator can find it.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, line = 0, 1
+    with path.open("rb") as f:
+        head = f.read(4)
+        if head.startswith(b"PK\x03\x04"):
+            raise BadImport(f"{path.name} is a zip file or an Excel workbook, not CSV: save it as 'CSV UTF-8'")
+        if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            raise BadImport(f"{path.name} is UTF-16 text: save it as 'CSV UTF-8'")
+        if not head:
+            raise BadImport(f"{path.name} is empty")
+        f.seek(0)
+        while True:
+            block = f.read(CHECK_BLOCK)
+            held = decoder.getstate()[0]  # the start of a character split across blocks
+            bad, what = -1, ""
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as exc:
+                data = held + block
+                bad = exc.start - len(held)
+                what = f"byte 0x{data[exc.start]:02x} is not UTF-8 ({exc.reason}; a Windows or Latin-1 file?)"
+            nul = block.find(b"\0")
+            if nul >= 0 and (bad < 0 or nul < bad):
+                bad, what = nul, "a NUL byte: binary data or UTF-16 text, not CSV"
+            if what:
+                at = offset + bad  # bad < 0: the character began in the previous block
+                line += block[: max(bad, 0)].count(b"\n")
+                raise BadImport(f"{path.name}, line {line} (byte offset {at}): {what}. Save the file as 'CSV UTF-8'.")
+            if not block:
+                return
+            offset += len(block)
+            line += block.count(b"\n")
+
+
+class _Columns:
+    """Which cell is what, from the header line."""
+
+    def __init__(self, names: list[str], delimiter: str):
+        lower = [n.lower() for n in names]
+        self.delimiter, self.width = delimiter, len(names)
+        self.email = next(i for i, n in enumerate(lower) if n in EMAIL_HEADERS)
+        self.core = {c: lower.index(c) for c in CORE[1:] if c in lower}
+        # Other named columns become attributes; unnamed ones (a trailing comma) are dropped.
+        self.extra = [(i, n) for i, n in enumerate(names) if n and i != self.email and lower[i] not in CORE]
+
+    @classmethod
+    def read(cls, text: TextIO, name: str) -> tuple[_Columns, int]:
+        """The columns and the header's line number (leading blank lines are skipped)."""
+        number = 0
+        while True:
+            line = text.readline(MAX_HEADER)
+            number += 1
+            if not line:
+                raise BadImport(f"{name} has no header line, only blank lines")
+            if len(line) >= MAX_HEADER and not line.endswith(("\n", "\r")):
+                raise BadImport(f"{name}, line {number}: longer than {MAX_HEADER // 1024} KiB, not a CSV header")
+            if line.strip():
+                break
+        cells: list[list[str]] = []
+        for delimiter in ",;\t":  # Excel in much of Europe saves "CSV" with semicolons
+            try:
+                cells.append([c.strip() for c in next(csv.reader([line], delimiter=delimiter))])
+            except csv.Error as exc:
+                raise BadImport(f"{name}, line {number}: not a CSV header ({exc})") from None
+            found = [c.lower() for c in cells[-1]]
+            if any(c in EMAIL_HEADERS for c in found):
+                named = [c for c in found if c]
+                twice = sorted({c for c in named if named.count(c) > 1})
+                if twice:
+                    raise BadImport(f"{name}, line {number}: column {twice[0]!r} appears more than once")
+                return cls(cells[-1], delimiter), number
+        if "@" in line:  # never echo it: it is probably someone's address
+            raise BadImport(
+                f"{name}, line {number} looks like data, not a header: add a first line naming the columns, "
+                "one of them 'email'"
+            )
+        shown = ", ".join(repr(c[:40]) for c in cells[0]) or "none"
+        raise BadImport(f"{name}, line {number}: no 'email' column; columns found: {shown}")
+
+    def subscriber(self, cells: list[str]) -> tuple[str, dict | str]:
+        """(the email cell, the subscriber to store) or (the email cell, why the row is rejected)."""
+        value = cells[self.email] if self.email < len(cells) else ""
+        if len(cells) > self.width:
+            return value, f"{len(cells)} fields but the header has {self.width} (an unquoted comma?)"
+        if not value.strip():
+            return value, "no email address"
+        try:
+            # No DNS: an import must not depend on the network or on a domain's mood today.
+            # allow_smtputf8=False: SES does not accept non-ASCII before the @.
+            checked = validate_email(value.strip(), check_deliverability=False, allow_smtputf8=False)
+        except EmailNotValidError as exc:
+            return value, str(exc)
+
+        def cell(column: str) -> str:
+            i = self.core.get(column)
+            return cells[i].strip() if i is not None and i < len(cells) else ""
+
+        status = cell("status").lower() or ACTIVE
+        if status not in STATUSES:
+            return value, f"status {cell('status')[:40]!r} is not one of {', '.join(STATUSES)}"
+        attributes = {n: cells[i].strip() for i, n in self.extra if i < len(cells) and cells[i].strip()}
+        return value, {
+            # ascii_email: an internationalised domain in its ASCII (punycode) form, as SES wants it,
+            # so both spellings of one address are one subscriber.
+            "email": normalise_address(checked.ascii_email or checked.normalized),
+            "name": cell("name"),
+            "language": cell("language") or DEFAULT_LANGUAGE,
+            "status": status,
+            "attributes": attributes or None,
+        }
+
+
+class _Problems:
+    """Keeps the first KEPT_PROBLEMS in the report and streams all of them to a CSV file: the one
+    asked for, or `<file>.problems.csv` next to the input once there are more than AUTO_REPORT_AFTER."""
+
+    def __init__(self, report: ImportReport, source: Path, path: Path | None):
+        self.report, self.asked = report, path is not None
+        report.report_path = Path(path) if path else source.with_name(source.name + ".problems.csv")
+        self.file: TextIO | None = None
+        if self.asked:
+            self._open()
+
+    def _open(self) -> None:
+        # utf-8-sig: the communications team opens it in Excel, which needs the BOM to see UTF-8.
+        self.file = self.report.report_path.open("w", encoding="utf-8-sig", newline="")
+        self.writer = csv.writer(self.file)
+        self.writer.writerow(["line", "value", "reason"])
+
+    def add(self, problem: Problem) -> None:
+        r = self.report
+        r.problem_count += 1
+        if len(r.problems) < KEPT_PROBLEMS:
+            r.problems.append(problem)
+        if self.file is None and r.problem_count > AUTO_REPORT_AFTER:
+            self._open()
+            self.writer.writerows([p.line, p.value, p.reason] for p in r.problems[:-1])
+        if self.file is not None:
+            self.writer.writerow([problem.line, problem.value, problem.reason])
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        elif not self.asked:
+            self.report.report_path = None
+
+
+class _Seen:
+    """The addresses met so far, as 64-bit hashes in an open-addressing table: 16-32 bytes an
+    address (25 at the peak of a growth; a million addresses: ~17 MB), where a set of str takes
+    ~130 and a set of int ~70. A collision (~1e-8 for a million) only makes a row look like a
+    duplicate to the caller, which then asks the tables (see flush)."""
+
+    def __init__(self) -> None:
+        self.slots, self.n = array("Q", [0]) * 1024, 0
+
+    def add(self, address: str) -> bool:
+        """Add; True if it (or a hash twin) was there already."""
+        h = int.from_bytes(hashlib.blake2b(address.encode(), digest_size=8).digest(), "big") | 1  # 0: empty slot
+        slots, mask = self.slots, len(self.slots) - 1
+        i = h & mask
+        while slots[i]:
+            if slots[i] == h:
+                return True
+            i = (i + 1) & mask
+        slots[i] = h
+        self.n += 1
+        if self.n * 2 > len(slots):  # keep probes short: at most half full
+            self.slots = array("Q", [0]) * (2 * len(slots))  # no bytes() copy: it would double the peak
+            mask = len(self.slots) - 1
+            for h in slots:
+                if h:
+                    i = h & mask
+                    while self.slots[i]:
+                        i = (i + 1) & mask
+                    self.slots[i] = h
+        return False
+
+
+# --- the tables -------------------------------------------------------------------------------
+
+
+def _lookup(ddb, subscribers_table: str, suppressions_table: str, list_id: str, addresses: list[str]):
+    """(addresses on the list, {suppressed address: reason}), in BatchGetItem calls of 100 keys."""
+    keys = [(subscribers_table, key(list_id, a)) for a in addresses]
+    keys += [(suppressions_table, {"email": {"S": a}}) for a in addresses]
+    shape = {
+        # Consistent: a duplicate in a later chunk must see the row this import just wrote.
+        subscribers_table: {"ProjectionExpression": "email", "ConsistentRead": True},
+        suppressions_table: {"ProjectionExpression": "email, #r", "ExpressionAttributeNames": {"#r": "reason"}},
+    }
+    on_list: set[str] = set()
+    suppressed: dict[str, str] = {}
+    for i in range(0, len(keys), 100):
+        request: dict[str, dict] = {}
+        for table, k in keys[i : i + 100]:
+            request.setdefault(table, {**shape[table], "Keys": []})["Keys"].append(k)
+        got = batch_get(ddb, request)
+        on_list.update(item["email"] for item in got.get(subscribers_table, []))
+        suppressed.update((s["email"], s.get("reason") or "suppressed") for s in got.get(suppressions_table, []))
+    return on_list, suppressed
+
+
+def _items(ddb, table: str, list_id: str, status: str | None = None, projection: str | None = None) -> Iterator[dict]:
+    """Every subscriber of the list, shard by shard, page by page."""
+    for shard in range(SHARDS):
+        args: dict = {
+            "TableName": table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": partition(list_id, shard)}},
+        }
+        if status:
+            args["FilterExpression"] = "#s = :s"
+            args["ExpressionAttributeValues"][":s"] = {"S": status}
+        if projection:
+            args["ProjectionExpression"] = projection
+        if status or (projection and "#s" in projection):  # DynamoDB refuses unused names
+            args["ExpressionAttributeNames"] = {"#s": "status"}
+        while True:
+            resp = ddb.query(**args)
+            yield from (from_item(i) for i in resp.get("Items", []))
+            if not resp.get("LastEvaluatedKey"):
+                break
+            args["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+
+def _cell(value) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, dict, set, bool)):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return str(value)  # numbers come back as Decimal

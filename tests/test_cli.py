@@ -1,0 +1,331 @@
+"""The `newsletter` command, driven as a user would: against the local stack (a moto server on
+127.0.0.1, started once for this module), and against a "deployed" stack found by its
+CloudFormation outputs (moto in-process).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import EXAMPLE_ISSUE, ROOT, issue_doc
+
+runner = CliRunner()
+
+
+def cli(*args: str, input: str | None = None):
+    from newsletter_cli.app import app
+
+    return runner.invoke(app, list(args), input=input, catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    """One local stack for the module; each test uses lists and issue ids of its own."""
+    from devstack import server
+
+    directory = tmp_path_factory.mktemp("local")
+    old = os.environ.get("NEWSLETTER_LOCAL_DIR")
+    os.environ["NEWSLETTER_LOCAL_DIR"] = str(directory)
+    server.start(directory)
+    yield directory
+    server.stop(directory)
+    if old is None:
+        os.environ.pop("NEWSLETTER_LOCAL_DIR", None)
+    else:
+        os.environ["NEWSLETTER_LOCAL_DIR"] = old
+
+
+@pytest.fixture(autouse=True)
+def fresh_containers():
+    """Each command is a new process in real use: no per-container cache carries over."""
+    from newsletter import aws
+    from newsletter.handlers import send
+
+    send._prepared.clear()
+    send._issue_state.clear()
+    aws.reset()
+    yield
+
+
+def write_csv(path: Path, rows: list[str], header: str = "email,name,language,status") -> Path:
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def write_issue(path: Path, **changes) -> Path:
+    path.write_text(json.dumps(issue_doc(**changes)), encoding="utf-8")
+    return path
+
+
+def readers(n: int, prefix: str) -> list[str]:
+    return [f"{prefix}{i:03d}@Example.com,Reader {i},en,active" for i in range(n)]
+
+
+def eml_files(local: Path, issue_id: str) -> list[email.message.EmailMessage]:
+    folder = local / "outbox" / issue_id
+    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in sorted(folder.glob("*.eml"))]
+
+
+# --- preview (no stack) --------------------------------------------------------------------------
+
+
+def test_preview_of_the_example_writes_the_parts_and_passes(tmp_path):
+    result = cli("preview", str(EXAMPLE_ISSUE), "--out", str(tmp_path), "--no-screenshots")
+    assert result.exit_code == 0, result.output
+    assert "0 errors" in result.output
+    html = (tmp_path / "2015-07.html").read_text(encoding="utf-8")
+    assert "Sample Reader" in html or "reader@example.org" in html
+    assert (tmp_path / "2015-07.eml").stat().st_size > 10_000
+
+
+def test_preview_exits_non_zero_on_errors_and_zero_on_warnings(tmp_path):
+    doc = issue_doc()
+    doc["news"][0]["body"] = "A paragraph of news that goes on. " * 3500  # ~120 KB: Gmail clips the message
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc), encoding="utf-8")
+    result = cli("preview", str(bad), "--out", str(tmp_path / "out"), "--no-screenshots")
+    assert result.exit_code == 1 and "html-size" in result.output and "1 error" in result.output
+    long_subject = write_issue(tmp_path / "warn.json", subject="A subject line that goes on well past what a phone shows in a list")
+    result = cli("preview", str(long_subject), "--out", str(tmp_path / "out2"), "--no-screenshots")
+    assert result.exit_code == 0 and "0 errors" in result.output and "subject" in result.output
+
+
+def test_a_broken_issue_gets_a_message_not_a_traceback(tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"issue_id": "2015-09", "subject": }', encoding="utf-8")
+    for command in (["preview", str(broken), "--no-screenshots"], ["--local", "publish", str(broken)],
+                    ["--local", "send-test", str(broken), "--to", "a@example.org"]):
+        result = cli(*command)
+        assert result.exit_code == 2, command
+        assert "not valid" in result.output and "line 1" in result.output
+        assert "Traceback" not in result.output
+    missing = cli("preview", str(tmp_path / "nope.json"))
+    assert missing.exit_code == 2 and "cannot read" in missing.output
+
+
+# --- subscribers ----------------------------------------------------------------------------------
+
+
+def test_import_count_export_and_reimport(local, tmp_path):
+    rows = readers(12, "imp") + ["IMP000@example.com,Again,en,active", "not-an-address,X,en,active",
+                                 "gone@example.com,Gone,en,unsubscribed"]
+    csv_file = write_csv(tmp_path / "list.csv", rows)
+    result = cli("--local", "subscribers", "import", str(csv_file), "--list", "imports", "--list-name", "Imports")
+    assert result.exit_code == 0, result.output
+    assert "created list imports" in result.output
+    assert "line 15" in result.output  # the bad address, by its line in the file
+    assert "line 14" in result.output  # the duplicate (other case)
+    count = cli("--local", "subscribers", "count", "--list", "imports")
+    assert count.exit_code == 0
+    assert [line.split() for line in count.output.splitlines() if "active" in line and "inactive" not in line][0][-2] == "12"
+    assert "unsubscribed" in count.output and " 13 " in count.output.replace("│", " ")  # total
+
+    again = cli("--local", "subscribers", "import", str(csv_file), "--list", "imports")
+    assert again.exit_code == 0
+    assert "created list" not in again.output
+    table = [line for line in again.output.splitlines() if line.count("│") >= 6][-1].replace("│", " ").split()
+    assert table[:3] == ["15", "0", "13"]  # rows, imported, existing: nothing changed
+
+    out = tmp_path / "export.csv"
+    exported = cli("--local", "subscribers", "export", "--list", "imports", "--out", str(out))
+    assert exported.exit_code == 0 and "13 subscriber(s)" in exported.output
+    text = out.read_text(encoding="utf-8")
+    assert "imp000@example.com" in text and "IMP000" not in text  # stored lowercased
+    assert "gone@example.com" in text and "unsubscribed" in text
+
+
+def test_import_never_reactivates_an_unsubscribed_reader(local, tmp_path):
+    first = write_csv(tmp_path / "a.csv", ["left@example.com,Left,en,unsubscribed"])
+    assert cli("--local", "subscribers", "import", str(first), "--list", "react").exit_code == 0
+    second = write_csv(tmp_path / "b.csv", ["left@example.com,Left,en,active"])
+    assert cli("--local", "subscribers", "import", str(second), "--list", "react").exit_code == 0
+    out = tmp_path / "active.csv"
+    cli("--local", "subscribers", "export", "--list", "react", "--status", "active", "--out", str(out))
+    assert "left@example.com" not in out.read_text(encoding="utf-8")
+
+
+def test_bad_csv_files_get_clear_messages(local, tmp_path):
+    no_email = write_csv(tmp_path / "cols.csv", ["Ann,ann@example.com"], header="name,mail")
+    result = cli("--local", "subscribers", "import", str(no_email), "--list", "bad")
+    assert result.exit_code == 2 and "email" in result.output.lower() and "Traceback" not in result.output
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("email,name\nj@example.com,Jos\xe9\n".encode("latin-1"))
+    result = cli("--local", "subscribers", "import", str(latin1), "--list", "bad")
+    assert result.exit_code == 2 and "UTF-8" in result.output
+    assert cli("--local", "subscribers", "import", str(tmp_path / "none.csv"), "--list", "bad").exit_code == 2
+    bad_list = cli("--local", "subscribers", "import", str(no_email), "--list", "no spaces")
+    assert bad_list.exit_code == 2 and "list id" in bad_list.output
+    all_invalid = write_csv(tmp_path / "invalid.csv", ["nope,A,en,active", "also nope,B,en,active"])
+    result = cli("--local", "subscribers", "import", str(all_invalid), "--list", "bad2")
+    assert result.exit_code == 2 and "line 2" in result.output and "line 3" in result.output
+    assert cli("--local", "subscribers", "export", "--list", "bad", "--status", "gone").exit_code == 2
+
+
+# --- send-test, publish, status, pause/resume/cancel ------------------------------------------------
+
+
+def test_send_test_mails_only_the_test_addresses_marked_as_a_test(local, tmp_path):
+    csv_file = write_csv(tmp_path / "t.csv", readers(5, "sub"))
+    assert cli("--local", "subscribers", "import", str(csv_file), "--list", "testing").exit_code == 0
+    doc = write_issue(tmp_path / "i.json", issue_id="t-2015-07", list="testing")
+    result = cli("--local", "send-test", str(doc), "--to", "Editor@Example.org", "--to", "proof@example.org")
+    assert result.exit_code == 0, result.output
+    test_id = next(w for w in result.output.split() if w.startswith("t-2015-07-test-")).rstrip(":")
+    messages = eml_files(local, test_id)
+    assert sorted(m["To"].addresses[0].addr_spec for m in messages) == ["editor@example.org", "proof@example.org"]
+    assert all(m["Subject"].startswith("[TEST] ") for m in messages)
+    assert all(m["List-Unsubscribe"] and m["List-Unsubscribe-Post"] for m in messages)
+    # The real issue is untouched: it can still be published.
+    status = cli("--local", "status", "t-2015-07")
+    assert status.exit_code == 2 and "no issue" in status.output
+    assert "t-2015-07-test" not in cli("--local", "status").output  # tests are listed only with --tests
+    assert "t-2015-07-test" in cli("--local", "status", "--tests").output
+
+
+def test_send_test_refuses_bad_addresses_and_unknown_lists(local, tmp_path):
+    doc = write_issue(tmp_path / "i.json", issue_id="t-2015-08", list="nolist")
+    bad = cli("--local", "send-test", str(doc), "--to", "not an address")
+    assert bad.exit_code == 2 and "not an email address" in bad.output
+    unknown = cli("--local", "send-test", str(doc), "--to", "a@example.org")
+    assert unknown.exit_code == 2 and "list 'nolist' does not exist" in unknown.output
+
+
+def test_publish_follows_to_the_end_and_never_sends_twice(local, tmp_path):
+    rows = readers(30, "pub") + ["bounce@simulator.amazonses.com,,en,active", "complaint@simulator.amazonses.com,,en,active",
+                                 "off@example.com,Off,en,unsubscribed"]
+    assert cli("--local", "subscribers", "import", str(write_csv(tmp_path / "p.csv", rows)), "--list", "pubs").exit_code == 0
+    doc = write_issue(tmp_path / "p.json", issue_id="p-2015-07", list="pubs")
+    result = cli("--local", "publish", str(doc))
+    assert result.exit_code == 0, result.output
+    assert "uploaded s3://" in result.output and "32 messages" in result.output
+    to = [m["To"].addresses[0].addr_spec for m in eml_files(local, "p-2015-07")]
+    assert len(to) == len(set(to)) == 32 and "off@example.com" not in to
+    status = cli("--local", "status", "p-2015-07").output
+    figures = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in status.splitlines() if line.count("│") == 3}
+    assert figures["status"] == "sent" and figures["queued"] == "32" and figures["sent"] == "32"
+    assert figures["bounced hard"] == "1" and figures["complained"] == "1"  # the simulator's answers, fed back
+
+    again = cli("--local", "publish", str(doc))
+    assert again.exit_code == 0 and "already published" in again.output
+    assert len(eml_files(local, "p-2015-07")) == 32
+    changed = write_issue(tmp_path / "p2.json", issue_id="p-2015-07", list="pubs", subject="Another subject")
+    refused = cli("--local", "publish", str(changed))
+    assert refused.exit_code == 2 and "already published" in refused.output and "new issue_id" in refused.output
+
+    # The next issue skips the addresses that bounced and complained.
+    nxt = cli("--local", "publish", str(write_issue(tmp_path / "n.json", issue_id="p-2015-08", list="pubs")))
+    assert nxt.exit_code == 0 and "30 messages" in nxt.output
+
+
+def test_pause_resume_cancel(local, tmp_path):
+    from newsletter.store import issues
+    from newsletter_cli.target import local_target
+
+    target = local_target()
+    ddb, table = target.client("dynamodb"), target.ref("IssuesTable")
+    issues.create_issue(ddb, table, {"issue_id": "c-1", "list_id": "x", "status": "sending", "accepted_at": "2026-11-27T00:00:00Z"})
+    assert cli("--local", "pause", "c-1").exit_code == 0
+    assert issues.get_issue(ddb, table, "c-1")["status"] == "paused"
+    twice = cli("--local", "pause", "c-1")
+    assert twice.exit_code == 2 and "it is paused, not sending" in twice.output
+    assert cli("--local", "resume", "c-1").exit_code == 0
+    assert issues.get_issue(ddb, table, "c-1")["status"] == "sending"
+    assert cli("--local", "cancel", "c-1", input="n\n").exit_code == 1  # asked, declined
+    assert issues.get_issue(ddb, table, "c-1")["status"] == "sending"
+    assert cli("--local", "cancel", "c-1", "--yes").exit_code == 0
+    assert issues.get_issue(ddb, table, "c-1")["status"] == "cancelled"
+    assert cli("--local", "resume", "c-1").exit_code == 2
+    unknown = cli("--local", "pause", "no-such-issue")
+    assert unknown.exit_code == 2 and "no issue 'no-such-issue'" in unknown.output
+
+
+# --- a deployed stack ------------------------------------------------------------------------------
+
+
+def outputs_template(stack) -> str:
+    from newsletter_cli.target import OUTPUTS
+
+    return json.dumps({
+        "Resources": {"Nothing": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {out: {"Value": stack.ref(logical)} for logical, out in OUTPUTS.items()},
+    })
+
+
+def test_a_missing_stack_is_a_clear_error(aws_mock):
+    result = cli("--stack", "not-deployed", "--region", "us-east-1", "status")
+    assert result.exit_code == 2
+    assert "stack 'not-deployed' not found in us-east-1" in result.output and "sam deploy" in result.output
+
+
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS")
+def test_commands_find_the_stack_by_its_outputs(stack, tmp_path):
+    import boto3
+
+    boto3.client("cloudformation", region_name="us-east-1").create_stack(StackName="newsletter", TemplateBody=outputs_template(stack))
+    csv_file = write_csv(tmp_path / "s.csv", readers(4, "dep"))
+    result = cli("--stack", "newsletter", "--region", "us-east-1", "subscribers", "import", str(csv_file), "--list", "infomail")
+    assert result.exit_code == 0, result.output
+    assert "4" in cli("--stack", "newsletter", "--region", "us-east-1", "subscribers", "count", "--list", "infomail").output
+    up = cli("--stack", "newsletter", "--region", "us-east-1", "publish", str(EXAMPLE_ISSUE), "--no-follow")
+    assert up.exit_code == 0 and "issues/2015-07.json" in up.output
+    body = boto3.client("s3", region_name="us-east-1").get_object(Bucket=stack.bucket, Key="issues/2015-07.json")["Body"].read()
+    assert body == EXAMPLE_ISSUE.read_bytes()  # what S3 hands the publish function
+
+
+def test_follow_reports_a_refused_document(stack):
+    import boto3
+
+    from newsletter_cli import ops
+    from newsletter_cli.target import OUTPUTS, CliError, Target
+
+    target = Target("stack", "newsletter", {logical: stack.ref(logical) for logical in OUTPUTS}, session=boto3.Session())
+    boto3.client("s3").put_object(Bucket=stack.bucket, Key="issues/x.json.error.txt", Body=b"subject: missing")
+    seen = []
+    with pytest.raises(CliError, match="subject: missing"):
+        ops.follow(target, "x", "issues/x.json", seen.append, timeout_s=60, sleep=lambda s: None)
+    assert seen == [None]
+
+
+def test_follow_stops_when_the_issue_is_sent_or_paused(stack):
+    import boto3
+
+    from newsletter.store import issues
+    from newsletter_cli import ops
+    from newsletter_cli.target import OUTPUTS, Target
+
+    target = Target("stack", "newsletter", {logical: stack.ref(logical) for logical in OUTPUTS}, session=boto3.Session())
+    ddb, table = boto3.client("dynamodb"), stack.ref("IssuesTable")
+    issues.create_issue(ddb, table, {"issue_id": "f-1", "list_id": "infomail", "status": "sending"})
+    polls = []
+
+    def tick(seconds):  # the senders make progress between two looks
+        polls.append(seconds)
+        if len(polls) == 2:
+            issues.add_counts(ddb, table, "f-1", {"queued": 10, "segments_done": 16, "sent": 10})
+            issues.complete_if_finished(ddb, table, issues.get_issue(ddb, table, "f-1"), "2026-11-27T00:00:00Z")
+
+    seen = []
+    record = ops.follow(target, "f-1", None, seen.append, timeout_s=3600, sleep=tick)
+    assert record["status"] == "sent" and len(seen) == 3 and ops.counts(seen[-1])["sent"] == 10
+
+
+# --- the installed command ---------------------------------------------------------------------------
+
+
+def test_the_console_script_is_installed_and_never_prints_a_traceback(tmp_path):
+    exe = Path(sys.executable).parent / "newsletter"
+    assert exe.exists(), "pip install -e . installs the newsletter command"
+    broken = tmp_path / "x.json"
+    broken.write_bytes(b"\xff\xfe not json")
+    run = subprocess.run([str(exe), "preview", str(broken), "--no-screenshots"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert run.returncode == 2 and "Traceback" not in run.stderr + run.stdout
+    assert "UTF-8" in run.stderr
