@@ -329,3 +329,71 @@ def test_the_console_script_is_installed_and_never_prints_a_traceback(tmp_path):
     run = subprocess.run([str(exe), "preview", str(broken), "--no-screenshots"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert run.returncode == 2 and "Traceback" not in run.stderr + run.stdout
     assert "UTF-8" in run.stderr
+
+
+def test_a_huge_import_through_the_command(tmp_path, monkeypatch):
+    """60,000 rows through `subscribers import`: every row accounted for, the problems in a file."""
+    import types
+
+    from newsletter.store import subscribers as store
+    from newsletter_cli import app as app_module
+    from newsletter_cli.target import OUTPUTS, Target
+    from test_cli_subscribers import SUBS, SUPP, FakeDynamo, write_huge
+
+    class Dynamo(FakeDynamo):  # plus the list's own item
+        lists: dict = {}
+
+        def get_item(self, TableName, Key, **_):
+            return {"Item": self.lists[Key["list_id"]["S"]]} if Key["list_id"]["S"] in self.lists else {}
+
+        def put_item(self, TableName, Item, **_):
+            self.lists[Item["list_id"]["S"]] = Item
+
+    rows = 60_000
+    existing, suppressed = {i for i in range(rows) if i % 2000 == 5}, {i for i in range(rows) if i % 3000 == 11}
+    path = tmp_path / "huge.csv"
+    expected = write_huge(path, rows, existing, suppressed)
+    fake = Dynamo(rows, existing, suppressed)
+    names = {logical: logical for logical in OUTPUTS}
+    names["SubscribersTable"], names["SuppressionsTable"] = SUBS, SUPP
+    target = Target("stack", "newsletter", names)
+    target._clients["dynamodb"] = fake
+    monkeypatch.setattr(app_module.Options, "target", lambda self: target)
+    monkeypatch.setattr(store, "time", types.SimpleNamespace(sleep=lambda s: None))
+    result = cli("--stack", "newsletter", "subscribers", "import", str(path), "--list", "big")
+    assert result.exit_code == 0, result.output
+    figures = [line for line in result.output.splitlines() if line.count("│") >= 6][-1].replace("│", " ").split()
+    assert figures == [str(rows), *(str(expected[k]) for k in ("imported", "existing", "duplicates", "suppressed", "invalid"))]
+    report = path.with_name(path.name + ".problems.csv")
+    assert str(report) in result.output.replace("\n", "")
+    assert len(report.read_text(encoding="utf-8-sig").splitlines()) == 1 + expected["invalid"] + expected["duplicates"] + expected["suppressed"]
+
+
+def test_send_test_on_a_deployed_stack_uses_the_publish_functions_settings(stack):
+    """send-test reads the publish function's environment (Lambda) and queues one batch that the
+    deployed send function then sends: here the send function is run by hand."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from conftest import add_subscribers, mailed, people
+    from newsletter_cli import ops
+    from newsletter_cli.target import OUTPUTS, Target
+
+    add_subscribers(stack, people(3))
+    target = Target("stack", "newsletter", {logical: stack.ref(logical) for logical in OUTPUTS}, session=boto3.Session())
+    lam = boto3.client("lambda", region_name="us-east-1")
+    env = stack.functions["PublishFunction"].environment
+    with Stubber(lam) as stub:
+        stub.add_response("get_function_configuration", {"Environment": {"Variables": env}},
+                          {"FunctionName": stack.ref("PublishFunction")})
+        target._clients["lambda"] = lam
+        issue, raw = ops.read_issue(EXAMPLE_ISSUE)
+        test_id = ops.send_test(target, issue, raw, ["editor@example.org"])
+        stub.assert_no_pending_responses()
+    stack.poll("SendFunction")
+    assert mailed() == ["editor@example.org"]  # not the three subscribers
+    record = ops.get_record(target, test_id)
+    assert record["status"] == "sent" and record["test_of"] == "2015-07" and record["subject"].startswith("[TEST] ")
+    assert ops.get_record(target, "2015-07") is None
+    assert env["SENDER_ADDRESS"] in boto3.client("s3").get_object(
+        Bucket=stack.bucket, Key=f"rendered/{test_id}/message.json")["Body"].read().decode()

@@ -195,6 +195,38 @@ def test_permanent_rejection_is_recorded_and_the_rest_is_sent(stack, ses_faults)
     assert issue_record(stack, "2015-07")["rejected"] == 1
 
 
+@pytest.mark.parametrize("message", [
+    "Email address is not verified. The following identities failed the check in region US-EAST-1: news@news.example.org",
+    "User 'arn:aws:iam::123456789012:user/x' is not authorized to send from 'news.example.org'",
+    "Daily message quota exceeded.",
+])
+def test_a_refused_sender_holds_the_batch_back_instead_of_rejecting_everyone(stack, ses_faults, message):
+    from botocore.exceptions import ClientError
+
+    readers = published(stack, 3)
+    refused = ClientError({"Error": {"Code": "MessageRejected", "Message": message}}, "SendEmail")
+    ses_faults.rule = lambda n, address: refused
+    assert stack.invoke("SendFunction", send_event(stack, readers)) == {"batchItemFailures": []}
+    assert ses_faults.calls == 1 and queue_depth(stack, "SendQueue") == 1  # requeued, the rest not tried
+    assert all(ledger_status(stack, r["email"]) is None for r in readers)
+    assert "rejected" not in issue_record(stack, "2015-07")
+    ses_faults.rule = lambda n, address: None  # the operator verified the identity
+    stack.poll("SendFunction")
+    assert_each_once(r["email"] for r in readers)
+
+
+def test_a_sandbox_refusal_naming_only_the_recipient_rejects_that_recipient(stack, ses_faults):
+    from botocore.exceptions import ClientError
+
+    readers = published(stack, 3)
+    bad = readers[1]["email"]
+    text = f"Email address is not verified. The following identities failed the check in region US-EAST-1: {bad}"
+    ses_faults.rule = lambda n, address: ClientError({"Error": {"Code": "MessageRejected", "Message": text}}, "SendEmail") if address == bad else None
+    stack.invoke("SendFunction", send_event(stack, readers))
+    assert ledger_status(stack, bad) == "rejected"
+    assert sorted(mailed()) == sorted(r["email"] for r in readers if r["email"] != bad)
+
+
 def test_unknown_outcome_is_never_resent(stack, ses_faults):
     from botocore.exceptions import ReadTimeoutError
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -208,6 +209,12 @@ def _send_one(batch: Batch, template: MessageTemplate, deps: Deps, counts: Count
         response = _send(deps, counts, lock, raw, address, batch)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
+        if code in REJECTED and sender_refused(exc, template.prepared.from_address):
+            # Not this recipient: the sender or the account. Rejecting would use up the whole
+            # list on a configuration mistake; the batch waits instead (and the logs say why).
+            ledger.release(deps.ddb, s.sends_table, batch.issue_id, address)
+            logger.error("SES refused the sender, not the recipient; batch held back", extra={"code": code, "error": _message(exc)})
+            raise RetryLater(f"sender refused ({code})") from exc
         if code in REJECTED:
             ledger.settle(deps.ddb, s.sends_table, batch.issue_id, address, "rejected", int(deps.clock()), error=code)
             with lock:
@@ -234,6 +241,20 @@ def _send_one(batch: Batch, template: MessageTemplate, deps: Deps, counts: Count
     ledger.settle(deps.ddb, s.sends_table, batch.issue_id, address, "sent", int(deps.clock()), message_id=response["MessageId"])
     with lock:
         counts.sent += 1
+
+
+def _message(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Message", ""))
+
+
+def sender_refused(exc: ClientError, from_address: str) -> bool:
+    """A rejection that is about the sender or the account, not about the recipient: the From
+    identity unverified or not authorised (SES names it in the message), or a quota used up."""
+    text = _message(exc).lower()
+    sender = from_address.lower()
+    domain = sender.rpartition("@")[2]
+    named = sender in text or re.search(r"(?<![\w.@-])" + re.escape(domain) + r"(?![\w.-])", text) is not None
+    return named or "quota" in text or "not authorized to send" in text
 
 
 THROTTLE_RETRIES = 3
