@@ -137,16 +137,43 @@ def preview(
     out: Path = typer.Option(Path("out/preview"), "--out", help="Where to write the HTML, text, web page, .eml and screenshots."),
     screenshots: bool = typer.Option(True, "--screenshots/--no-screenshots", help="Desktop and phone screenshots (needs Chromium)."),
 ):
-    """Validate and render an issue as the publish function would, and check its deliverability. Sends nothing."""
+    """Validate and render an issue as the publish function would, and check its deliverability. Sends nothing.
+
+    With --local or --stack, the stack's sender, web address and list name are used.
+    """
     from . import preview as pv
 
     try:
-        result = pv.preview(issue, out_dir=out, screenshots=screenshots)
+        result = pv.preview(issue, out_dir=out, screenshots=screenshots, **_stack_sample(ctx.obj, issue))
     except OSError as exc:
         raise CliError(f"cannot read {issue}: {exc.strerror or exc}") from None
     pv.print_report(console, result)
     if result.report.errors:
         raise typer.Exit(EXIT_ERROR)
+
+
+def _stack_sample(options: Options, path: Path) -> dict:
+    """With --local or --stack given, the stack's own sender, web address and list name."""
+    import json
+
+    from newsletter.store import lists
+
+    if not (options.local or options.stack):
+        return {}
+    target = options.target()
+    env = target.publish_environment()
+    try:
+        list_id = json.loads(path.read_bytes()).get("list")
+    except (OSError, ValueError, AttributeError):
+        return {}  # the preview itself reports what is wrong with the document
+    found = lists.get_list(target.client("dynamodb"), target.ref("ListsTable"), list_id) if isinstance(list_id, str) else None
+    found = found or {}
+    return {
+        "sender_name": found.get("from_name") or env.get("SENDER_NAME", "Newsletter"),
+        "sender_address": found.get("from_address") or env.get("SENDER_ADDRESS", "news@example.org"),
+        "web_base_url": env.get("WEB_BASE_URL", "https://example.org/web"),
+        "list_name": found.get("name"),
+    }
 
 
 # --- send-test and publish ------------------------------------------------------------------------

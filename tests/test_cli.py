@@ -397,3 +397,14 @@ def test_send_test_on_a_deployed_stack_uses_the_publish_functions_settings(stack
     assert ops.get_record(target, "2015-07") is None
     assert env["SENDER_ADDRESS"] in boto3.client("s3").get_object(
         Bucket=stack.bucket, Key=f"rendered/{test_id}/message.json")["Body"].read().decode()
+
+
+def test_preview_with_a_stack_uses_its_sender_and_list_name(local, tmp_path):
+    csv_file = write_csv(tmp_path / "v.csv", readers(1, "prev"))
+    assert cli("--local", "subscribers", "import", str(csv_file), "--list", "previews", "--list-name", "Preview Readers").exit_code == 0
+    doc = write_issue(tmp_path / "v.json", issue_id="v-1", list="previews")
+    result = cli("--local", "preview", str(doc), "--out", str(tmp_path / "out"), "--no-screenshots")
+    assert result.exit_code == 0, result.output
+    msg = email.message_from_bytes((tmp_path / "out" / "v-1.eml").read_bytes(), policy=email.policy.default)
+    assert msg["From"].addresses[0].addr_spec == "news@news.example.org"  # the local stack's SenderAddress
+    assert msg["List-Id"].startswith("Preview Readers <previews.")
