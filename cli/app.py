@@ -394,14 +394,18 @@ def cancel(
 # --- subscribers -------------------------------------------------------------------------------------
 
 
-def _ensure_list(target: Target, list_id: str, name: str | None) -> bool:
-    from newsletter.issue import ID_PATTERN
+def _check_list_id(list_id: str) -> None:
     import re
 
-    from newsletter.store import lists
+    from newsletter.issue import ID_PATTERN
 
     if not re.match(ID_PATTERN, list_id):
         raise CliError(f"--list {list_id!r}: a list id is 1 to 64 letters, digits, '_' or '-', starting with a letter or digit")
+
+
+def _ensure_list(target: Target, list_id: str, name: str | None) -> bool:
+    from newsletter.store import lists
+
     ddb = target.client("dynamodb")
     if lists.get_list(ddb, target.ref("ListsTable"), list_id) is not None:
         return False
@@ -425,12 +429,12 @@ def subscribers_import(
 
     if not file.is_file():
         raise CliError(f"no such file: {file}")
+    _check_list_id(list_id)
     target = _target(ctx)
     size = file.stat().st_size
     with Progress(TextColumn("importing"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[rows]} rows"),
                   TimeRemainingColumn(), console=console) as progress:
         task = progress.add_task("import", total=size, rows=0)
-        created = _ensure_list(target, list_id, list_name)
         try:
             result = subs.import_csv(
                 target.client("dynamodb"), subscribers_table=target.ref("SubscribersTable"),
@@ -438,7 +442,9 @@ def subscribers_import(
                 progress=lambda rows, done: progress.update(task, completed=done, rows=rows), report_path=report,
             )
         except subs.BadImport as exc:
-            raise CliError(f"{file}: {exc}") from None
+            raise CliError(f"{exc}; nothing was imported") from None
+    # The list exists once it has subscribers: an unusable file creates nothing.
+    created = bool(result.imported or result.existing) and _ensure_list(target, list_id, list_name)
     if created:
         console.print(f"created list {list_id}")
     table = Table(title=Text(f"{file} → list {list_id}"), title_justify="left")

@@ -157,6 +157,7 @@ def test_bad_csv_files_get_clear_messages(local, tmp_path):
     no_email = write_csv(tmp_path / "cols.csv", ["Ann,ann@example.com"], header="name,mail")
     result = cli("--local", "subscribers", "import", str(no_email), "--list", "bad")
     assert result.exit_code == 2 and "email" in result.output.lower() and "Traceback" not in result.output
+    assert "nothing was imported" in result.output.replace("\n", " ")
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes("email,name\nj@example.com,Jos\xe9\n".encode("latin-1"))
     result = cli("--local", "subscribers", "import", str(latin1), "--list", "bad")
@@ -167,6 +168,9 @@ def test_bad_csv_files_get_clear_messages(local, tmp_path):
     all_invalid = write_csv(tmp_path / "invalid.csv", ["nope,A,en,active", "also nope,B,en,active"])
     result = cli("--local", "subscribers", "import", str(all_invalid), "--list", "bad2")
     assert result.exit_code == 2 and "line 2" in result.output and "line 3" in result.output
+    # No list was made from files that imported nobody: publishing to it still says so.
+    doc = write_issue(tmp_path / "i.json", issue_id="bad-1", list="bad2")
+    assert "list 'bad2' does not exist" in cli("--local", "publish", str(doc)).output
     assert cli("--local", "subscribers", "export", "--list", "bad", "--status", "gone").exit_code == 2
 
 
