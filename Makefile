@@ -13,6 +13,7 @@ help:
 	@echo "make build-check  sam build, then import each handler with only boto3 beside it"
 	@echo "make schema       regenerate schema/issue.schema.json from the issue model"
 	@echo "make bench        run the benchmarks (a few minutes); bench/results.json and bench/results.md"
+	@echo ".venv/bin/newsletter --help   the editor's and operator's tool (after make demo or make test)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
