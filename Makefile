@@ -31,8 +31,9 @@ $(SAM_VENV)/.installed:
 demo: $(VENV)/.installed
 	$(PY) -m devstack.demo
 
+# One worker per core; a test file's tests stay together (module fixtures such as the demo run once).
 test: $(VENV)/.installed
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadfile
 
 lint: $(VENV)/.installed $(SAM_VENV)/.installed
 	bash scripts/lint-template.sh

@@ -6,6 +6,8 @@ Fn::If/Equals/Not/And/Or, Fn::Join, Fn::Select; pseudo parameters get local valu
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 from pathlib import Path
 
@@ -45,7 +47,15 @@ _tag("!Condition", "Condition")
 
 
 def load(path: Path = TEMPLATE) -> dict:
-    return yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+    """The template as data (a fresh copy: callers may change it)."""
+    stat = path.stat()
+    return copy.deepcopy(_parsed(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(path: str, mtime_ns: int, size: int) -> dict:
+    # Parsing takes a third of a second; the tests build a local stack hundreds of times.
+    return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_Loader)
 
 
 class Resolver:

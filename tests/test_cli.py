@@ -22,9 +22,11 @@ runner = CliRunner()
 
 
 def cli(*args: str, input: str | None = None):
-    from newsletter_cli.app import app
+    from newsletter_cli import app as module
 
-    return runner.invoke(app, list(args), input=input, catch_exceptions=False)
+    # Wide enough that Rich never wraps a path or a figure (temporary paths are long).
+    module.console.width = module.err.width = 250
+    return runner.invoke(module.app, list(args), input=input, catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
