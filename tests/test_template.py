@@ -72,3 +72,16 @@ def test_no_wildcard_resources_in_policies():
             if actions <= WITHOUT_RESOURCE_TYPE:
                 continue
             assert "*" not in resources, f"{name}: {st.get('Sid')}"
+
+
+def test_every_alarm_notifies_the_alarm_email_when_one_is_given():
+    alarms = tpl.resources(TEMPLATE, "AWS::CloudWatch::Alarm")
+    assert len(alarms) >= 7
+    for name, alarm in alarms.items():
+        assert alarm["Properties"].get("AlarmActions") == {
+            "Fn::If": ["HasAlarmEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]
+        }, name
+    topic = TEMPLATE["Resources"]["AlarmTopic"]
+    assert topic["Condition"] == "HasAlarmEmail"
+    assert topic["Properties"]["Subscription"] == [{"Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}}]
+    assert TEMPLATE["Conditions"]["HasAlarmEmail"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}
