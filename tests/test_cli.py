@@ -414,3 +414,17 @@ def test_preview_with_a_stack_uses_its_sender_and_list_name(local, tmp_path):
     msg = email.message_from_bytes((tmp_path / "out" / "v-1.eml").read_bytes(), policy=email.policy.default)
     assert msg["From"].addresses[0].addr_spec == "news@news.example.org"  # the local stack's SenderAddress
     assert msg["List-Id"].startswith("Preview Readers <previews.")
+
+
+def test_local_start_status_stop(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEWSLETTER_LOCAL_DIR", str(tmp_path / "own"))
+    assert cli("local", "status").exit_code == 1
+    started = cli("local", "start")
+    assert started.exit_code == 0 and "http://127.0.0.1:" in started.output
+    state = json.loads((tmp_path / "own" / "stack.json").read_text())
+    status = cli("local", "status")
+    assert status.exit_code == 0 and state["endpoint_url"] in status.output
+    assert "local stack stopped" in cli("local", "stop").output
+    assert not (tmp_path / "own" / "stack.json").exists()
+    assert cli("local", "status").exit_code == 1
+    assert "no local stack was running" in cli("local", "stop").output
