@@ -464,6 +464,48 @@ def subscribers_import(
         raise typer.Exit(EXIT_BAD_INPUT if not result.imported and not result.existing else 0)
 
 
+@subscribers_app.command("unsubscribe")
+@handled
+def subscribers_unsubscribe(
+    ctx: typer.Context,
+    address: Optional[str] = typer.Argument(None, help="The address to unsubscribe (with --list)."),
+    list_id: Optional[str] = typer.Option(None, "--list", help="The list to unsubscribe ADDRESS from."),
+    token: Optional[str] = typer.Option(
+        None, "--token", help="Instead: the token of an unsubscribe request by mail (its subject, 'unsubscribe TOKEN')."
+    ),
+):
+    """Unsubscribe one reader by hand: an address and a list, or the token a mailto request carries."""
+    from newsletter import tokens
+    from newsletter.store import subscribers as store
+
+    from . import ops
+
+    if token:
+        if address or list_id:
+            raise CliError("give either --token or ADDRESS with --list, not both")
+        target = _target(ctx)
+        value = token.strip()
+        value = value.split()[-1] if value.lower().startswith("unsubscribe") else value
+        try:
+            list_id, address = tokens.verify(target.token_secret(), value)
+        except tokens.InvalidToken as exc:
+            raise CliError(f"--token is not one of ours ({exc}); nothing changed") from None
+    else:
+        if not address or not list_id:
+            raise CliError("give ADDRESS and --list LIST (or --token TOKEN)")
+        address = _addresses([address])[0]
+        _check_list_id(list_id)
+        target = _target(ctx)
+    if store.unsubscribe(target.client("dynamodb"), target.ref("SubscribersTable"), list_id, address, ops.now(),
+                         unsubscribed_via="operator"):
+        console.print(f"unsubscribed from {list_id}: {address}")
+        return
+    record = store.get_subscriber(target.client("dynamodb"), target.ref("SubscribersTable"), list_id, address)
+    if record is None:
+        raise CliError(f"{address} is not on list {list_id!r}; nothing changed")
+    console.print(f"{address} is already {record.get('status')} on {list_id}; nothing changed")
+
+
 @subscribers_app.command("export")
 @handled
 def subscribers_export(

@@ -46,6 +46,7 @@ class Target:
     session: object | None = None
     local: object | None = None  # devstack.stack.LocalStack when kind == "local"
     publish_env: dict[str, str] | None = None
+    outputs: dict[str, str] = field(default_factory=dict)  # all of a deployed stack's outputs
 
     @property
     def is_local(self) -> bool:
@@ -61,6 +62,21 @@ class Target:
             else:
                 self._clients[service] = self.session.client(service)
         return self._clients[service]
+
+    def token_secret(self) -> bytes:
+        """The unsubscribe tokens' secret (SSM SecureString), as the functions read it."""
+        if self.local is not None:
+            name = "/" + self.local.param("TokenSecretParameter").lstrip("/")
+        else:
+            name = self.outputs.get("TokenSecretParameterName")
+            if not name:
+                raise CliError(f"stack {self.name!r} has no output TokenSecretParameterName: is it up to date?")
+        client = self.client("ssm")
+        try:
+            value = client.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+        except client.exceptions.ParameterNotFound:
+            raise CliError(f"the token secret {name} does not exist yet (README, deploy step 4)") from None
+        return value.encode("utf-8")
 
     def publish_environment(self) -> dict[str, str]:
         """The publish function's environment: its sender, web address and limits, as deployed."""
@@ -101,7 +117,8 @@ def stack_target(name: str, *, region: str | None = None, profile: str | None = 
     missing = [out for out in OUTPUTS.values() if out not in by_output]
     if missing:
         raise CliError(f"stack {name!r} has no output(s) {', '.join(missing)}: is it this project's stack, and up to date?")
-    return Target("stack", name, {logical: by_output[out] for logical, out in OUTPUTS.items()}, session=session)
+    return Target("stack", name, {logical: by_output[out] for logical, out in OUTPUTS.items()}, session=session,
+                  outputs=by_output)
 
 
 def local_target(directory: Path | None = None) -> Target:

@@ -428,3 +428,28 @@ def test_local_start_status_stop(tmp_path, monkeypatch):
     assert not (tmp_path / "own" / "stack.json").exists()
     assert cli("local", "status").exit_code == 1
     assert "no local stack was running" in cli("local", "stop").output
+
+
+def test_unsubscribe_by_hand_by_address_or_by_a_mailto_token(local, tmp_path):
+    from newsletter import tokens
+    from newsletter_cli.target import local_target
+
+    csv_file = write_csv(tmp_path / "u.csv", readers(3, "mail"))
+    assert cli("--local", "subscribers", "import", str(csv_file), "--list", "mailtos").exit_code == 0
+    done = cli("--local", "subscribers", "unsubscribe", "Mail000@example.com", "--list", "mailtos")
+    assert done.exit_code == 0 and "unsubscribed from mailtos" in done.output
+    again = cli("--local", "subscribers", "unsubscribe", "mail000@example.com", "--list", "mailtos")
+    assert again.exit_code == 0 and "already unsubscribed" in again.output
+    unknown = cli("--local", "subscribers", "unsubscribe", "nobody@example.com", "--list", "mailtos")
+    assert unknown.exit_code == 2 and "not on list" in unknown.output
+
+    # What a mailto request carries in its subject: "unsubscribe <token>".
+    token = tokens.sign(local_target().token_secret(), "mailtos", "mail001@example.com")
+    by_mail = cli("--local", "subscribers", "unsubscribe", "--token", f"unsubscribe {token}")
+    assert by_mail.exit_code == 0 and "mail001@example.com" in by_mail.output
+    forged = cli("--local", "subscribers", "unsubscribe", "--token", tokens.sign(b"another secret", "mailtos", "mail002@example.com"))
+    assert forged.exit_code == 2 and "not one of ours" in forged.output
+    out = tmp_path / "active.csv"
+    cli("--local", "subscribers", "export", "--list", "mailtos", "--status", "active", "--out", str(out))
+    assert [line.split(",")[0] for line in out.read_text(encoding="utf-8").splitlines()[1:]] == ["mail002@example.com"]
+    assert cli("--local", "subscribers", "unsubscribe", "--list", "mailtos").exit_code == 2  # no address
