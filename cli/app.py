@@ -271,11 +271,18 @@ def publish(
         console.print(f"follow it with: newsletter status {document.issue_id}")
         return
     progress, update = _progress_view(document.issue_id)
-    with progress:
-        if target.is_local:
-            record = ops.run_local(target, document.issue_id, update, key=None if up.already else up.key)
+    try:
+        with progress:
+            if target.is_local:
+                record = ops.run_local(target, document.issue_id, update, key=None if up.already else up.key)
+            else:
+                record = ops.follow(target, document.issue_id, up.key, update, timeout_s=timeout)
+    except KeyboardInterrupt:
+        if target.is_local:  # here the CLI is Lambda: what is queued waits for it
+            err.print("interrupted: the rest waits on the local queues; run the same publish command to go on")
         else:
-            record = ops.follow(target, document.issue_id, up.key, update, timeout_s=timeout)
+            err.print(f"stopped following; the sending goes on: newsletter status {document.issue_id}")
+        raise typer.Exit(130) from None
     _finish(target, document.issue_id, record)
     if ops.counts(record)["failed"]:
         raise typer.Exit(EXIT_ERROR)

@@ -453,3 +453,34 @@ def test_unsubscribe_by_hand_by_address_or_by_a_mailto_token(local, tmp_path):
     cli("--local", "subscribers", "export", "--list", "mailtos", "--status", "active", "--out", str(out))
     assert [line.split(",")[0] for line in out.read_text(encoding="utf-8").splitlines()[1:]] == ["mail002@example.com"]
     assert cli("--local", "subscribers", "unsubscribe", "--list", "mailtos").exit_code == 2  # no address
+
+
+def test_an_interrupted_local_publish_goes_on_where_it_stopped(local, tmp_path, monkeypatch):
+    from devstack.stack import LocalStack
+
+    assert cli("--local", "subscribers", "import", str(write_csv(tmp_path / "r.csv", readers(120, "int"))),
+               "--list", "interrupts").exit_code == 0
+    doc = write_issue(tmp_path / "r.json", issue_id="r-1", list="interrupts")
+    real_poll = LocalStack.poll
+    sends = {"n": 0}
+
+    def poll(self, logical_id, **kwargs):
+        if logical_id == "SendFunction":
+            sends["n"] += 1
+            if sends["n"] == 2:  # Ctrl-C after the first send invocation
+                raise KeyboardInterrupt
+        return real_poll(self, logical_id, **kwargs)
+
+    monkeypatch.setattr(LocalStack, "poll", poll)
+    stopped = cli("--local", "publish", str(doc))
+    assert stopped.exit_code == 130 and "run the same publish command to go on" in stopped.output
+    monkeypatch.setattr(LocalStack, "poll", real_poll)
+    from newsletter_cli import ops
+    from newsletter_cli.target import local_target
+
+    first = ops.get_record(local_target(), "r-1")["sent"]
+    assert 0 < first < 120  # some sent, the rest still queued
+    again = cli("--local", "publish", str(doc))
+    assert again.exit_code == 0 and "already published" in again.output
+    to = [m["To"].addresses[0].addr_spec for m in eml_files(local, "r-1")]
+    assert len(to) == len(set(to)) == 120
