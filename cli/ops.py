@@ -19,8 +19,6 @@ from newsletter.store import issues, lists
 from .target import CliError, Target
 
 ISSUE_PREFIX = "issues/"
-STATS = ("queued", "sent", "skipped", "rejected", "uncertain", "delivered", "bounced_hard", "bounced_soft",
-         "complained", "unsubscribed", "opened", "clicked")
 MAX_TEST_RECIPIENTS = 50  # one send batch
 
 
@@ -50,7 +48,7 @@ def require_list(target: Target, list_id: str) -> dict:
 def counts(record: dict | None) -> dict:
     """An issue record's statistics, with `failed` (rejected, uncertain) and `handled`."""
     record = record or {}
-    c = {k: int(record.get(k) or 0) for k in STATS}
+    c = {k: int(record.get(k) or 0) for k in issues.COUNTERS}
     c["bounced"] = c["bounced_hard"] + c["bounced_soft"]
     c["failed"] = c["rejected"] + c["uncertain"]
     c["handled"] = c["sent"] + c["skipped"] + c["failed"]

@@ -18,6 +18,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from newsletter.store.issues import COUNTERS as STATS
+
 from .stack import ROOT, LocalStack, sent_messages
 
 EXAMPLES = ROOT / "examples"
@@ -68,10 +70,6 @@ def write_outbox(out: Path, folder: str = "outbox", messages: list | None = None
         digest = hashlib.sha256(to.encode()).hexdigest()[:10]
         (outbox / f"{n:05d}-{digest}.eml").write_bytes(m.raw_data.encode("utf-8").replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
     return len(messages)
-
-
-STATS = ("queued", "sent", "skipped", "rejected", "uncertain", "delivered", "bounced_hard", "bounced_soft",
-         "complained", "unsubscribed", "opened", "clicked")
 
 
 def issue_stats(stack: LocalStack, issue_id: str) -> dict:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Callable
 
 from .config import FanoutSettings
@@ -80,7 +79,7 @@ def fan_out(segment: Segment, *, settings: FanoutSettings, ddb, sqs, time_left_m
             progress.queued += len(recipients)
             if last:  # the senders may have finished before this last page was counted
                 record = issues.get_issue(ddb, settings.issues_table, segment.issue_id)
-                issues.complete_if_finished(ddb, settings.issues_table, record, _now())
+                issues.complete_if_finished(ddb, settings.issues_table, record)
         progress.pages += 1
         page, cursor = page + 1, next_cursor
         if last:
@@ -91,10 +90,6 @@ def fan_out(segment: Segment, *, settings: FanoutSettings, ddb, sqs, time_left_m
             progress.continued = True
             logger.info("fan-out continues in a new invocation", extra={"shard": segment.shard, "page": page})
             return progress
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def queue_batches(sqs, queue_url: str, segment: Segment, page: int, recipients: list[dict]) -> int:

@@ -134,13 +134,9 @@ def record_handler(record: SQSRecord) -> dict:
     finally:
         after = counts.for_issue()
         record = issues.add_counts(deps.ddb, settings.issues_table, batch.issue_id, {k: after[k] - before[k] for k in after})
-        if issues.complete_if_finished(deps.ddb, settings.issues_table, record, _now()):
+        if issues.complete_if_finished(deps.ddb, settings.issues_table, record):
             logger.info("issue sent: every queued recipient handled", extra={k: record.get(k, 0) for k in issues.HANDLED})
     return {"batch_id": batch.batch_id}
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 @logger.inject_lambda_context(clear_state=True)

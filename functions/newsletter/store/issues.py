@@ -5,6 +5,8 @@ The issue item is the publish lock (created once, conditionally) and holds the i
 
 from __future__ import annotations
 
+import time
+
 from botocore.exceptions import ClientError
 
 from . import condition_failed, from_item, to_item
@@ -82,6 +84,9 @@ def add_counts(ddb, table: str, issue_id: str, counts: dict[str, int]) -> dict |
 
 
 HANDLED = ("sent", "skipped", "rejected", "uncertain")
+# Every counter an issue item carries (fan-out, sending, then SES feedback).
+COUNTERS = ("queued", *HANDLED, "delivered", "bounced_hard", "bounced_soft", "complained", "unsubscribed",
+            "opened", "clicked")
 
 
 def finished(record: dict) -> bool:
@@ -92,11 +97,12 @@ def finished(record: dict) -> bool:
     return int(record.get("segments_done") or 0) >= SHARDS and handled >= int(record.get("queued") or 0)
 
 
-def complete_if_finished(ddb, table: str, record: dict | None, at: str) -> bool:
+def complete_if_finished(ddb, table: str, record: dict | None, at: str | None = None) -> bool:
     """sending → sent once the issue is finished (whoever sees it first: the last send or the last
     fan-out page); True if this call made the change."""
     if not record or record.get("status") != "sending" or not finished(record):
         return False
+    at = at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return update_issue(ddb, table, record["issue_id"], expect_status="sending", status="sent", sent_at=at)
 
 
