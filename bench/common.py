@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 
 from devstack import template as tpl
-from devstack.stack import LOCAL_PARAMETERS
+from devstack.stack import LOCAL_PARAMETERS, isolated_environment
 
 ROOT = tpl.ROOT
 BENCH = ROOT / "bench"
@@ -119,25 +119,8 @@ def send_concurrency() -> int:
     return int(template()["Parameters"]["SendConcurrency"]["Default"])
 
 
-@contextmanager
-def environment(env: dict[str, str]):
-    """os.environ set to exactly `env` (plus the process basics), settings caches cleared."""
-    from newsletter import config
-
-    saved = dict(os.environ)
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "TZ", "LANG", "TMPDIR")}
-    os.environ.clear()
-    os.environ.update({**keep, **env})
-    caches = [getattr(config, n) for n in dir(config) if n.endswith("_settings") and hasattr(getattr(config, n), "cache_clear")]
-    for c in caches:
-        c.cache_clear()
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        for c in caches:
-            c.cache_clear()
+# os.environ set to exactly a function's environment (plus the process basics), settings re-read.
+environment = isolated_environment
 
 
 class LogSink:

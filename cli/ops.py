@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -130,7 +129,6 @@ def send_test(target: Target, issue: Issue, raw: bytes, to: list[str]) -> str:
     The test gets its own issue record, marked `test` and naming its recipients (the send
     function sends only to those, and skips suppressed ones), so the real issue stays unpublished.
     """
-    from newsletter.config import PublishSettings
     from newsletter.publish import render_and_store
     from newsletter.sending import Batch
     from newsletter.store.subscribers import SHARDS

@@ -17,8 +17,6 @@ import json
 import uuid
 from datetime import datetime, timezone
 
-import boto3
-
 from . import template as tpl
 
 TOPIC_ARN = f"arn:aws:sns:{tpl.REGION}:{tpl.ACCOUNT}:newsletter-FeedbackTopic"

@@ -14,7 +14,6 @@ import secrets
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import boto3
 
@@ -216,9 +215,8 @@ class LocalStack:
     @contextmanager
     def environment(self, function: Function):
         """Exactly the function's template environment (plus what the Lambda runtime sets)."""
-        from newsletter import aws, config
+        from newsletter import aws
 
-        saved = dict(os.environ)
         runtime = {
             **({"AWS_ENDPOINT_URL": self.endpoint_url} if self.endpoint_url else {}),
             "AWS_REGION": tpl.REGION,
@@ -227,21 +225,10 @@ class LocalStack:
             "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testing") if not self.endpoint_url else "testing",
             "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing") if not self.endpoint_url else "testing",
         }
-        # The process's own basics survive; any other variable would be one the template does not set.
-        keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "TZ", "LANG", "TMPDIR") or k.startswith(("MOTO_", "PYTEST_"))}
-        os.environ.clear()
-        os.environ.update({**keep, **runtime, **function.environment})
-        # Every function's settings are read again: each function sees only its own environment.
-        caches = [getattr(config, n) for n in dir(config) if n.endswith("_settings") and hasattr(getattr(config, n), "cache_clear")]
-        for settings in caches:
-            settings.cache_clear()
         try:
-            yield
+            with isolated_environment({**runtime, **function.environment}, keep_prefixes=("MOTO_", "PYTEST_")):
+                yield
         finally:
-            os.environ.clear()
-            os.environ.update(saved)
-            for settings in caches:
-                settings.cache_clear()
             aws.reset()
 
     def invoke(self, logical_id: str, event: dict, context: FakeContext | None = None):
@@ -373,6 +360,28 @@ class LocalStack:
                 else:
                     sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
         return stats
+
+
+BASICS = ("PATH", "HOME", "TZ", "LANG", "TMPDIR")
+
+
+@contextmanager
+def isolated_environment(env: dict[str, str], *, keep_prefixes: tuple[str, ...] = ()):
+    """os.environ set to exactly `env` plus the process's basics, and every function's settings
+    read again from it; all restored afterwards."""
+    from newsletter import config
+
+    saved = dict(os.environ)
+    keep = {k: v for k, v in os.environ.items() if k in BASICS or (keep_prefixes and k.startswith(keep_prefixes))}
+    os.environ.clear()
+    os.environ.update({**keep, **env})
+    config.clear_settings()
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        config.clear_settings()
 
 
 @contextmanager

@@ -37,7 +37,7 @@ def aws_mock():
     unsubscribe._list_names.clear()
     from newsletter import config
 
-    config.feedback_settings.cache_clear()  # the local stack clears only the settings it knows
+    config.clear_settings()
     with mock_aws():
         yield
     aws.reset()

@@ -7,7 +7,6 @@ import email.policy
 import json
 import shutil
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from conftest import EXAMPLE_ISSUE, issue_doc

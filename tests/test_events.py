@@ -1,7 +1,6 @@
 """Every sample in events/ runs through its handler unchanged, as `sam local invoke -e` would."""
 
 import json
-from pathlib import Path
 
 import pytest
 from conftest import EXAMPLE_ISSUE, ROOT, issue_record, mailed

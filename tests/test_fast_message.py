@@ -2,7 +2,6 @@
 
 import email
 import email.policy
-import json
 from pathlib import Path
 
 import pytest

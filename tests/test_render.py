@@ -360,6 +360,6 @@ def test_to_text():
 
 def test_to_text_wraps_without_breaking_urls():
     url = "https://www.example.org/" + "x" * 80
-    out = to_text(f"word " * 30 + f"[link]({url}) end", width=40)
+    out = to_text("word " * 30 + f"[link]({url}) end", width=40)
     assert all(len(line) <= 40 or url in line for line in out.splitlines())
     assert f"({url})" in out

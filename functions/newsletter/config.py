@@ -108,6 +108,12 @@ def feedback_settings() -> FeedbackSettings:
     return _read(FeedbackSettings)
 
 
+def clear_settings() -> None:
+    """Forget every function's parsed settings (for a process that plays several functions)."""
+    for read in (publish_settings, fanout_settings, send_settings, feedback_settings, unsubscribe_settings):
+        read.cache_clear()
+
+
 def env_names(cls) -> set[str]:
     """The variables a settings class reads (the template must set at least the required ones)."""
     return {f.name.upper() for f in fields(cls)}

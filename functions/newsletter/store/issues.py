@@ -9,7 +9,7 @@ import time
 
 from botocore.exceptions import ClientError
 
-from . import condition_failed, from_item, to_item
+from . import condition_failed, from_item, to_item, written
 
 ISSUE = "issue"
 
@@ -51,20 +51,15 @@ def update_issue(ddb, table: str, issue_id: str, *, expect_status: str | tuple[s
         names["#status"] = "status"
         vals.update({f":expected{i}": e for i, e in enumerate(expected)})
         kwargs["ConditionExpression"] = "#status IN (" + ", ".join(f":expected{i}" for i in range(len(expected))) + ")"
-    try:
-        ddb.update_item(
-            TableName=table,
-            Key=_key(issue_id),
-            UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in values),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=to_item(vals),
-            **kwargs,
-        )
-        return True
-    except ClientError as exc:
-        if condition_failed(exc):
-            return False
-        raise
+    return written(
+        ddb.update_item,
+        TableName=table,
+        Key=_key(issue_id),
+        UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in values),
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=to_item(vals),
+        **kwargs,
+    )
 
 
 def add_counts(ddb, table: str, issue_id: str, counts: dict[str, int]) -> dict | None:
@@ -155,17 +150,12 @@ def count_for_list(ddb, table: str, issue_id: str, list_id: str, counter: str, n
 
     False (nothing written) otherwise: for counts whose issue id comes from an unsigned source.
     """
-    try:
-        ddb.update_item(
-            TableName=table,
-            Key=_key(issue_id),
-            UpdateExpression="ADD #counter :n",
-            ConditionExpression="list_id = :list",
-            ExpressionAttributeNames={"#counter": counter},
-            ExpressionAttributeValues={":n": {"N": str(n)}, ":list": {"S": list_id}},
-        )
-        return True
-    except ClientError as exc:
-        if condition_failed(exc):
-            return False
-        raise
+    return written(
+        ddb.update_item,
+        TableName=table,
+        Key=_key(issue_id),
+        UpdateExpression="ADD #counter :n",
+        ConditionExpression="list_id = :list",
+        ExpressionAttributeNames={"#counter": counter},
+        ExpressionAttributeValues={":n": {"N": str(n)}, ":list": {"S": list_id}},
+    )

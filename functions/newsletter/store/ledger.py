@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
-from . import condition_failed, to_item
+from . import condition_failed, to_item, written
 
 # Long enough for late feedback (complaints can arrive weeks later) to find its issue.
 TTL_DAYS = 90
@@ -22,26 +22,21 @@ def _key(issue_id: str, address: str) -> dict:
 
 def claim(ddb, table: str, issue_id: str, address: str, *, status: str, now: int, **detail) -> bool:
     """Write the recipient's first state; False if the recipient already has one."""
-    try:
-        ddb.put_item(
-            TableName=table,
-            Item=to_item(
-                {
-                    "issue_id": issue_id,
-                    "email": address,
-                    "status": status,
-                    "at": now,
-                    "expires_at": now + TTL_DAYS * 86400,
-                    **detail,
-                }
-            ),
-            ConditionExpression="attribute_not_exists(email)",
-        )
-        return True
-    except ClientError as exc:
-        if condition_failed(exc):
-            return False
-        raise
+    return written(
+        ddb.put_item,
+        TableName=table,
+        Item=to_item(
+            {
+                "issue_id": issue_id,
+                "email": address,
+                "status": status,
+                "at": now,
+                "expires_at": now + TTL_DAYS * 86400,
+                **detail,
+            }
+        ),
+        ConditionExpression="attribute_not_exists(email)",
+    )
 
 
 def settle(ddb, table: str, issue_id: str, address: str, status: str, now: int, **detail) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 
-from . import from_item, to_item
+from . import from_item, to_item, written
 
 SHARDS = 16
 ACTIVE = "active"
@@ -118,52 +118,34 @@ def get_subscriber(ddb, table: str, list_id: str, address: str) -> dict | None:
 
 def set_status(ddb, table: str, list_id: str, address: str, status: str, at: str) -> bool:
     """Change a subscriber's status; False if there is no such subscriber."""
-    from botocore.exceptions import ClientError
-
-    from . import condition_failed
-
-    try:
-        ddb.update_item(
-            TableName=table,
-            Key=key(list_id, address),
-            UpdateExpression="SET #status = :s, updated_at = :at",
-            ConditionExpression="attribute_exists(email)",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":s": {"S": status}, ":at": {"S": at}},
-        )
-        return True
-    except ClientError as exc:
-        if condition_failed(exc):
-            return False
-        raise
+    return written(
+        ddb.update_item,
+        TableName=table,
+        Key=key(list_id, address),
+        UpdateExpression="SET #status = :s, updated_at = :at",
+        ConditionExpression="attribute_exists(email)",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":s": {"S": status}, ":at": {"S": at}},
+    )
 
 
 def set_status_unless(ddb, table: str, list_id: str, address: str, status: str, at: str, keep: tuple[str, ...] = ()) -> bool:
     """Change a subscriber's status unless it is one of `keep`; False if no such subscriber, or kept."""
-    from botocore.exceptions import ClientError
-
-    from . import condition_failed
-
     keep = tuple(s for s in keep if s != status)
     names = {"#status": "status"}
     values = {":s": {"S": status}, ":at": {"S": at}, **{f":k{i}": {"S": s} for i, s in enumerate(keep)}}
     condition = "attribute_exists(email)"
     if keep:
         condition += " AND NOT #status IN (" + ", ".join(f":k{i}" for i in range(len(keep))) + ")"
-    try:
-        ddb.update_item(
-            TableName=table,
-            Key=key(list_id, address),
-            UpdateExpression="SET #status = :s, updated_at = :at",
-            ConditionExpression=condition,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
-        return True
-    except ClientError as exc:
-        if condition_failed(exc):
-            return False
-        raise
+    return written(
+        ddb.update_item,
+        TableName=table,
+        Key=key(list_id, address),
+        UpdateExpression="SET #status = :s, updated_at = :at",
+        ConditionExpression=condition,
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+    )
 
 
 def unsubscribe(ddb, table: str, list_id: str, address: str, at: str, **detail) -> bool:
@@ -172,23 +154,14 @@ def unsubscribe(ddb, table: str, list_id: str, address: str, at: str, **detail) 
     False, and nothing written, if the address is not an active subscriber of the list (unknown,
     already unsubscribed, bounced or complained): repeating an unsubscribe changes nothing.
     """
-    from botocore.exceptions import ClientError
-
-    from . import condition_failed
-
     values = {"status": "unsubscribed", "unsubscribed_at": at, "updated_at": at, **detail}
-    try:
-        ddb.update_item(
-            TableName=table,
-            Key=key(list_id, address),
-            UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in values),
-            # Only `active` moves: a bounce or complaint is the stronger record and stays.
-            ConditionExpression="#status = :active",
-            ExpressionAttributeNames={f"#{k}": k for k in values},
-            ExpressionAttributeValues=to_item({**{f":{k}": v for k, v in values.items()}, ":active": ACTIVE}),
-        )
-        return True
-    except ClientError as exc:
-        if condition_failed(exc):
-            return False
-        raise
+    return written(
+        ddb.update_item,
+        TableName=table,
+        Key=key(list_id, address),
+        UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in values),
+        # Only `active` moves: a bounce or complaint is the stronger record and stays.
+        ConditionExpression="#status = :active",
+        ExpressionAttributeNames={f"#{k}": k for k in values},
+        ExpressionAttributeValues=to_item({**{f":{k}": v for k, v in values.items()}, ":active": ACTIVE}),
+    )
