@@ -195,9 +195,8 @@ def _progress_view(issue_id: str):
         if record is None:
             return
         c = ops.counts(record)
-        total = c["queued"] if record.get("segments_done", 0) and c["queued"] else None
         progress.update(
-            task, completed=c["handled"], total=total or max(c["queued"], 1),
+            task, completed=c["handled"], total=max(c["queued"], 1),  # grows while fan-out runs
             counts=f"{record.get('status')}: queued {c['queued']}, sent {c['sent']}, failed {c['failed']}, "
                    f"bounced {c['bounced']}, complained {c['complained']}",
         )
