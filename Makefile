@@ -4,11 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SAM_VENV := .venv-sam
 
-.PHONY: demo test lint build-check schema bench clean help
+.PHONY: demo test faults lint build-check schema bench clean help
 
 help:
 	@echo "make demo         run the whole pipeline locally (moto stands in for AWS); output in out/"
 	@echo "make test         run the test suite"
+	@echo "make faults       the whole pipeline under injected AWS faults (1%, 3%, 10%; above and below the SDK): a table"
 	@echo "make lint         cfn-lint and sam validate --lint on template.yaml"
 	@echo "make build-check  sam build, then import each handler with only boto3 beside it"
 	@echo "make schema       regenerate schema/issue.schema.json from the issue model"
@@ -34,6 +35,9 @@ demo: $(VENV)/.installed
 # One worker per core; a test file's tests stay together (module fixtures such as the demo run once).
 test: $(VENV)/.installed
 	$(PY) -m pytest -n auto --dist loadfile
+
+faults: $(VENV)/.installed
+	$(PY) -m devstack.faults
 
 lint: $(VENV)/.installed $(SAM_VENV)/.installed
 	bash scripts/lint-template.sh

@@ -164,7 +164,7 @@ def main() -> int:
 
                 session = boto3.session.Session()
                 for s in services:
-                    session.client(s, config=aws._SES if s == "sesv2" else aws._DEFAULT)
+                    session.client(s, config=aws.config_for(s))
             out["client_creation_s"] = time.perf_counter() - t3
             out["client_services"] = services
     out["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -183,8 +183,10 @@ def ledger_item_bytes() -> int:
     names = common.table_names()
     ddb = FakeDynamoDB.from_template(common.template(), names)
     address = "reader000001@example.com"
-    ledger.claim(ddb, names["SendsTable"], "2015-07", address, status="sending", now=int(time.time()))
-    ledger.settle(ddb, names["SendsTable"], "2015-07", address, "sent", int(time.time()),
+    now = int(time.time())
+    ledger.claim(ddb, names["SendsTable"], "2015-07", address, claim_id="0" * 32, status="sending", now=now,
+                 until=now + 60, batch_id="00-000000-00")
+    ledger.settle(ddb, names["SendsTable"], "2015-07", address, "0" * 32, "sent", now,
                   message_id="0100014e4c9a3b1d-bbbbbbbb-0004-4e9a-8c2f-1d5e7a9b3c4d-000000")
     return item_size(ddb.all_items(names["SendsTable"])[0])
 

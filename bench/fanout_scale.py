@@ -43,7 +43,7 @@ def run(total: int = TOTAL) -> dict:
     ddb = FakeDynamoDB("big", addresses, inactive_every=97, suppressed=suppressed)
     ddb.issues["big-1"] = {"issue_id": {"S": "big-1"}, "sk": {"S": "issue"}, "status": {"S": "sending"}}
     sqs = FakeSQS()
-    settings = FanoutSettings("issues", "subscribers", "suppressions", "send-queue", "fanout-queue")
+    settings = FanoutSettings("issues", "subscribers", "suppressions", "send-queue", "fanout-queue", "sends")
     setup_s = time.perf_counter() - t_setup
 
     cpu_by_shard: dict[int, float] = collections.defaultdict(float)

@@ -166,22 +166,23 @@ def sdk_cost_per_recipient(template, secret: bytes, env: dict) -> dict:
                        "AWS_DEFAULT_REGION": "us-east-1"})
     try:
         session = boto3.session.Session(region_name="us-east-1")
-        ddb = session.client("dynamodb", config=aws._DEFAULT)
-        ses = session.client("sesv2", config=aws._SES)
+        ddb = session.client("dynamodb", config=aws.config_for("dynamodb"))
+        ses = session.client("sesv2", config=aws.config_for("sesv2"))
         ddb.meta.events.register("before-send.dynamodb", _canned({}, "application/x-amz-json-1.0"))
         ses.meta.events.register("before-send.sesv2", _canned({"MessageId": "0100-bench"}, "application/json"))
         people = recipients(SDK_N)
         sends, subs, sups = env["SENDS_TABLE"], env["SUBSCRIBERS_TABLE"], env["SUPPRESSIONS_TABLE"]
-        batch_ddb = session.client("dynamodb", config=aws._DEFAULT)
+        batch_ddb = session.client("dynamodb", config=aws.config_for("dynamodb"))
         batch_ddb.meta.events.register(
             "before-send.dynamodb", _canned({"Responses": {subs: [], sups: []}, "UnprocessedKeys": {}}, "application/x-amz-json-1.0")
         )
 
         def one_recipient(address, name, now=1_435_737_600):
-            ledger.claim(ddb, sends, "2015-07", address, status="sending", now=now)
+            ledger.claim(ddb, sends, "2015-07", address, claim_id="0" * 32, status="sending", now=now, until=now + 60,
+                         batch_id="00-000000-00")
             raw = template.render(address=address, name=name, token=tokens.sign(secret, "infomail", address))
             resp = _request(ses, address, raw, "2015-07", "infomail", env["CONFIGURATION_SET"])
-            ledger.settle(ddb, sends, "2015-07", address, "sent", now, message_id=resp["MessageId"])
+            ledger.settle(ddb, sends, "2015-07", address, "0" * 32, "sent", now, message_id=resp["MessageId"])
 
         def loop():
             for i in range(0, SDK_N, 50):

@@ -366,7 +366,7 @@ def _control(ctx: typer.Context, action: str, issue: str) -> None:
     record = ops.get_record(target, issue)
     if record is None:
         raise CliError(f"no issue {issue!r} on {target.kind} {target.name!r}")
-    needs = {"pause": "sending", "resume": "paused", "cancel": "sending or paused"}[action]
+    needs = {"pause": "sending", "resume": "paused", "cancel": "rendering, sending or paused"}[action]
     raise CliError(f"cannot {action} {issue}: it is {record.get('status')}, not {needs}")
 
 

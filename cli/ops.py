@@ -129,7 +129,7 @@ def send_test(target: Target, issue: Issue, raw: bytes, to: list[str]) -> str:
     The test gets its own issue record, marked `test` and naming its recipients (the send
     function sends only to those, and skips suppressed ones), so the real issue stays unpublished.
     """
-    from newsletter.publish import render_and_store
+    from newsletter.publish import prepared_key, render_and_store
     from newsletter.sending import Batch
     from newsletter.store.subscribers import SHARDS
 
@@ -149,13 +149,15 @@ def send_test(target: Target, issue: Issue, raw: bytes, to: list[str]) -> str:
     }
     if issues.create_issue(ddb, target.ref("IssuesTable"), record) is not None:
         raise CliError(f"a test send {test_id!r} already exists; wait a second and try again")
-    prepared = render_and_store(test, mailing_list, settings=settings, s3=target.client("s3"))
-    batch = Batch(test_id, issue.list_id, "test-00", tuple((a, "") for a in to))
-    target.client("sqs").send_message(QueueUrl=target.ref("SendQueue"), MessageBody=batch.to_message())
-    # One batch, no fan-out: counted as queued and fanned out, so the issue completes as any other.
+    digest = record["sha256"]
+    prepared = render_and_store(test, mailing_list, settings=settings, s3=target.client("s3"), digest=digest)
+    # One batch, no fan-out: counted as queued and fanned out, so the issue completes as any other;
+    # `sending` (where pause and cancel act) before the batch is on the queue, as publish does.
     issues.add_counts(ddb, target.ref("IssuesTable"), test_id, {"queued": len(to), "segments_done": SHARDS})
     issues.update_issue(ddb, target.ref("IssuesTable"), test_id, status="sending", fanout_started_at=now(),
-                        web_url=prepared["web_url"])
+                        web_url=prepared["web_url"], prepared_key=prepared_key(test_id, digest), fanout_queued_at=now())
+    batch = Batch(test_id, issue.list_id, "test-00", tuple((a, "") for a in to))
+    target.client("sqs").send_message(QueueUrl=target.ref("SendQueue"), MessageBody=batch.to_message())
     return test_id
 
 
@@ -216,7 +218,7 @@ def run_local(target: Target, issue_id: str, on_record: Callable[[dict | None], 
     stack = target.local
     with function_logs(target):
         if key is not None:
-            stack.invoke("PublishFunction", stack.s3_put_event(key))
+            stack.invoke_async("PublishFunction", stack.s3_put_event(key))
             if get_record(target, issue_id) is None:
                 report = error_report(target, key) or "(no report: see out/local/lambda-logs.jsonl)"
                 raise CliError("the publish function refused the document:\n" + report)
@@ -224,6 +226,7 @@ def run_local(target: Target, issue_id: str, on_record: Callable[[dict | None], 
         on_record(get_record(target, issue_id))
         while stack.poll("SendFunction", max_invocations=1)["invocations"]:
             on_record(get_record(target, issue_id))
+        stack.poll("FanoutFunction")  # the finished issue's reconcile job
         record = get_record(target, issue_id)
         if record:
             # Only the mailbox simulator's addresses answer locally (bounce, complaint, success): a

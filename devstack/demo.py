@@ -53,11 +53,10 @@ def create_list(stack: LocalStack, list_id: str, name: str) -> None:
 
 
 def publish_and_deliver(stack: LocalStack, key: str, body: bytes) -> dict:
-    """Upload an issue and run every function until the queues are empty."""
-    result = stack.invoke("PublishFunction", stack.upload_issue(key, body))
-    fanout = stack.poll("FanoutFunction")
-    send = stack.poll("SendFunction")
-    return {"publish": result, "fanout": fanout, "send": send}
+    """Upload an issue and run every function as Lambda would until the queues are empty."""
+    result = stack.invoke_async("PublishFunction", stack.upload_issue(key, body))
+    runs = stack.run("FanoutFunction", "SendFunction")
+    return {"publish": result, "fanout": runs["FanoutFunction"], "send": runs["SendFunction"]}
 
 
 def write_outbox(out: Path, folder: str = "outbox", messages: list | None = None) -> int:

@@ -170,8 +170,8 @@ def deliver(stack, notifications: list[dict | str]) -> dict:
     return stack.poll("FeedbackFunction")
 
 
-def sent_ledger(stack, issue_id: str | None = None) -> list[dict]:
-    """Every `sent` item of the send ledger (issue_id, email, message_id), of one issue if given."""
+def ledger_items(stack, issue_id: str | None = None) -> list[dict]:
+    """Every item of the send ledger, of one issue if given."""
     from newsletter.store import from_item
 
     ddb = stack.client("dynamodb")
@@ -179,17 +179,21 @@ def sent_ledger(stack, issue_id: str | None = None) -> list[dict]:
     while True:
         kwargs = {"ExclusiveStartKey": start} if start else {}
         if issue_id is None:
-            resp = ddb.scan(TableName=stack.ref("SendsTable"), **kwargs)
+            resp = ddb.scan(TableName=stack.ref("SendsTable"), ConsistentRead=True, **kwargs)
         else:  # the ledger's partition key is the issue
             resp = ddb.query(
-                TableName=stack.ref("SendsTable"), KeyConditionExpression="issue_id = :i",
+                TableName=stack.ref("SendsTable"), KeyConditionExpression="issue_id = :i", ConsistentRead=True,
                 ExpressionAttributeValues={":i": {"S": issue_id}}, **kwargs,
             )
         items += [from_item(i) for i in resp.get("Items", [])]
         start = resp.get("LastEvaluatedKey")
         if not start:
-            break
-    return [i for i in items if i.get("status") == "sent" and i.get("message_id")]
+            return items
+
+
+def sent_ledger(stack, issue_id: str | None = None) -> list[dict]:
+    """Every `sent` item of the send ledger (issue_id, email, message_id), of one issue if given."""
+    return [i for i in ledger_items(stack, issue_id) if i.get("status") == "sent" and i.get("message_id")]
 
 
 def simulator_outcomes(stack, list_id: str, *, others_delivered: bool = True, issue_id: str | None = None) -> list[dict]:

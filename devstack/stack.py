@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import contextlib
 import secrets
 import uuid
 from contextlib import contextmanager
@@ -18,9 +19,12 @@ from dataclasses import dataclass, field
 import boto3
 
 from . import template as tpl
+from .clock import VirtualClock, installed
 
 ROOT = tpl.ROOT
 EVENTS = ROOT / "events"
+
+DAY = 86_400.0
 
 LOCAL_PARAMETERS = {
     "SenderAddress": "news@news.example.org",
@@ -35,7 +39,7 @@ LOCAL_PARAMETERS = {
 class FakeContext:
     """The parts of the Lambda context that handlers and Powertools read."""
 
-    def __init__(self, function_name: str, timeout_s: int, memory_mb: int):
+    def __init__(self, function_name: str, timeout_s: int, memory_mb: int, clock=None):
         import time
 
         self.function_name = function_name
@@ -45,12 +49,11 @@ class FakeContext:
         self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = "local"
-        self._deadline = time.monotonic() + timeout_s
+        self._monotonic = clock.monotonic if clock is not None else time.monotonic
+        self._deadline = self._monotonic() + timeout_s
 
     def get_remaining_time_in_millis(self) -> int:
-        import time
-
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+        return max(0, int((self._deadline - self._monotonic()) * 1000))
 
 
 @dataclass
@@ -62,6 +65,12 @@ class Function:
     memory: int
     sqs_source: str | None = None  # logical id of the queue that triggers it
     batch_size: int = 10
+    # The event source mapping's FunctionResponseTypes: without it, Lambda ignores a reported
+    # batchItemFailures and deletes every message of a batch the handler returned from.
+    reports_item_failures: bool = False
+    async_retries: int = 2  # EventInvokeConfig.MaximumRetryAttempts (AWS's default: 2)
+    on_failure: str | None = None  # logical id of the queue an async event goes to after its retries
+    clients: dict = field(default_factory=dict)  # its container's boto3 clients (newsletter.aws)
 
     def module(self):
         return importlib.import_module(self.handler.rsplit(".", 1)[0])
@@ -75,15 +84,26 @@ class LocalStack:
     functions: dict[str, Function] = field(default_factory=dict)
     # None: moto in this process (`mock_aws`); else a moto server's URL (`newsletter --local`).
     endpoint_url: str | None = None
+    # What the functions (and, in process, moto's SQS) take for "now": see devstack/clock.py.
+    clock: VirtualClock = field(default_factory=VirtualClock)
+    # Faults injected into the functions' AWS calls while they run (devstack/faults.py).
+    faults: object | None = None
+    _sequencer: int = 0
+    _clients: dict = field(default_factory=dict)
 
     def client(self, service: str):
-        if self.endpoint_url is None:
-            return boto3.client(service, region_name=tpl.REGION)
-        # The server takes any credentials; never hand it real ones.
-        return boto3.client(
-            service, region_name=tpl.REGION, endpoint_url=self.endpoint_url,
-            aws_access_key_id="testing", aws_secret_access_key="testing",
-        )
+        """The stack's own client (set-up, the poller): never one of the functions' clients."""
+        found = self._clients.get(service)
+        if found is None:
+            if self.endpoint_url is None:
+                found = boto3.client(service, region_name=tpl.REGION)
+            else:  # the server takes any credentials; never hand it real ones
+                found = boto3.client(
+                    service, region_name=tpl.REGION, endpoint_url=self.endpoint_url,
+                    aws_access_key_id="testing", aws_secret_access_key="testing",
+                )
+            self._clients[service] = found
+        return found
 
     # --- resources -------------------------------------------------------------------------
 
@@ -91,6 +111,7 @@ class LocalStack:
     def create(
         cls, parameters: dict[str, str] | None = None, *, token_secret: str | None = None, endpoint_url: str | None = None
     ) -> "LocalStack":
+        new_deployment()
         template = tpl.load()
         params = {**LOCAL_PARAMETERS, **(parameters or {})}
         physical: dict[str, dict[str, str]] = {}
@@ -131,6 +152,8 @@ class LocalStack:
             props = resolver.resolve(res.get("Properties") or {})
             name = props.get("BucketName") or f"local-{logical.lower()}"
             s3.create_bucket(Bucket=name)
+            if (props.get("VersioningConfiguration") or {}).get("Status") == "Enabled":
+                s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
             physical[logical] = {
                 "Ref": name,
                 "Arn": f"arn:aws:s3:::{name}",
@@ -189,14 +212,18 @@ class LocalStack:
     def _read_functions(self) -> None:
         for logical, props in tpl.function_specs(self.template).items():
             env = {k: str(v) for k, v in self.resolver.resolve(props["Environment"]["Variables"]).items() if v is not None}
-            source, batch = None, 10
+            function = Function(logical, props["Handler"], env, int(props.get("Timeout", 3)), int(props.get("MemorySize", 128)))
             for ev in (props.get("Events") or {}).values():
                 if ev.get("Type") == "SQS":
-                    source = ev["Properties"]["Queue"]["Fn::GetAtt"][0]
-                    batch = int(ev["Properties"].get("BatchSize", 10))
-            self.functions[logical] = Function(
-                logical, props["Handler"], env, int(props.get("Timeout", 3)), int(props.get("MemorySize", 128)), source, batch
-            )
+                    function.sqs_source = ev["Properties"]["Queue"]["Fn::GetAtt"][0]
+                    function.batch_size = int(ev["Properties"].get("BatchSize", 10))
+                    function.reports_item_failures = "ReportBatchItemFailures" in (ev["Properties"].get("FunctionResponseTypes") or [])
+            invoke_config = props.get("EventInvokeConfig") or {}
+            function.async_retries = int(invoke_config.get("MaximumRetryAttempts", 2))
+            destination = ((invoke_config.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+            if isinstance(destination, dict) and "Fn::GetAtt" in destination:
+                function.on_failure = destination["Fn::GetAtt"][0]
+            self.functions[logical] = function
 
     def param(self, name: str) -> str:
         return self.resolver.params[name]
@@ -225,17 +252,70 @@ class LocalStack:
             "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testing") if not self.endpoint_url else "testing",
             "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing") if not self.endpoint_url else "testing",
         }
+        # Each function keeps its own clients between invocations, as a warm container does.
+        saved, aws._clients = aws._clients, function.clients
         try:
             with isolated_environment({**runtime, **function.environment}, keep_prefixes=("MOTO_", "PYTEST_")):
                 yield
         finally:
-            aws.reset()
+            aws._clients = saved
+
+    @contextmanager
+    def _running(self):
+        """While functions run: the stack's clock (and, in process, moto's SQS on it too), and
+        the fault plan, if any, in the functions' AWS clients."""
+        with installed(self.clock, sqs=self.endpoint_url is None), (
+            self.faults.installed() if self.faults is not None else contextlib.nullcontext()
+        ):
+            yield
+
+    def context(self, logical_id: str) -> FakeContext:
+        function = self.functions[logical_id]
+        return FakeContext(function.logical_id, function.timeout, function.memory, self.clock)
 
     def invoke(self, logical_id: str, event: dict, context: FakeContext | None = None):
+        """One synchronous invocation: the handler's answer, or its exception."""
         function = self.functions[logical_id]
-        context = context or FakeContext(function.logical_id, function.timeout, function.memory)
-        with self.environment(function), compressed_waits():
-            return getattr(function.module(), function.handler.rsplit(".", 1)[1])(event, context)
+        with self._running():
+            context = context or self.context(logical_id)
+            try:
+                with self.environment(function), compressed_waits(self.endpoint_url is not None):
+                    return getattr(function.module(), function.handler.rsplit(".", 1)[1])(event, context)
+            finally:
+                if self.faults is not None:
+                    self.faults.invocation_ended()
+
+    def invoke_async(self, logical_id: str, event: dict):
+        """As Lambda handles an asynchronous event (an S3 notification): an invocation that
+        raises is tried again a minute later, then two minutes later (MaximumRetryAttempts), and
+        then the event goes to the function's OnFailure destination. The handler's answer, or
+        None when every attempt failed."""
+        function = self.functions[logical_id]
+        error: BaseException | None = None
+        with self._running():
+            for attempt in range(1 + function.async_retries):
+                self.clock.advance(60.0 * attempt)
+                try:
+                    return self.invoke(logical_id, event)
+                except FAILURES as exc:
+                    error = exc
+                    _log_failure(logical_id, exc)
+            if function.on_failure:
+                record = {
+                    "version": "1.0",
+                    "timestamp": _iso_ms(self.clock.time()),
+                    "requestContext": {
+                        "requestId": str(uuid.uuid4()),
+                        "functionArn": f"arn:aws:lambda:{tpl.REGION}:{tpl.ACCOUNT}:function:local-{logical_id}:$LATEST",
+                        "condition": "RetriesExhausted",
+                        "approximateInvokeCount": 1 + function.async_retries,
+                    },
+                    "requestPayload": event,
+                    "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+                    "responsePayload": {"errorType": type(error).__name__, "errorMessage": str(error)[:500], "stackTrace": []},
+                }
+                self.client("sqs").send_message(QueueUrl=self.ref(function.on_failure), MessageBody=json.dumps(record))
+        return None
 
     # --- events ----------------------------------------------------------------------------
 
@@ -250,9 +330,13 @@ class LocalStack:
         record["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
         from urllib.parse import quote_plus
 
-        record["s3"]["object"].update(
-            {"key": quote_plus(key, safe="/"), "size": head["ContentLength"], "eTag": head["ETag"].strip('"')}
-        )
+        self._sequencer = max(self._sequencer + 1, int(self.clock.time() * 1_000_000))
+        record["s3"]["object"] = {
+            "key": quote_plus(key, safe="/"), "size": head["ContentLength"], "eTag": head["ETag"].strip('"'),
+            **({"versionId": head["VersionId"]} if head.get("VersionId") else {}),
+            # S3's sequencer orders the events of one key: a later upload has a greater one.
+            "sequencer": f"{self._sequencer:018X}",
+        }
         return event
 
     def _bucket(self) -> str:
@@ -332,34 +416,147 @@ class LocalStack:
             )
         return {"Records": records}
 
-    def poll(self, logical_id: str, *, max_invocations: int = 100_000, retry_failed: bool = True) -> dict:
-        """Deliver the function's queue to it until the queue is empty, as the SQS poller would.
+    def poll(self, logical_id: str, *, max_invocations: int = 100_000, horizon_s: float = DAY) -> dict:
+        """Be the function's SQS event source until its queue is empty (see `run`). Returns counts."""
+        return self.run(logical_id, max_invocations=max_invocations, horizon_s=horizon_s)[logical_id]
 
-        Messages reported as failed become visible again at once (instead of after the
-        visibility timeout), so retries happen within the run. Returns counts.
+    def run(self, *logical_ids: str, max_invocations: int = 100_000, horizon_s: float = DAY) -> dict[str, dict]:
+        """Be Lambda's SQS event sources for these functions (default: every SQS-triggered one),
+        exactly as the template configures them, until their queues are empty:
+
+        - up to BatchSize messages per invocation, the message's receive count in each record;
+        - an invocation that raises (or overruns its timeout) leaves every message of its batch
+          to come back after the queue's visibility timeout;
+        - a returned `batchItemFailures` is honoured only when the event source declares
+          `ReportBatchItemFailures`: then the listed messages come back and the others are
+          deleted (an identifier that is not in the batch fails the whole batch); without it,
+          every message of a batch the handler returned from is deleted, as Lambda does;
+        - a message received more than the queue's maxReceiveCount times moves to its DLQ.
+
+        In this process, time is the stack's virtual clock: when nothing is visible, it jumps to
+        the moment the next message becomes visible (a visibility timeout ends, a delay runs
+        out), so retries happen when AWS would make them, without the waiting. `horizon_s` bounds
+        how far it may jump in all (a paused issue's batches come back forever). With a moto
+        server (`newsletter --local`), a failed message is visible again at once instead.
         """
-        function = self.functions[logical_id]
+        functions = [self.functions[i] for i in logical_ids] or [f for f in self.functions.values() if f.sqs_source]
+        stats = {f.logical_id: {"invocations": 0, "messages": 0, "failures": 0} for f in functions}
         sqs = self.client("sqs")
-        url = self.ref(function.sqs_source)
-        stats = {"invocations": 0, "messages": 0, "failures": 0}
-        while stats["invocations"] < max_invocations:
-            got = sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=min(function.batch_size, 10), AttributeNames=["All"]
-            ).get("Messages", [])
-            if not got:
-                break
-            result = self.invoke(logical_id, self.sqs_event(function.sqs_source, got)) or {}
-            failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
-            stats["invocations"] += 1
-            stats["messages"] += len(got)
-            stats["failures"] += len(failed)
-            for m in got:
-                if m["MessageId"] in failed:
-                    if retry_failed:
-                        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
-                else:
-                    sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        invocations, skipped = 0, 0.0
+        with self._running():
+            while invocations < max_invocations:
+                delivered = False
+                for function in functions:
+                    if invocations >= max_invocations:
+                        break
+                    got = sqs.receive_message(
+                        QueueUrl=self.ref(function.sqs_source), MaxNumberOfMessages=min(function.batch_size, 10),
+                        AttributeNames=["All"],
+                    ).get("Messages", [])
+                    if got:
+                        self._deliver(function, got, stats[function.logical_id])
+                        invocations += 1
+                        delivered = True
+                if delivered:
+                    continue
+                wait = self._next_visible_in(functions)
+                if wait is None or skipped + wait > horizon_s:
+                    break
+                self.clock.advance(wait)
+                skipped += wait
         return stats
+
+    def _deliver(self, function: Function, messages: list[dict], stats: dict) -> None:
+        sqs, url = self.client("sqs"), self.ref(function.sqs_source)
+        ids = {m["MessageId"] for m in messages}
+        context = self.context(function.logical_id)
+        try:
+            result = self.invoke(function.logical_id, self.sqs_event(function.sqs_source, messages), context)
+            failed = _reported_failures(result, ids) if function.reports_item_failures else set()
+            if context.get_remaining_time_in_millis() <= 0:
+                failed = ids  # Lambda stopped it at its timeout: nothing it said counts
+        except FAILURES as exc:
+            _log_failure(function.logical_id, exc)
+            failed = ids
+        stats["invocations"] += 1
+        stats["messages"] += len(messages)
+        stats["failures"] += len(failed)
+        for m in messages:
+            if m["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+            elif self.endpoint_url is not None:
+                # A server's clock cannot be moved: the visibility timeout ends at once instead.
+                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+
+    def _next_visible_in(self, functions: list[Function]) -> float | None:
+        """Seconds until a message of these functions' queues becomes visible; None if they hold none."""
+        if self.endpoint_url is not None:
+            return None
+        from moto.sqs.models import sqs_backends
+
+        backend = sqs_backends[tpl.ACCOUNT][tpl.REGION]
+        now_ms = self.clock.time() * 1000.0
+        soonest = None
+        for function in functions:
+            queue = backend.queues.get(self.physical[function.sqs_source]["QueueName"])
+            for m in getattr(queue, "_messages", []):
+                at = max(m.visible_at, m.delayed_until)
+                soonest = at if soonest is None else min(soonest, at)
+        if soonest is None:
+            return None
+        return max(0.0, soonest - now_ms) / 1000.0 + 0.001
+
+
+
+def _failures():
+    from .faults import Crash
+
+    return (Exception, Crash)
+
+
+FAILURES = _failures()
+
+
+def _reported_failures(result, ids: set[str]) -> set[str]:
+    """The messages a handler's partial batch response fails, as Lambda reads it."""
+    if not isinstance(result, dict) or result.get("batchItemFailures") is None:
+        return set()
+    items = result["batchItemFailures"]
+    if not isinstance(items, list):
+        return set(ids)
+    failed = set()
+    for item in items:
+        identifier = item.get("itemIdentifier") if isinstance(item, dict) else None
+        if not identifier or identifier not in ids:
+            return set(ids)  # Lambda then fails the whole batch
+        failed.add(identifier)
+    return failed
+
+
+def _log_failure(function: str, exc: BaseException) -> None:
+    """What Lambda writes to the function's log when an invocation fails."""
+    print(json.dumps({"level": "ERROR", "function": function, "errorType": type(exc).__name__,
+                      "errorMessage": str(exc)[:300]}), flush=True)
+
+
+def _iso_ms(at: float) -> str:
+    from datetime import datetime, timezone
+
+    when = datetime.fromtimestamp(at, timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def new_deployment() -> None:
+    """Forget what the functions' containers cached (clients, the secret, issue states, prepared
+    messages): a new stack is a new deployment, and nothing of another one's is valid in it."""
+    from newsletter import aws, config
+    from newsletter.handlers import send, unsubscribe
+
+    aws.reset()
+    config.clear_settings()
+    send._prepared.clear()
+    send._issue_state.clear()
+    unsubscribe._list_names.clear()
 
 
 BASICS = ("PATH", "HOME", "TZ", "LANG", "TMPDIR")
@@ -385,19 +582,22 @@ def isolated_environment(env: dict[str, str], *, keep_prefixes: tuple[str, ...] 
 
 
 @contextmanager
-def compressed_waits():
-    """Locally, waits that only pace a real AWS account (the SES rate, throttle backoff, requeue
-    delays) are cut to nothing, so that a run with injected throttling takes seconds, not minutes."""
+def compressed_waits(server: bool = False):
+    """Locally, waits that only pace a real AWS account (the SES rate, throttle backoff) are cut
+    to nothing. Requeue delays are kept in this process (the virtual clock skips them); a moto
+    server's clock cannot be skipped, so there they are cut too."""
     from newsletter import sending
     from newsletter.handlers import send
 
-    saved = sending.THROTTLE_BACKOFF_S, sending.requeue_delay, send.pacer
+    saved = sending.THROTTLE_BACKOFF_S, sending.MAX_DELAY_S, send.pacer
     # moto has no account quota (no GetAccount), and its SES has no rate to keep to.
-    sending.THROTTLE_BACKOFF_S, sending.requeue_delay, send.pacer = 0.0, lambda attempt: 0, lambda ses, settings: None
+    sending.THROTTLE_BACKOFF_S, send.pacer = 0.0, lambda ses, settings: None
+    if server:
+        sending.MAX_DELAY_S = 0
     try:
         yield
     finally:
-        sending.THROTTLE_BACKOFF_S, sending.requeue_delay, send.pacer = saved
+        sending.THROTTLE_BACKOFF_S, sending.MAX_DELAY_S, send.pacer = saved
 
 
 def sent_messages() -> list:

@@ -26,21 +26,12 @@ SECRET = "test-token-secret"
 def aws_mock():
     from moto import mock_aws
 
-    from newsletter import aws
-    from newsletter.handlers import send
+    from devstack.stack import new_deployment
 
-    aws.reset()
-    send._prepared.clear()  # per-container caches: each test is a fresh deployment
-    send._issue_state.clear()
-    from newsletter.handlers import unsubscribe
-
-    unsubscribe._list_names.clear()
-    from newsletter import config
-
-    config.clear_settings()
+    new_deployment()  # per-container caches: each test is a fresh deployment
     with mock_aws():
         yield
-    aws.reset()
+    new_deployment()
 
 
 @pytest.fixture
@@ -92,11 +83,11 @@ def publish(stack, doc: dict, key: str | None = None) -> dict:
     return stack.invoke("PublishFunction", upload(stack, doc, key))
 
 
-def deliver(stack, rounds: int = 200) -> dict:
-    """Run fan-out then sending until both queues are empty."""
-    fan = stack.poll("FanoutFunction", max_invocations=rounds)
-    send = stack.poll("SendFunction", max_invocations=rounds * 10)
-    return {"fanout": fan, "send": send}
+def deliver(stack, rounds: int = 2000) -> dict:
+    """Run fan-out and sending as Lambda would, until their queues are empty (the reconcile job
+    the finished issue queues included)."""
+    runs = stack.run("FanoutFunction", "SendFunction", max_invocations=rounds)
+    return {"fanout": runs["FanoutFunction"], "send": runs["SendFunction"]}
 
 
 def mailed() -> list[str]:
@@ -132,10 +123,9 @@ def queue_depth(stack, logical: str) -> int:
     import boto3
 
     sqs = boto3.client("sqs", region_name="us-east-1")
-    attrs = sqs.get_queue_attributes(
-        QueueUrl=stack.ref(logical), AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    )["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
+    attrs = sqs.get_queue_attributes(QueueUrl=stack.ref(logical), AttributeNames=names)["Attributes"]
+    return sum(int(attrs[n]) for n in names)
 
 
 def client_error(code: str, status: int = 400, operation: str = "SendEmail"):

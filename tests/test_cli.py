@@ -49,12 +49,9 @@ def local(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def fresh_containers():
     """Each command is a new process in real use: no per-container cache carries over."""
-    from newsletter import aws
-    from newsletter.handlers import send
+    from devstack.stack import new_deployment
 
-    send._prepared.clear()
-    send._issue_state.clear()
-    aws.reset()
+    new_deployment()
     yield
 
 
@@ -365,7 +362,7 @@ def test_a_huge_import_through_the_command(tmp_path, monkeypatch):
     target = Target("stack", "newsletter", names)
     target._clients["dynamodb"] = fake
     monkeypatch.setattr(app_module.Options, "target", lambda self: target)
-    monkeypatch.setattr(store, "time", types.SimpleNamespace(sleep=lambda s: None))
+    monkeypatch.setattr(store, "clock", types.SimpleNamespace(sleep=lambda s: None))
     result = cli("--stack", "newsletter", "subscribers", "import", str(path), "--list", "big")
     assert result.exit_code == 0, result.output
     figures = [line for line in result.output.splitlines() if line.count("│") >= 6][-1].replace("│", " ").split()
@@ -402,7 +399,7 @@ def test_send_test_on_a_deployed_stack_uses_the_publish_functions_settings(stack
     assert record["status"] == "sent" and record["test_of"] == "2015-07" and record["subject"].startswith("[TEST] ")
     assert ops.get_record(target, "2015-07") is None
     assert env["SENDER_ADDRESS"] in boto3.client("s3").get_object(
-        Bucket=stack.bucket, Key=f"rendered/{test_id}/message.json")["Body"].read().decode()
+        Bucket=stack.bucket, Key=record["prepared_key"])["Body"].read().decode()
 
 
 def test_preview_with_a_stack_uses_its_sender_and_list_name(local, tmp_path):

@@ -428,7 +428,7 @@ def test_a_huge_file_streams_in_little_memory(tmp_path, monkeypatch):
     from newsletter.store import subscribers as store
 
     sleeps: list[float] = []
-    monkeypatch.setattr(store, "time", types.SimpleNamespace(sleep=sleeps.append))  # backoff, without the wait
+    monkeypatch.setattr(store, "clock", types.SimpleNamespace(sleep=sleeps.append))  # backoff, without the wait
     rows = HUGE_ROWS
     existing = {i for i in range(rows) if i % 2000 == 5}
     suppressed = {i for i in range(rows) if i % 3000 == 11}

@@ -1,4 +1,5 @@
-"""Every sample in events/ runs through its handler unchanged, as `sam local invoke -e` would."""
+"""Every sample in events/ runs through its handler, as `sam local invoke -e` would: unchanged, but
+for the S3 sample's version id and ETag, which S3 gives each upload (the sample's name one on AWS)."""
 
 import json
 
@@ -27,7 +28,11 @@ def published(stack):
     assert event["Records"][0]["s3"]["bucket"]["name"] == stack.bucket  # the local stack's bucket
     import boto3
 
-    boto3.client("s3", region_name="us-east-1").put_object(Bucket=stack.bucket, Key=key, Body=EXAMPLE_ISSUE.read_bytes())
+    s3 = boto3.client("s3", region_name="us-east-1")
+    put = s3.put_object(Bucket=stack.bucket, Key=key, Body=EXAMPLE_ISSUE.read_bytes())
+    # S3 gives each upload its own version id (the sample's names an upload on AWS): the one field
+    # no sample can know in advance.
+    event["Records"][0]["s3"]["object"].update(versionId=put["VersionId"], eTag=put["ETag"].strip('"'))
     return event
 
 
@@ -85,8 +90,9 @@ def test_feedback_event_is_counted_and_acted_on(stack, published, name):
     if "notificationType" in ses:
         # Identity notifications carry no tags: the issue is found through the send ledger.
         address = ses["mail"]["destination"][0]
-        ledger.claim(ddb, stack.ref("SendsTable"), "2015-07", address, status="sending", now=1435737600)
-        ledger.settle(ddb, stack.ref("SendsTable"), "2015-07", address, "sent", 1435737601, message_id=ses["mail"]["messageId"])
+        ledger.claim(ddb, stack.ref("SendsTable"), "2015-07", address, claim_id="c", status="sending", now=1435737600)
+        ledger.settle(ddb, stack.ref("SendsTable"), "2015-07", address, "c", "sent", 1435737601,
+                      message_id=ses["mail"]["messageId"])
     counter, suppressed, status = FEEDBACK[name]
     assert stack.invoke("FeedbackFunction", event) == {"batchItemFailures": []}
     record = issue_record(stack, "2015-07")

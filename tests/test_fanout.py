@@ -83,7 +83,7 @@ def test_a_million_subscribers_fan_out_within_lambda_limits():
     ddb = FakeDynamoDB("big", addresses, inactive_every=97, suppressed=suppressed)
     ddb.issues["big-1"] = {"issue_id": {"S": "big-1"}, "sk": {"S": "issue"}, "status": {"S": "sending"}}
     sqs = FakeSQS()
-    settings = FanoutSettings("issues", "subscribers", "suppressions", "send-queue", "fanout-queue")
+    settings = FanoutSettings("issues", "subscribers", "suppressions", "send-queue", "fanout-queue", "sends")
 
     # Simulated clock: every page "costs" 20 s of a 900 s invocation, far more than it really does.
     pending = [Segment("big-1", "big", shard).to_message() for shard in range(SHARDS)]

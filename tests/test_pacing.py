@@ -5,7 +5,7 @@ import threading
 
 import boto3
 import pytest
-from conftest import SECRET, add_subscribers, client_error, issue_doc, mailed, people, publish
+from conftest import SECRET, add_subscribers, client_error, issue_doc, issue_record, mailed, people, publish
 
 from newsletter import pacing
 from newsletter.pacing import Quota, RateLimiter, workers_for
@@ -108,8 +108,9 @@ def test_parallel_workers_send_each_recipient_once(stack):
         counts = sending.Counts()
         for n in range(0, 120, 50):
             batch = sending.Batch("2015-07", "infomail", f"b{n}", tuple((r["email"], "") for r in readers[n : n + 50]))
-            sending.send_batch(batch, message_template("2015-07"), deps, counts, logger)
-            sending.send_batch(batch, message_template("2015-07"), deps, counts, logger)  # redelivered
+            template = message_template("2015-07", issue_record(stack, "2015-07"))
+            sending.send_batch(batch, template, deps, counts, logger)
+            sending.send_batch(batch, template, deps, counts, logger)  # redelivered
     got = collections.Counter(mailed())
     assert sorted(got) == sorted(r["email"] for r in readers) and max(got.values()) == 1
     assert (counts.sent, counts.duplicate) == (120, 120)
@@ -132,8 +133,10 @@ def test_a_throttle_in_one_worker_returns_everyone_not_yet_sent(stack, ses_fault
             ddb=boto3.client("dynamodb"), ses=aws.client("sesv2"), settings=send_settings(), secret=SECRET.encode(), workers=4,
         )
         batch = sending.Batch("2015-07", "infomail", "b", tuple((r["email"], "") for r in readers))
-        with pytest.raises(sending.RetryLater) as raised:
-            sending.send_batch(batch, message_template("2015-07"), deps, sending.Counts(), logger)
+        result = sending.send_batch(batch, message_template("2015-07", issue_record(stack, "2015-07")), deps,
+                                    sending.Counts(), logger)
     sent = set(mailed())
-    remaining = {a for a, _ in raised.value.remaining}
+    remaining = {r.address for r in result.rest}
+    assert result.stop and "paused" in result.reason
     assert sent | remaining == {r["email"] for r in readers} and not sent & remaining
+    assert set(result.outcomes) == sent  # everyone sent has a final state to count

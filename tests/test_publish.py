@@ -26,7 +26,7 @@ def test_valid_issue_is_rendered_once_and_fanned_out(stack):
     web = s3_text(stack, "web/2015-07.html")
     assert "Towards a new European Neighbourhood Policy on Migration" in web
     assert "\ue000" not in web  # the public page carries no recipient's values
-    prepared = json.loads(s3_text(stack, "rendered/2015-07/message.json"))
+    prepared = json.loads(s3_text(stack, issue_record(stack, "2015-07")["prepared_key"]))
     assert prepared["web_url"] == "https://news.example.org/web/2015-07.html"
     assert prepared["from_address"] == "news@news.example.org"
     assert queue_depth(stack, "FanoutQueue") == 16  # one segment per subscriber shard
@@ -110,7 +110,8 @@ def test_report_is_removed_once_the_fixed_document_publishes(stack):
 
 
 def test_a_failed_attempt_is_finished_by_the_retry(stack, monkeypatch):
-    """A crash after the issue record exists but before fan-out: the async retry completes it."""
+    """A failure after the issue is `sending` but before its fan-out is queued: the async retry
+    queues it (and until then pause and cancel already work)."""
     from newsletter import publish as publishing
 
     add_subscribers(stack, people(12))
@@ -119,7 +120,8 @@ def test_a_failed_attempt_is_finished_by_the_retry(stack, monkeypatch):
     event = upload(stack, issue_doc())
     with pytest.raises(ConnectionError):
         stack.invoke("PublishFunction", event)  # raised: Lambda retries the async invoke
-    assert issue_record(stack, "2015-07")["status"] == "rendering"
+    record = issue_record(stack, "2015-07")
+    assert record["status"] == "sending" and "fanout_queued_at" not in record
     monkeypatch.setattr(publishing, "start_fanout", real)
     assert stack.invoke("PublishFunction", event)["outcomes"][0]["status"] == "published"
     deliver(stack)

@@ -83,7 +83,8 @@ def test_a_test_send_reaches_its_named_non_subscribers_but_never_a_suppressed_ad
     for issue_id, test in (("2015-07-test-1", True), ("2015-07-fake", False)):
         issues.create_issue(ddb, table, {"issue_id": issue_id, "list_id": "infomail", "status": "sending", "test": test,
                                          "test_recipients": ["editor@example.org", "blocked@example.org"]})
-        prepared = boto3.client("s3").get_object(Bucket=stack.bucket, Key="rendered/2015-07/message.json")["Body"].read()
+        key = issue_record(stack, "2015-07")["prepared_key"]
+        prepared = boto3.client("s3").get_object(Bucket=stack.bucket, Key=key)["Body"].read()
         boto3.client("s3").put_object(Bucket=stack.bucket, Key=f"rendered/{issue_id}/message.json",
                                       Body=prepared.replace(b'"2015-07"', f'"{issue_id}"'.encode()))
     suppressions.suppress(ddb, stack.ref("SuppressionsTable"), "blocked@example.org", "bounce", "now")
@@ -118,19 +119,37 @@ def test_duplicated_fanout_sends_nobody_twice(stack):
     assert issue_record(stack, "2015-07")["queued"] == 40  # pages are counted once
 
 
-def test_crash_half_way_through_a_batch_then_redelivery(stack, ses_faults):
+def queue_batch(stack, recipients, batch_id="00-000000-00"):
+    """A recipient batch on the send queue, as the fan-out writes it."""
+    from newsletter.sending import Batch, Recipient
+
+    batch = Batch("2015-07", "infomail", batch_id, tuple(Recipient(r["email"], r.get("name", "")) for r in recipients))
+    boto3.client("sqs", region_name="us-east-1").send_message(QueueUrl=stack.ref("SendQueue"), MessageBody=batch.to_message())
+
+
+def test_an_instance_that_dies_before_the_ses_call_leaves_that_reader_uncertain_and_the_rest_sent(stack, ses_faults):
+    """The process dies between claiming the 6th reader and calling SES. Lambda delivers the batch
+    again after its visibility timeout; by then the claim's invocation is certainly over: the
+    reader is recorded uncertain (SES may or may not have taken it: never resent), the others are sent."""
+    from devstack.faults import Crash
+
     readers = published(stack, 10)
-    ses_faults.rule = lambda n, address: RuntimeError("Lambda runtime crashed") if n == 6 else None
-    event = send_event(stack, readers)
-    assert stack.invoke("SendFunction", event) == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
-    assert len(mailed()) == 5
-    ses_faults.rule = lambda n, address: None
-    assert stack.invoke("SendFunction", event) == {"batchItemFailures": []}
-    assert_each_once(r["email"] for r in readers)
+    ses_faults.rule = lambda n, address: Crash("instance died") if n == 6 else None
+    queue_batch(stack, readers)
+    runs = stack.poll("SendFunction")
+    assert runs["invocations"] == 2 and runs["failures"] == 1
+    stack.run()  # and the issue's fan-out, which queues the same readers again
+    assert_each_once(r["email"] for i, r in enumerate(readers) if i != 5)
+    assert ledger_status(stack, readers[5]["email"]) == "uncertain"
+    record = issue_record(stack, "2015-07")
+    assert (record["sent"], record["uncertain"], record["status"]) == (9, 1, "sent")
 
 
-def test_crash_after_ses_accepted_but_before_the_ledger_knew(stack, monkeypatch):
-    """The one ambiguous moment: SES took the message, the process died. Never mailed twice."""
+def test_an_instance_that_dies_after_ses_accepted_never_mails_twice(stack, monkeypatch):
+    """The one ambiguous moment: SES took the message, the process died before the ledger knew.
+    The redelivery finds the claim abandoned and records the reader uncertain: never mailed twice."""
+    from devstack.faults import Crash
+
     readers = published(stack, 4)
     real = ledger.settle
     calls = {"n": 0}
@@ -138,16 +157,17 @@ def test_crash_after_ses_accepted_but_before_the_ledger_knew(stack, monkeypatch)
     def dying_settle(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:
-            raise SystemError("container killed")
+            raise Crash("container killed")
         return real(*args, **kwargs)
 
     monkeypatch.setattr(ledger, "settle", dying_settle)
-    event = send_event(stack, readers)
-    assert stack.invoke("SendFunction", event)["batchItemFailures"] == [{"itemIdentifier": "m-1"}]
-    monkeypatch.setattr(ledger, "settle", real)
-    stack.invoke("SendFunction", event)
-    assert_each_once(r["email"] for r in readers)
-    assert ledger_status(stack, readers[1]["email"]) == "sending"  # left for the operator to see
+    queue_batch(stack, readers)
+    stack.poll("SendFunction")
+    stack.run()
+    assert_each_once(r["email"] for r in readers)  # all four mailed, once
+    assert ledger_status(stack, readers[1]["email"]) == "uncertain"
+    record = issue_record(stack, "2015-07")
+    assert (record["sent"], record["uncertain"], record["status"]) == (3, 1, "sent")
 
 
 def test_throttling_on_a_share_of_calls_loses_and_duplicates_nothing(stack, ses_faults):
@@ -198,10 +218,11 @@ def test_permanent_rejection_is_recorded_and_the_rest_is_sent(stack, ses_faults)
 @pytest.mark.parametrize("message", [
     "Email address is not verified. The following identities failed the check in region US-EAST-1: news@news.example.org",
     "User 'arn:aws:iam::123456789012:user/x' is not authorized to send from 'news.example.org'",
-    "Daily message quota exceeded.",
 ])
-def test_a_refused_sender_holds_the_batch_back_instead_of_rejecting_everyone(stack, ses_faults, message):
+def test_a_refused_sender_pauses_the_issue_instead_of_rejecting_everyone(stack, ses_faults, message):
     from botocore.exceptions import ClientError
+
+    from newsletter import control
 
     readers = published(stack, 3)
     refused = ClientError({"Error": {"Code": "MessageRejected", "Message": message}}, "SendEmail")
@@ -209,9 +230,24 @@ def test_a_refused_sender_holds_the_batch_back_instead_of_rejecting_everyone(sta
     assert stack.invoke("SendFunction", send_event(stack, readers)) == {"batchItemFailures": []}
     assert ses_faults.calls == 1 and queue_depth(stack, "SendQueue") == 1  # requeued, the rest not tried
     assert all(ledger_status(stack, r["email"]) is None for r in readers)
-    assert "rejected" not in issue_record(stack, "2015-07")
-    ses_faults.rule = lambda n, address: None  # the operator verified the identity
+    record = issue_record(stack, "2015-07")
+    assert record["status"] == "paused" and "refused the sender" in record["paused_reason"]
+    assert "rejected" not in record
+    ses_faults.rule = lambda n, address: None  # the operator verified the identity, and resumes
+    control.resume_issue(boto3.client("dynamodb", region_name="us-east-1"), stack.ref("IssuesTable"), "2015-07")
     stack.poll("SendFunction")
+    assert_each_once(r["email"] for r in readers)
+
+
+def test_a_used_up_quota_holds_the_batch_back_without_pausing(stack, ses_faults):
+    from botocore.exceptions import ClientError
+
+    readers = published(stack, 3)
+    refused = ClientError({"Error": {"Code": "MessageRejected", "Message": "Daily message quota exceeded."}}, "SendEmail")
+    ses_faults.rule = lambda n, address: refused if n == 1 else None
+    assert stack.invoke("SendFunction", send_event(stack, readers)) == {"batchItemFailures": []}
+    assert issue_record(stack, "2015-07")["status"] == "sending"
+    stack.poll("SendFunction")  # a quarter of an hour later (the local clock skips it)
     assert_each_once(r["email"] for r in readers)
 
 
@@ -331,3 +367,83 @@ def test_logs_never_carry_an_address(stack, ses_faults, capsys):
     out = capsys.readouterr().out
     assert "SES rejected a recipient" in out
     assert not [r["email"] for r in readers if r["email"] in out]
+
+
+# --- the time budget and the SDK ---------------------------------------------------------------
+
+
+def test_botocore_never_sends_an_ses_call_again_after_its_answer_was_lost(aws_mock):
+    """botocore's standard mode would repeat SendEmail after a read timeout: the SES client makes
+    one attempt, and the ambiguous outcome reaches our code (which records it uncertain)."""
+    from botocore.exceptions import ReadTimeoutError
+
+    from devstack.stack import sent_messages
+    from newsletter import aws
+
+    ses = aws.client("sesv2")
+    ses.create_email_identity(EmailIdentity="news.example.org")
+
+    def answer_lost(request=None, **_):
+        raise ReadTimeoutError(endpoint_url=request.url)
+
+    ses.meta.events.register_last("before-send", answer_lost)  # after moto (SES) acted
+    with pytest.raises(ReadTimeoutError):
+        ses.send_email(FromEmailAddress="news@news.example.org", Destination={"ToAddresses": ["a@example.com"]},
+                       Content={"Raw": {"Data": b"From: news@news.example.org\r\nSubject: x\r\n\r\nx"}})
+    assert len(sent_messages()) == 1
+
+
+def test_a_batch_keeps_enough_time_for_the_slowest_ses_call_and_ledger_write():
+    from devstack import template as tpl
+    from newsletter import aws, sending
+
+    assert aws.config_for("sesv2").retries["total_max_attempts"] == 1
+    ses, ddb = aws.worst_case_s("sesv2"), aws.worst_case_s("dynamodb")
+    assert ses == 8 and ddb == 15  # 1 x (2 + 6) s; 3 x (1 + 3) s plus 1 + 2 s of backoff
+    assert sending.SAFETY_MS >= 1000 * (ses + ddb)
+    timeout_s = tpl.function_specs(tpl.load())["SendFunction"]["Timeout"]
+    assert timeout_s * 1000 - sending.SAFETY_MS >= 30_000, "the send function must keep half a minute to send in"
+
+
+def test_a_batch_starts_no_send_it_could_not_finish_in_time(stack):
+    from newsletter import sending
+    from newsletter.handlers.send import message_template
+    from newsletter.observe import logger
+
+    readers = published(stack, 5)
+    with stack.environment(stack.functions["SendFunction"]):
+        from newsletter.config import send_settings
+
+        deps = sending.Deps(ddb=boto3.client("dynamodb"), ses=boto3.client("sesv2"), settings=send_settings(),
+                            secret=SECRET.encode(), time_left_ms=lambda: sending.SAFETY_MS - 1)
+        batch = sending.Batch("2015-07", "infomail", "b", tuple((r["email"], "") for r in readers))
+        result = sending.send_batch(batch, message_template("2015-07", issue_record(stack, "2015-07")), deps,
+                                    sending.Counts(), logger)
+    assert result.reason == "out of time" and len(result.rest) == 5 and result.delay_s == 0
+    assert mailed() == [] and all(ledger_status(stack, r["email"]) is None for r in readers)
+
+
+def test_a_finished_issue_is_reconciled_with_its_ledger(stack):
+    readers = published(stack, 30)
+    deliver(stack)
+    record = issue_record(stack, "2015-07")
+    assert record["status"] == "sent" and record["reconciled_at"]
+    assert record["ledger_counts"] == {"sent": 30, "skipped": 0, "rejected": 0, "uncertain": 0, "open": 0}
+    assert "counters_corrected" not in record
+    assert len(readers) == 30
+
+
+def test_reconciling_holds_wrong_counters_to_the_ledger(stack, capsys):
+    from newsletter import completion
+    from newsletter.observe import logger
+    from newsletter.store import issues
+
+    published(stack, 8)
+    deliver(stack)
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    issues.update_issue(ddb, stack.ref("IssuesTable"), "2015-07", sent=7, uncertain=2)  # as a bug might leave them
+    result = completion.reconcile(ddb, stack.ref("IssuesTable"), stack.ref("SendsTable"), "2015-07", logger)
+    assert result["counters_corrected"] == {"sent": 1, "uncertain": -2}
+    record = issue_record(stack, "2015-07")
+    assert (record["sent"], record["uncertain"]) == (8, 0)
+    assert "differed from the send ledger" in capsys.readouterr().out

@@ -2,6 +2,15 @@
 
 Created lazily (not at import) so that cold starts pay only for the clients a path uses, and so
 that tests can put moto in place before the first client exists. `reset()` drops the cache.
+
+Each service's timeouts and retries bound how long one call can take (`worst_case_s`); the
+sender's time budget is derived from them (`sending.SAFETY_MS`):
+- SES: no SDK retry at all. botocore's standard mode would repeat SendEmail after a read timeout
+  or a dropped connection, when SES may already have accepted the message: that is how one reader
+  gets two copies. `sending.py` decides what is tried again, and never an uncertain send.
+- DynamoDB: short timeouts (its answers take milliseconds) and three attempts, so that a ledger
+  write cannot outlast the margin a batch keeps for it.
+- S3, SQS, SSM: the SDK's standard retries, with timeouts long enough for a rendered issue.
 """
 
 from __future__ import annotations
@@ -10,10 +19,27 @@ from functools import cache
 
 from botocore.config import Config
 
-# Standard retry mode backs off on throttling; SES gets fewer in-client retries because
-# throttled sends are retried through SQS, where a retry costs no Lambda time.
-_DEFAULT = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
-_SES = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5, read_timeout=15)
+CONFIGS = {
+    "sesv2": Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=6),
+    "dynamodb": Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=1, read_timeout=3),
+}
+DEFAULT = Config(retries={"mode": "standard", "total_max_attempts": 5}, connect_timeout=5, read_timeout=20)
+# botocore's standard mode waits at most 2^i seconds (throttling's base of 1 s), capped at 20 s,
+# before its (i+1)th retry.
+_MAX_BACKOFF_S = 20.0
+
+
+def config_for(service: str) -> Config:
+    return CONFIGS.get(service, DEFAULT)
+
+
+def worst_case_s(service: str) -> float:
+    """The longest one call can take before botocore gives up: every attempt connecting and
+    waiting for its answer to its timeouts, plus the longest backoffs between attempts."""
+    config = config_for(service)
+    attempts = config.retries["total_max_attempts"]
+    backoff = sum(min(2.0**i, _MAX_BACKOFF_S) for i in range(attempts - 1))
+    return attempts * (config.connect_timeout + config.read_timeout) + backoff
 
 
 @cache
@@ -24,16 +50,25 @@ def _session():
     return boto3.session.Session()
 
 
-@cache
-def client(service: str):
-    return _session().client(service, config=_SES if service == "sesv2" else _DEFAULT)
+# The container's clients by service. A plain dict (not functools.cache) so that the local stack,
+# which plays several functions in one process, can give each function its own, as Lambda does.
+_clients: dict[str, object] = {}
 
+
+def client(service: str):
+    found = _clients.get(service)
+    if found is None:
+        found = _clients[service] = _session().client(service, config=config_for(service))
+    return found
+
+
+client.cache_clear = lambda: _clients.clear()
 
 _secrets: dict[str, tuple[float, bytes]] = {}
 
 
 def reset() -> None:
-    client.cache_clear()
+    _clients.clear()
     _session.cache_clear()
     _secrets.clear()
 

@@ -54,6 +54,7 @@ class FanoutSettings:
     suppressions_table: str
     send_queue_url: str
     fanout_queue_url: str
+    sends_table: str  # a finished issue's counters are reconciled with its send ledger here
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class SendSettings:
     suppressions_table: str
     sends_table: str
     send_queue_url: str
+    fanout_queue_url: str  # where the batch that finishes an issue queues its reconcile job
     configuration_set: str
     unsubscribe_base_url: str
     unsubscribe_mailto: str

@@ -5,12 +5,13 @@ back on the queue, delayed, so nothing is lost; `cancelled` drops them. Every ch
 conditional write, so two operators (or an operator and the feedback function) cannot undo each
 other's decision by accident:
 
-    sending → paused      pause_issue (automatic when the bounce or complaint rate is too high)
+    sending → paused      pause_issue (automatic when the bounce or complaint rate is too high,
+                          or when a batch fails for a reason no retry can fix)
     paused  → sending     resume_issue
-    sending, paused → cancelled   cancel_issue (for good)
+    rendering, sending, paused → cancelled   cancel_issue (for good)
 
-An issue still `rendering` cannot be cancelled: the publish function is about to set it
-`sending` unconditionally; cancel it once it is.
+Publishing moves an issue from `rendering` to `sending` only if it is still `rendering`, so an
+issue cancelled while it renders never sends. Each status is set with its reason and time.
 
     python -m newsletter.control {pause,resume,cancel} ISSUE --table TABLE
 """
@@ -20,15 +21,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import datetime, timezone
-
+from . import clock
 from .store import issues
 
-SENDING, PAUSED, CANCELLED = "sending", "paused", "cancelled"
+RENDERING, SENDING, PAUSED, CANCELLED, SENT = "rendering", "sending", "paused", "cancelled", "sent"
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return clock.iso()
 
 
 def pause_issue(ddb, table: str, issue_id: str, *, reason: str = "paused by an operator", at: str | None = None) -> bool:
@@ -46,14 +46,19 @@ def resume_issue(ddb, table: str, issue_id: str, *, at: str | None = None) -> bo
     if record is None or record.get("status") != PAUSED:
         return False
     baseline = {"sent": _n(record, "sent"), "bounced": bounced(record), "complained": _n(record, "complained")}
-    return issues.change_status(
+    if not issues.change_status(
         ddb, table, issue_id, SENDING, allowed_from=(PAUSED,), resumed_at=at or _now(), pause_baseline=baseline
-    )
+    ):
+        return False
+    # Paused just as its last recipients were handled: nothing more comes to complete it.
+    issues.complete_if_finished(ddb, table, issues.get_issue(ddb, table, issue_id), at=_now())
+    return True
 
 
 def cancel_issue(ddb, table: str, issue_id: str, *, at: str | None = None) -> bool:
-    """sending or paused → cancelled (the rest of the issue is never sent); False otherwise."""
-    return issues.change_status(ddb, table, issue_id, CANCELLED, allowed_from=(SENDING, PAUSED), cancelled_at=at or _now())
+    """rendering, sending or paused → cancelled (the rest of the issue is never sent); False otherwise."""
+    return issues.change_status(ddb, table, issue_id, CANCELLED, allowed_from=(RENDERING, SENDING, PAUSED),
+                                cancelled_at=at or _now())
 
 
 def pause_reason(record: dict, *, bounce_rate: float, complaint_rate: float, min_sent: int) -> str | None:
@@ -87,7 +92,8 @@ def _n(record: dict, name: str) -> int:
 
 # --- the command ------------------------------------------------------------------------------
 
-ACTIONS = {"pause": (pause_issue, SENDING), "resume": (resume_issue, PAUSED), "cancel": (cancel_issue, "sending or paused")}
+ACTIONS = {"pause": (pause_issue, SENDING), "resume": (resume_issue, PAUSED),
+           "cancel": (cancel_issue, "rendering, sending or paused")}
 
 
 def main(argv: list[str] | None = None, ddb=None) -> int:

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Callable
 
+from . import completion, retry
 from .config import FanoutSettings
 from .privacy import normalise_address
 from .store import issues, queues, subscribers
@@ -31,7 +32,9 @@ class Segment:
 
     @classmethod
     def from_message(cls, body: str) -> "Segment":
-        data = json.loads(body)
+        from .jsontext import loads
+
+        data = loads(body)
         shard = int(data["shard"])
         if not 0 <= shard < subscribers.SHARDS:
             raise ValueError(f"shard {shard} outside 0..{subscribers.SHARDS - 1}")
@@ -53,9 +56,14 @@ class Progress:
 
 
 def fan_out(segment: Segment, *, settings: FanoutSettings, ddb, sqs, time_left_ms: Callable[[], int], logger) -> Progress:
-    """Queue this segment's recipients, page by page, continuing itself if time runs short."""
+    """Queue this segment's recipients, page by page, continuing itself if time runs short.
+
+    Every step can be repeated (a page queued twice is sent once: the ledger; counted once: its
+    marker), so a call that fails transiently is tried again in place, and a page that still
+    fails raises: SQS delivers the segment again, from the page it had reached.
+    """
     progress = Progress()
-    issue = issues.get_issue(ddb, settings.issues_table, segment.issue_id)
+    issue = retry.call(issues.get_issue, ddb, settings.issues_table, segment.issue_id)
     if issue is None:
         raise LookupError(f"issue {segment.issue_id!r} has no record; fan-out message without a publish")
     if issue.get("status") == "cancelled":
@@ -64,29 +72,34 @@ def fan_out(segment: Segment, *, settings: FanoutSettings, ddb, sqs, time_left_m
 
     page, cursor = segment.page, segment.cursor
     while True:
-        found, next_cursor = subscribers.query_active(
-            ddb, settings.subscribers_table, segment.list_id, segment.shard, cursor, PAGE_SIZE
+        found, next_cursor = retry.call(
+            subscribers.query_active, ddb, settings.subscribers_table, segment.list_id, segment.shard, cursor, PAGE_SIZE
         )
         recipients = [
             {"email": normalise_address(s["email"]), "name": s.get("name") or ""} for s in found
         ]
         if recipients:
-            suppressed = subscribers.suppressed_among(ddb, settings.suppressions_table, [r["email"] for r in recipients])
+            suppressed = retry.call(subscribers.suppressed_among, ddb, settings.suppressions_table,
+                                    [r["email"] for r in recipients])
             recipients = [r for r in recipients if r["email"] not in suppressed]
         progress.batches += queue_batches(sqs, settings.send_queue_url, segment, page, recipients)
         last = next_cursor is None
-        if issues.record_page(ddb, settings.issues_table, segment.issue_id, segment.shard, page, len(recipients), last):
+        if retry.call(issues.record_page, ddb, settings.issues_table, segment.issue_id, segment.shard, page,
+                      len(recipients), last):
             progress.queued += len(recipients)
-            if last:  # the senders may have finished before this last page was counted
-                record = issues.get_issue(ddb, settings.issues_table, segment.issue_id)
-                issues.complete_if_finished(ddb, settings.issues_table, record)
+        if last:
+            # The senders may have finished before this last page was counted (or before an
+            # earlier delivery of it was): whoever sees the last count completes the issue.
+            record = retry.call(issues.get_issue, ddb, settings.issues_table, segment.issue_id)
+            completion.finish_if_done(ddb, settings.issues_table, record, sqs=sqs,
+                                      fanout_queue_url=settings.fanout_queue_url, logger=logger)
         progress.pages += 1
         page, cursor = page + 1, next_cursor
         if last:
             return progress
         if time_left_ms() < SAFETY_MS:
             rest = Segment(segment.issue_id, segment.list_id, segment.shard, page, cursor)
-            sqs.send_message(QueueUrl=settings.fanout_queue_url, MessageBody=rest.to_message())
+            retry.call(sqs.send_message, QueueUrl=settings.fanout_queue_url, MessageBody=rest.to_message())
             progress.continued = True
             logger.info("fan-out continues in a new invocation", extra={"shard": segment.shard, "page": page})
             return progress
@@ -104,5 +117,5 @@ def queue_batches(sqs, queue_url: str, segment: Segment, page: int, recipients: 
         }
         entries.append({"Id": str(n), "MessageBody": json.dumps(body, ensure_ascii=False, separators=(",", ":"))})
     for i in range(0, len(entries), 10):
-        queues.send_entries(sqs, queue_url, entries[i : i + 10])
+        retry.call(queues.send_entries, sqs, queue_url, entries[i : i + 10])
     return len(entries)

@@ -13,11 +13,11 @@ the documented shape raises `Malformed`. Neither error's text ever contains an a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parseaddr
 
+from . import jsontext
 from .privacy import normalise_address
 
 # SES's names (both formats) → ours. "RenderingFailure" is how the v2 API spells the event type.
@@ -213,7 +213,9 @@ def _json_object(text, what: str) -> dict:
     if not isinstance(text, str):
         raise Malformed(f"{what} is not text")
     try:
-        data = json.loads(text)
+        data = jsontext.loads(text)
+    except jsontext.TooDeep as exc:
+        raise Malformed(f"{what} is {exc}") from None
     except ValueError:
         raise Malformed(f"{what} is not JSON") from None
     if not isinstance(data, dict):

@@ -19,6 +19,8 @@ from pydantic import (
     field_validator,
 )
 
+from . import headers, jsontext
+
 SCHEMA_VERSION = 1
 
 # Issue and list ids end up in S3 keys, List-Id headers and SES message tags, whose values
@@ -26,17 +28,22 @@ SCHEMA_VERSION = 1
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 Ident = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # Private-use markers are how the renderer leaves room for per-recipient values; content may not
 # forge them.
 _MARKERS = re.compile(r"[\ue000\ue001]")
 
 
 def _one_line(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("must be a single line (no line breaks or control characters)")
+    # The header rule (headers.py), for every one-line field: a subject, a preheader and a title
+    # may all end up in a header or a subject line, and the message builder applies it too.
     if _MARKERS.search(value):
         raise ValueError("contains reserved characters U+E000/U+E001")
+    why = headers.problem(value)
+    if why:
+        raise ValueError(why)
+    if _CONTROL.search(value):  # a tab: harmless in a header, but not in a one-line field
+        raise ValueError("must be a single line of text: it contains a tab or a control character")
     value = value.strip()
     if not value:
         raise ValueError("must not be empty")
@@ -46,7 +53,7 @@ def _one_line(value: str) -> str:
 def _text(value: str) -> str:
     if _MARKERS.search(value):
         raise ValueError("contains reserved characters U+E000/U+E001")
-    if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", value):
+    if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]", value):
         raise ValueError("contains control characters")
     return value
 
@@ -175,7 +182,9 @@ class Issue(Model):
     read_more: Link | None = None
     sections: Annotated[list[Section], Field(max_length=12)] = []
     footer: Footer
-    reply_to: Annotated[str, StringConstraints(pattern=r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")] | None = None
+    reply_to: Annotated[str, StringConstraints(pattern=headers.ADDRESS_PATTERN), AfterValidator(headers.check_address)] | None = Field(
+        default=None, description="One plain email address (ASCII local part) for replies."
+    )
 
 
 def json_schema() -> dict:
@@ -242,7 +251,9 @@ def parse_document(raw: bytes, *, max_bytes: int) -> Issue:
             [f"(document): not valid UTF-8 at byte {exc.start} (line {line}, column {col}); save the file as UTF-8"]
         ) from None
     try:
-        data = json.loads(text)
+        data = jsontext.loads(text)
+    except jsontext.TooDeep as exc:
+        raise InvalidIssue([f"line {exc.lineno}, column {exc.colno}: nested too deeply: {exc}"]) from None
     except json.JSONDecodeError as exc:
         raise InvalidIssue([f"line {exc.lineno}, column {exc.colno}: JSON syntax error: {exc.msg}"]) from None
     if not isinstance(data, dict):
@@ -260,6 +271,9 @@ def parse_document(raw: bytes, *, max_bytes: int) -> Issue:
                 msg = "unknown field (check its spelling against the issue format)"
             elif err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == ID_PATTERN:
                 msg = "must be 1 to 64 letters, digits, '-' or '_', starting with a letter or digit"
+            elif err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == headers.ADDRESS_PATTERN:
+                msg = ("must be one plain email address: ASCII letters, digits and .!#$%&'*+/=?^_`{|}~- before "
+                       "the @, a domain after it; no name, comma or angle brackets")
             if err["type"] not in ("missing", "extra_forbidden") and isinstance(err.get("input"), (str, int, float)):
                 shown = repr(err["input"])
                 msg += f" (got {shown[:60] + '...' if len(shown) > 60 else shown})"

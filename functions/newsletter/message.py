@@ -16,6 +16,7 @@ from urllib.parse import quote
 import html
 import time
 
+from . import headers
 from .personalize import Splice
 
 # Bodies are encoded under SMTP's 78 (quoted-printable lines of at most 76); headers are written
@@ -88,8 +89,28 @@ def unsubscribe_mailto(mailbox: str, token: str) -> str:
     return f"mailto:{mailbox}?subject={quote('unsubscribe ' + token)}"
 
 
+def check_headers(prepared: PreparedIssue) -> None:
+    """What every message of the issue puts in its headers, checked with the one header rule
+    (headers.py): UnsafeHeader names the field. Publish checks the same before anything is sent."""
+    for what, value in (("subject", prepared.subject), ("sender name", prepared.from_name),
+                        ("list name", prepared.list_name), ("issue id", prepared.issue_id), ("list id", prepared.list_id)):
+        why = headers.problem(value)
+        if why:
+            raise headers.UnsafeHeader(f"{what}: {why}")
+    headers.check_address(prepared.from_address)
+    if prepared.reply_to:
+        headers.check_address(prepared.reply_to)
+
+
+def safe_name(name: str) -> str:
+    """A recipient's name for the To header, or nothing if it could break the header."""
+    return "" if not name or headers.problem(name) else name
+
+
 def build(prepared: PreparedIssue, *, address: str, name: str, token: str, base_url: str, mailbox: str) -> bytes:
     """The raw message for one recipient."""
+    check_headers(prepared)
+    name = safe_name(name)
     https = unsubscribe_url(base_url, token, prepared.issue_id)
     values = {"name": name or "", "email": address, "unsubscribe_url": https}
 
@@ -166,6 +187,7 @@ class MessageTemplate:
     """One issue's message, ready to be personalised for each recipient in a few microseconds."""
 
     def __init__(self, prepared: PreparedIssue, *, base_url: str, mailbox: str):
+        check_headers(prepared)
         self.prepared = prepared
         self.base_url, self.mailbox = base_url, mailbox
         self._join = "&" if "?" in base_url else "?"
@@ -206,6 +228,7 @@ class MessageTemplate:
     def render(self, *, address: str, name: str, token: str) -> bytes:
         """The raw message for one recipient (the same message `build` makes)."""
         wire = ascii_address(address)  # the body shows the address as the reader knows it
+        name = safe_name(name)
         https = f"{self.base_url}{self._join}token={token}{self._hint}"
         mailto = f"mailto:{self.mailbox}?subject=unsubscribe%20{token}"
         to = formataddr((name, wire), charset="utf-8") if name else wire

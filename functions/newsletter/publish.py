@@ -1,41 +1,45 @@
-"""Publishing an uploaded issue: validate, refuse repeats, render once, start the fan-out."""
+"""Publishing an uploaded issue: validate, refuse repeats, render once, start the fan-out.
+
+Atomic from the outside. The issue record is the lock (created once per issue id, with the
+document's SHA-256); the steps are ordered so that a publish that fails anywhere is finished by
+its retry, and so that no mail can leave before the issue is `sending`, where pause and cancel act:
+
+1. read the document version the upload event names (its S3 version id; else only while its ETag
+   is unchanged): a retry never picks up a later upload behind the editor's back;
+2. validate it (a report next to it if it is not valid);
+3. create the record, `rendering` (or find it: the same document resumes; a newer upload of the
+   same key takes over a record still `rendering`; anything else is refused with a report);
+4. render, and store the prepared message under the document's digest;
+5. `rendering` → `sending`, only if the record still names this document;
+6. write the web version, queue the fan-out, and mark it queued (a retry that finds the issue
+   `sending` without that mark queues it again; the fan-out and the ledger drop duplicates).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
+from . import clock, retry
 from .config import PublishSettings
 from .issue import InvalidIssue, Issue, parse_document
 from .store import bucket, issues, lists, queues
+from .store.bucket import prepared_key, report_key, web_key  # noqa: F401 - the bucket's keys, for callers here
 from .store.subscribers import SHARDS
 
-REPORT_SUFFIX = ".error.txt"
+REPORT_SUFFIX = bucket.REPORT_SUFFIX
 
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # published | duplicate | invalid | refused | ignored
+    status: str  # published | duplicate | invalid | refused | ignored | superseded | cancelled
     issue_id: str | None = None
     detail: str = ""
 
 
-def report_key(key: str) -> str:
-    return key + REPORT_SUFFIX
-
-
-def web_key(issue_id: str) -> str:
-    return f"web/{issue_id}.html"
-
-
-def prepared_key(issue_id: str) -> str:
-    return f"rendered/{issue_id}/message.json"
-
-
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return clock.iso()
 
 
 def write_report(s3, settings: PublishSettings, key: str, problems: list[str], headline: str) -> None:
@@ -50,13 +54,28 @@ def write_report(s3, settings: PublishSettings, key: str, problems: list[str], h
         "Nothing was sent. Fix the document and upload it again to the same key.",
         "",
     ]
-    bucket.put_text(s3, settings.bucket_name, report_key(key), "\n".join(lines), "text/plain; charset=utf-8")
+    retry.call(bucket.put_text, s3, settings.bucket_name, report_key(key), "\n".join(lines), "text/plain; charset=utf-8")
 
 
-def publish(key: str, *, settings: PublishSettings, s3, ddb, sqs, logger) -> Outcome:
-    """Publish the issue document at `key` once, however often its upload event arrives."""
-    raw = bucket.read_capped(s3, settings.bucket_name, key, settings.max_issue_bytes)
-    if raw is None:
+def later(sequencer: str | None, than: str | None) -> bool:
+    """Whether an S3 event came after another of the same key (the greater hexadecimal sequencer)."""
+    try:
+        return int(sequencer or "", 16) > int(than or "", 16)
+    except ValueError:
+        return False
+
+
+def publish(key: str, *, settings: PublishSettings, s3, ddb, sqs, logger, version_id: str | None = None,
+            etag: str | None = None, sequencer: str | None = None) -> Outcome:
+    """Publish the document version an upload event names, once, however often the event arrives."""
+    try:
+        raw = retry.call(bucket.read_capped, s3, settings.bucket_name, key, settings.max_issue_bytes,
+                         version_id=version_id, etag=etag)
+    except bucket.Replaced:
+        logger.info("document replaced before it was read; the newer upload's own event publishes it", extra={"key": key})
+        return Outcome("superseded")
+    if raw is None or (version_id and not retry.call(bucket.exists, s3, settings.bucket_name, key)):
+        # The version is still kept, but the editor deleted the document: it is not to be sent.
         logger.warning("issue document is gone (deleted after upload); nothing to publish", extra={"key": key})
         return Outcome("ignored")
     digest = hashlib.sha256(raw).hexdigest()
@@ -68,11 +87,15 @@ def publish(key: str, *, settings: PublishSettings, s3, ddb, sqs, logger) -> Out
         return Outcome("invalid", detail="; ".join(exc.problems))
 
     logger.set_correlation_id(issue.issue_id)
-    mailing_list = lists.get_list(ddb, settings.lists_table, issue.list_id)
+    mailing_list = retry.call(lists.get_list, ddb, settings.lists_table, issue.list_id)
     if mailing_list is None:
         problem = f"list: unknown list {issue.list_id!r}; create it first (no subscriber was mailed)"
         write_report(s3, settings, key, [problem], "This issue document was NOT published: its list does not exist.")
         return Outcome("invalid", issue.issue_id, problem)
+    problems = check_list_settings(mailing_list, settings)
+    if problems:
+        write_report(s3, settings, key, problems, "This issue document was NOT published: its list's settings cannot be sent.")
+        return Outcome("invalid", issue.issue_id, "; ".join(problems))
 
     record = {
         "issue_id": issue.issue_id,
@@ -80,47 +103,125 @@ def publish(key: str, *, settings: PublishSettings, s3, ddb, sqs, logger) -> Out
         "subject": issue.subject,
         "key": key,
         "sha256": digest,
+        "version_id": version_id,
+        "sequencer": sequencer,
         "status": "rendering",
         "accepted_at": _now(),
     }
-    existing = issues.create_issue(ddb, settings.issues_table, record)
+    existing = retry.call(issues.create_issue, ddb, settings.issues_table, record)
     if existing is not None:
-        if existing.get("sha256") != digest:
-            when = existing.get("fanout_started_at") or existing.get("accepted_at", "earlier")
-            problem = (
-                f"issue_id: issue {issue.issue_id!r} was already published (status {existing.get('status')}, "
-                f"since {when}) from a different document; an issue is never sent twice. "
-                "Use a new issue_id for a new issue."
-            )
-            write_report(s3, settings, key, [problem], "This issue document was NOT published: the issue id is taken.")
-            logger.warning("issue id already published", extra={"key": key})
-            return Outcome("refused", issue.issue_id, problem)
-        if existing.get("status") != "rendering":
-            logger.info("issue already published; duplicate upload or event ignored", extra={"key": key})
-            return Outcome("duplicate", issue.issue_id)
-        # Same document, left half-way by a failed attempt: finish it (every step below is repeatable).
+        decided = _against(existing, record, s3=s3, ddb=ddb, settings=settings, logger=logger)
+        if decided is not None:
+            return decided
+        if existing.get("status") != "rendering" and existing.get("sha256") == digest:
+            # Published, but its fan-out was never queued (a failure after step 5): finish it.
+            return _start_sending(issue, mailing_list, existing, s3=s3, ddb=ddb, sqs=sqs, settings=settings, logger=logger)
 
-    prepared = render_and_store(issue, mailing_list, settings=settings, s3=s3)
-    start_fanout(sqs, settings.fanout_queue_url, issue.issue_id, issue.list_id)
-    issues.update_issue(
-        ddb, settings.issues_table, issue.issue_id, status="sending", fanout_started_at=_now(), web_url=prepared["web_url"]
+    prepared, _ = render(issue, mailing_list, settings=settings)
+    key_prepared = prepared_key(issue.issue_id, digest)
+    retry.call(bucket.put_json, s3, settings.bucket_name, key_prepared, prepared)
+    started = retry.call(issues.update_issue, ddb, settings.issues_table, issue.issue_id, expect_status="rendering",
+                         expect={"sha256": digest}, status="sending", prepared_key=key_prepared,
+                         web_url=prepared["web_url"], sending_at=_now())
+    if not started:
+        now = retry.call(issues.get_issue, ddb, settings.issues_table, issue.issue_id) or {}
+        if now.get("sha256") != digest:
+            logger.info("a newer upload took this issue over while it rendered", extra={"key": key})
+            return Outcome("superseded", issue.issue_id)
+        if now.get("status") == "cancelled":
+            logger.info("issue cancelled while it rendered; nothing sent", extra={"key": key})
+            return Outcome("cancelled", issue.issue_id)
+        # Otherwise our own change, answered late (an SDK retry found it made): go on.
+    record = retry.call(issues.get_issue, ddb, settings.issues_table, issue.issue_id) or {}
+    return _start_sending(issue, mailing_list, record, s3=s3, ddb=ddb, sqs=sqs, settings=settings, logger=logger)
+
+
+def _against(existing: dict, record: dict, *, s3, ddb, settings: PublishSettings, logger) -> Outcome | None:
+    """This upload, when its issue id already has a record: None to go on (the same document, or
+    a newer upload of the same key taking over an issue still rendering), else the outcome."""
+    key, issue_id, digest = record["key"], record["issue_id"], record["sha256"]
+    if existing.get("sha256") == digest:
+        if existing.get("status") == "rendering" or (existing.get("status") in ("sending", "paused")
+                                                    and not existing.get("fanout_queued_at")):
+            return None  # left half-way by a failed attempt: finish it (every step is repeatable)
+        if existing.get("status") == "cancelled" and not existing.get("fanout_queued_at"):
+            logger.info("issue cancelled before it was sent; nothing to publish", extra={"key": key})
+            return Outcome("cancelled", issue_id)
+        logger.info("issue already published; duplicate upload or event ignored", extra={"key": key})
+        return Outcome("duplicate", issue_id)
+    if existing.get("key") == key and existing.get("sequencer") and record.get("sequencer"):
+        if not later(record["sequencer"], existing["sequencer"]):
+            # An older upload of this key, whose event came late (or again): the newer one counts.
+            logger.info("an older upload of this document; the newer one is published", extra={"key": key})
+            return Outcome("superseded", issue_id)
+        if existing.get("status") == "rendering":
+            # A corrected upload while the first one's publish had not started sending: this one wins.
+            took = retry.call(issues.update_issue, ddb, settings.issues_table, issue_id, expect_status="rendering",
+                              expect={"sha256": existing.get("sha256")},
+                              **{k: v for k, v in record.items() if k not in ("issue_id", "status") and v is not None})
+            if took:
+                logger.info("a newer upload of this document takes the issue over", extra={"key": key})
+                return None
+            existing = retry.call(issues.get_issue, ddb, settings.issues_table, issue_id) or {}
+            if existing.get("sha256") == digest:
+                return None  # our own change, answered late
+    when = existing.get("sending_at") or existing.get("fanout_started_at") or existing.get("accepted_at", "earlier")
+    problem = (
+        f"issue_id: issue {issue_id!r} was already published (status {existing.get('status')}, "
+        f"since {when}) from a different document; an issue is never sent twice. "
+        "Use a new issue_id for a new issue."
     )
-    bucket.delete_if_exists(s3, settings.bucket_name, report_key(key))
-    logger.info("issue published", extra={"key": key, "segments": SHARDS})
+    write_report(s3, settings, key, [problem], "This issue document was NOT published: the issue id is taken.")
+    logger.warning("issue id already published", extra={"key": key})
+    return Outcome("refused", issue_id, problem)
+
+
+def _start_sending(issue: Issue, mailing_list: dict, record: dict, *, s3, ddb, sqs, settings: PublishSettings,
+                   logger) -> Outcome:
+    """Steps after `sending`: the web version, the fan-out, the mark that it is queued."""
+    _, web = render(issue, mailing_list, settings=settings)
+    retry.call(bucket.put_text, s3, settings.bucket_name, web_key(issue.issue_id), web, "text/html; charset=utf-8",
+               CacheControl="public, max-age=300")
+    if record.get("status") in ("sending", "paused"):
+        start_fanout(sqs, settings.fanout_queue_url, issue.issue_id, issue.list_id)
+        retry.call(issues.update_issue, ddb, settings.issues_table, issue.issue_id, fanout_queued_at=_now(),
+                   fanout_started_at=record.get("fanout_started_at") or _now())
+    retry.call(bucket.delete_if_exists, s3, settings.bucket_name, report_key(record["key"]))
+    logger.info("issue published", extra={"key": record["key"], "segments": SHARDS})
     return Outcome("published", issue.issue_id)
 
 
-def render_and_store(issue: Issue, mailing_list: dict, *, settings: PublishSettings, s3) -> dict:
-    """Render the issue once: the public web page and what the senders splice per recipient."""
+def check_list_settings(mailing_list: dict, settings: PublishSettings) -> list[str]:
+    """What the list (or the stack's defaults) would put into headers, checked with the same rule
+    the message builder applies (headers.check): refused now, not by every send batch later."""
+    from . import headers
+
+    checks = (
+        ("list name", mailing_list.get("name"), headers.check),
+        ("list from_name", mailing_list.get("from_name"), headers.check),
+        ("sender name", settings.sender_name, headers.check),
+        ("list from_address", mailing_list.get("from_address"), headers.check_address),
+        ("list reply_to", mailing_list.get("reply_to"), headers.check_address),
+        ("sender address", settings.sender_address, headers.check_address),
+    )
+    problems = []
+    for what, value, check in checks:
+        try:
+            if value:
+                check(str(value))
+        except headers.UnsafeHeader as exc:
+            problems.append(f"{what}: {exc}")
+    return problems
+
+
+def render(issue: Issue, mailing_list: dict, *, settings: PublishSettings) -> tuple[dict, str]:
+    """Render the issue once: what the senders splice per recipient (the prepared message), and
+    the public web page."""
     from .render import render_issue  # Jinja2 and css-inline load only here
 
     web_url = f"{settings.web_base_url.rstrip('/')}/{issue.issue_id}.html"
     from_name = mailing_list.get("from_name") or settings.sender_name
     rendered = render_issue(issue, web_url=web_url, list_name=mailing_list.get("name", issue.list_id), sender_name=from_name)
-    bucket.put_text(
-        s3, settings.bucket_name, web_key(issue.issue_id), rendered.web, "text/html; charset=utf-8",
-        CacheControl="public, max-age=300",
-    )
     prepared = {
         "issue_id": issue.issue_id,
         "list_id": issue.list_id,
@@ -133,7 +234,15 @@ def render_and_store(issue: Issue, mailing_list: dict, *, settings: PublishSetti
         "html": rendered.html,
         "text": rendered.text,
     }
-    bucket.put_json(s3, settings.bucket_name, prepared_key(issue.issue_id), prepared)
+    return prepared, rendered.web
+
+
+def render_and_store(issue: Issue, mailing_list: dict, *, settings: PublishSettings, s3, digest: str | None = None) -> dict:
+    """Render the issue and store both parts at once (previews and test sends: nobody races them)."""
+    prepared, web = render(issue, mailing_list, settings=settings)
+    bucket.put_text(s3, settings.bucket_name, web_key(issue.issue_id), web, "text/html; charset=utf-8",
+                    CacheControl="public, max-age=300")
+    bucket.put_json(s3, settings.bucket_name, prepared_key(issue.issue_id, digest), prepared)
     return prepared
 
 
@@ -144,5 +253,4 @@ def start_fanout(sqs, queue_url: str, issue_id: str, list_id: str) -> None:
         for shard in range(SHARDS)
     ]
     for i in range(0, len(messages), 10):
-        queues.send_entries(sqs, queue_url, messages[i : i + 10])
-
+        retry.call(queues.send_entries, sqs, queue_url, messages[i : i + 10])

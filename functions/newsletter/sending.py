@@ -1,9 +1,21 @@
-"""Sending one recipient batch through SES, exactly once per recipient.
+"""Sending one recipient batch through SES, exactly once per recipient, whatever AWS does.
 
-For each recipient: skip if no longer active or suppressed; claim the recipient in the send ledger
-(conditional write); send; record the outcome. A claim is released only when the SES call certainly
-did not send (an error response), so a redelivered batch resends exactly the recipients that were
-not sent. Throttling and a paused account end the batch early: it comes back through SQS.
+For each recipient: skip if no longer active or suppressed; claim it in the send ledger for this
+attempt; send; record the outcome (store/ledger.py says what a claim holds). Then:
+- every recipient whose state is final is added to the issue's counters once
+  (`issues.count_batch`), however often the batch comes back;
+- what this attempt could not finish (throttled, a transient failure, out of time, another
+  attempt's claim still open) goes back on the send queue as a new message, the batch's rest,
+  with a delay; a delivery that failed half-way is delivered again by SQS and finds what was done.
+
+What SES is asked once is never asked again by the SDK (`aws.py`). A send is tried again only
+when SES certainly did not take it: it answered with an error, or no connection was made. When
+the answer is lost after the request left, the recipient is `uncertain` and never resent; so is
+a claim whose attempt died before recording its outcome, once its deadline has passed. A missing
+email is better than a duplicate, and the count shows on the issue.
+
+A failure no retry can fix (the message cannot be built, SES refuses the sender, access denied)
+pauses the issue with the reason, and its batches wait on the queue until `resume` or `cancel`.
 """
 
 from __future__ import annotations
@@ -12,14 +24,14 @@ import json
 import random
 import re
 import threading
-import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
-from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
+from botocore.exceptions import ClientError
 
-from . import message, tokens
+from . import aws, clock, message, retry, tokens
 from .config import SendSettings
 from .message import MessageTemplate
 from .pacing import RateLimiter
@@ -30,25 +42,36 @@ THROTTLED = frozenset({"TooManyRequestsException", "ThrottlingException", "Throt
 PAUSED = frozenset({"SendingPausedException", "AccountSuspendedException"})
 # Refusals of this one message or address: retrying cannot help.
 REJECTED = frozenset({"MessageRejected", "BadRequestException", "InvalidParameterValue"})
-SAFETY_MS = 20_000  # leave time for one slow SES call and the ledger write after it
 THROTTLE_BACKOFF_S = 0.2
+THROTTLE_RETRIES = 3
 MAX_RECIPIENTS = 100
+MAX_DELAY_S = 900  # SQS's longest DelaySeconds
+# A batch starts no new SES call with less than this left: enough for the longest an SES call can
+# take and the longest the ledger write after it can take (aws.worst_case_s), and a little more.
+# Derived, not chosen: change a client's timeouts and the margin follows.
+SLACK_S = 2.0
+SAFETY_MS = int((aws.worst_case_s("sesv2") + aws.worst_case_s("dynamodb") + SLACK_S) * 1000)
 
 
 class RetryLater(Exception):
-    """The batch (or its rest) must come back through SQS: throttled, paused, out of time.
+    """The rest of the batch must come back through the queue: throttled, paused, out of time."""
 
-    `remaining` holds the recipients not yet handled (None: the whole batch).
-    """
-
-    def __init__(self, reason: str, remaining: tuple | None = None):
+    def __init__(self, reason: str, *, delay_s: int | None = None, pause: str | None = None, stop: bool = False):
         super().__init__(reason)
         self.reason = reason
-        self.remaining = remaining
+        self.delay_s = delay_s  # None: the usual backoff for the batch's attempt
+        self.pause = pause  # set: no retry can fix it; the issue pauses with this reason
+        self.stop = stop  # the account or the sender is the problem: the invocation's other batches wait too
 
 
 class BadBatch(ValueError):
     """A send-queue message that can never be sent (not what the fan-out writes)."""
+
+
+class Recipient(NamedTuple):
+    address: str
+    name: str = ""
+    claim: str | None = None  # an earlier attempt's claim that never sent (its release failed): take it over
 
 
 @dataclass(frozen=True)
@@ -56,30 +79,31 @@ class Batch:
     issue_id: str
     list_id: str
     batch_id: str
-    recipients: tuple[tuple[str, str], ...]  # (address, name)
-    attempt: int = 0  # how often the batch was requeued after throttling
+    recipients: tuple[Recipient, ...]
+    attempt: int = 0  # how often the batch (its rest) was requeued
 
-    def rest(self, recipients: tuple) -> "Batch":
+    def __post_init__(self):
+        object.__setattr__(self, "recipients", tuple(Recipient(*r) for r in self.recipients))
+
+    def rest(self, recipients) -> "Batch":
         """What comes back through the queue: the recipients left, one attempt later."""
-        return Batch(self.issue_id, self.list_id, self.batch_id, recipients, self.attempt + 1)
+        return Batch(self.issue_id, self.list_id, self.batch_id, tuple(recipients), self.attempt + 1)
 
     def to_message(self) -> str:
+        people = [{"email": r.address, "name": r.name, **({"claim": r.claim} if r.claim else {})} for r in self.recipients]
         return json.dumps(
-            {
-                "issue_id": self.issue_id,
-                "list_id": self.list_id,
-                "batch_id": self.batch_id,
-                "attempt": self.attempt,
-                "recipients": [{"email": a, "name": n} for a, n in self.recipients],
-            },
+            {"issue_id": self.issue_id, "list_id": self.list_id, "batch_id": self.batch_id, "attempt": self.attempt,
+             "recipients": people},
             ensure_ascii=False,
             separators=(",", ":"),
         )
 
     @classmethod
     def from_message(cls, body: str) -> "Batch":
+        from .jsontext import loads
+
         try:
-            data = json.loads(body)
+            data = loads(body)
             issue_id, list_id = data["issue_id"], data["list_id"]
             people = data["recipients"]
             if not isinstance(issue_id, str) or not isinstance(list_id, str) or not isinstance(people, list):
@@ -87,9 +111,9 @@ class Batch:
             if not 0 < len(people) <= MAX_RECIPIENTS:
                 raise ValueError(f"a batch holds 1 to {MAX_RECIPIENTS} recipients, not {len(people)}")
             recipients = tuple(
-                (normalise_address(p["email"]), str(p.get("name") or "")) for p in people
+                Recipient(normalise_address(p["email"]), str(p.get("name") or ""), p.get("claim") or None) for p in people
             )
-            if any("@" not in a for a, _ in recipients):
+            if any("@" not in r.address for r in recipients):
                 raise ValueError("a recipient address has no '@'")
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise BadBatch(f"malformed send batch: {type(exc).__name__}: {exc}") from None
@@ -98,16 +122,15 @@ class Batch:
 
 @dataclass
 class Counts:
+    """What an invocation did, for its metrics (the issue's counters come from the ledger's states)."""
+
     sent: int = 0
     skipped: int = 0
     rejected: int = 0
     uncertain: int = 0
     duplicate: int = 0  # already handled by an earlier delivery
     throttled: int = 0
-    errors: list[str] = field(default_factory=list)
-
-    def for_issue(self) -> dict[str, int]:
-        return {"sent": self.sent, "skipped": self.skipped, "rejected": self.rejected, "uncertain": self.uncertain}
+    retried: int = 0  # a transient failure: back on the queue
 
 
 @dataclass
@@ -119,128 +142,309 @@ class Deps:
     settings: SendSettings
     secret: bytes
     time_left_ms: Callable[[], int] = lambda: 900_000
-    clock: Callable[[], float] = time.time
-    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = field(default_factory=lambda: clock.now)
+    sleep: Callable[[float], None] = field(default_factory=lambda: clock.sleep)
     limiter: RateLimiter | None = None  # paces SES calls to this instance's share of the rate
     workers: int = 1  # SES calls in flight at once
 
+    def time_left_s(self) -> float:
+        return self.time_left_ms() / 1000.0
 
-def send_batch(
-    batch: Batch, template: MessageTemplate, deps: Deps, counts: Counts, logger, *, test_recipients: frozenset[str] = frozenset()
-) -> None:
-    """Send a batch; counts are updated as it goes, so they are right even if it stops early.
 
-    Recipients who are no longer active are settled first; the others are sent by up to
-    `deps.workers` threads, each SES call paced by `deps.limiter`. If a send must wait (throttled,
-    paused, out of time), no new recipient is started, the calls in flight finish, and RetryLater
-    names everyone not yet handled.
+@dataclass
+class Result:
+    """What one delivery of a batch came to."""
 
-    `test_recipients` (a test send's addresses, from its issue record) need not be subscribers;
-    suppressed addresses are skipped all the same.
+    # address → (its final state in the ledger, the batch that counts it: the one whose attempt
+    # wrote that state; a recipient queued in two batches is counted by one of them only).
+    outcomes: dict[str, tuple[str, str]] = field(default_factory=dict)
+    rest: list[Recipient] = field(default_factory=list)  # to send later (requeued)
+    delay_s: int = 0
+    reason: str = ""  # why there is a rest
+    pause: str | None = None  # no retry can fix it: the issue pauses with this reason
+    stop: bool = False  # the rest of the invocation should not call SES either
+
+    def wait(self, seconds: float, reason: str) -> None:
+        self.delay_s = max(self.delay_s, min(900, int(seconds + 0.999)))
+        self.reason = self.reason or reason
+
+
+# Outcomes of one recipient's attempt besides a final state.
+_PENDING, _RETRY = "pending", "retry"
+
+
+def send_batch(batch: Batch, template: MessageTemplate, deps: Deps, counts: Counts, logger, *,
+               test_recipients: frozenset[str] = frozenset(), redelivered: bool = False) -> Result:
+    """One delivery of a batch: everyone settled, sent, or handed back in `Result.rest`.
+
+    `redelivered` (or a requeued rest): the ledger is read first, so that recipients already
+    handled cost no claim. `test_recipients` (a test send's addresses, from its issue record) need
+    not be subscribers; suppressed addresses are skipped all the same.
     """
     s = deps.settings
-    records, suppressed = subscribers.states(
-        deps.ddb, s.subscribers_table, s.suppressions_table, batch.list_id, [a for a, _ in batch.recipients]
+    result = Result()
+    attempt = _Attempt(batch, template, deps, counts, logger, result)
+    addresses = [r.address for r in batch.recipients]
+    records, suppressed = retry.call(
+        subscribers.states, deps.ddb, s.subscribers_table, s.suppressions_table, batch.list_id, addresses
     )
-    to_send = []
-    for address, queued_name in batch.recipients:
-        record = records.get(address)
-        if address in test_recipients and address not in suppressed:
-            to_send.append((address, (record or {}).get("name") or queued_name))
-        elif record is None or record.get("status") != subscribers.ACTIVE or address in suppressed:
-            reason = "suppressed" if address in suppressed else (record or {}).get("status", "not subscribed")
-            if ledger.claim(deps.ddb, s.sends_table, batch.issue_id, address, status="skipped", now=int(deps.clock()), reason=reason):
-                counts.skipped += 1
+    prior = retry.call(ledger.get_many, deps.ddb, s.sends_table, batch.issue_id, addresses) if (
+        redelivered or batch.attempt) else {}
+
+    to_send: list[Recipient] = []
+    for r in batch.recipients:
+        if r.address in prior and not attempt.known(r, prior[r.address]):
+            continue
+        record = records.get(r.address)
+        if r.address in test_recipients and r.address not in suppressed:
+            to_send.append(r._replace(name=(record or {}).get("name") or r.name))
+        elif record is None or record.get("status") != subscribers.ACTIVE or r.address in suppressed:
+            reason = "suppressed" if r.address in suppressed else (record or {}).get("status", "not subscribed")
+            attempt.skip(r, reason)
         else:
-            to_send.append((address, record.get("name") or queued_name))
+            to_send.append(r._replace(name=record.get("name") or r.name))
+    attempt.send_all(to_send)
+    return result
 
-    stop: list[RetryLater] = []
-    done: set[int] = set()
-    lock = threading.Lock()
 
-    def work(index: int) -> None:
-        if stop:
-            return
-        if deps.time_left_ms() < SAFETY_MS:
-            with lock:
-                stop.append(RetryLater("out of time"))
-            return
-        address, name = to_send[index]
+class _Attempt:
+    """One delivery's work on its recipients, shared by its worker threads."""
+
+    def __init__(self, batch: Batch, template: MessageTemplate, deps: Deps, counts: Counts, logger, result: Result):
+        self.batch, self.template, self.deps, self.counts, self.logger = batch, template, deps, counts, logger
+        self.result = result
+        self.claim_id = uuid.uuid4().hex
+        self.lock = threading.Lock()
+        self.stopped: RetryLater | None = None
+
+    # --- what the ledger already says -----------------------------------------------------------
+
+    def known(self, r: Recipient, item: dict) -> bool:
+        """A recipient the ledger already has: record its final state, resolve an abandoned claim,
+        or hand it back while another attempt holds it. True: it still needs sending (a claim of
+        our own that never sent)."""
+        status = item.get("status")
+        if status in ledger.FINAL:
+            self._final(r.address, status, owner=item.get("batch_id"), duplicate=True)
+            return False
+        if r.claim and item.get("claim") == r.claim:
+            return True
+        now = self.deps.clock()
+        if ledger.abandoned(item, now):
+            s = self.deps.settings
+            after = retry.call(ledger.resolve_abandoned, self.deps.ddb, s.sends_table, self.batch.issue_id, r.address, item, now)
+            if after.get("status") in ledger.FINAL:
+                if after.get("claim") == item.get("claim") and after.get("status") == "uncertain":
+                    self.logger.warning("abandoned claim resolved as uncertain; never resent",
+                                        extra={"recipient": address_hash(r.address)})
+                self._final(r.address, after["status"], owner=after.get("batch_id") or item.get("batch_id"), duplicate=True)
+                return False
+            item = after
+        with self.lock:
+            self.result.rest.append(r._replace(claim=None))
+            self.result.wait(float(item.get("until") or now) + ledger.CLOCK_SKEW_S + 1 - now, "claimed by another attempt")
+        return False
+
+    def _final(self, address: str, status: str, *, owner: str | None = None, duplicate: bool = False) -> None:
+        with self.lock:
+            self.result.outcomes[address] = (status, owner or self.batch.batch_id)
+            if duplicate:
+                self.counts.duplicate += 1
+            elif hasattr(self.counts, status):
+                setattr(self.counts, status, getattr(self.counts, status) + 1)
+
+    # --- skipping ---------------------------------------------------------------------------------
+
+    def skip(self, r: Recipient, reason: str) -> None:
+        s, now = self.deps.settings, self.deps.clock()
         try:
-            _send_one(batch, template, deps, counts, lock, address, name, logger)
-        except RetryLater as exc:
-            with lock:
-                stop.append(exc)
+            old = retry.call(ledger.claim, self.deps.ddb, s.sends_table, self.batch.issue_id, r.address,
+                             claim_id=self.claim_id, status="skipped", now=now, reason=reason, batch_id=self.batch.batch_id)
+        except Exception as exc:
+            if not retry.transient(exc):
+                raise
+            self._retry_later(r, exc)
             return
-        with lock:
-            done.add(index)
+        if old is None:
+            self._final(r.address, "skipped")
+        elif self.known(r, old):
+            self._retry_later(r, None)
 
-    if deps.workers <= 1 or len(to_send) <= 1:
-        for index in range(len(to_send)):
-            work(index)
-            if stop:
-                break
-    else:
-        with ThreadPoolExecutor(max_workers=min(deps.workers, len(to_send))) as pool:
-            for future in [pool.submit(work, i) for i in range(len(to_send))]:
-                future.result()  # re-raises anything that is not a RetryLater
-    if stop:
-        first = stop[0]
-        raise RetryLater(first.reason, tuple(r for i, r in enumerate(to_send) if i not in done)) from first
+    # --- sending ----------------------------------------------------------------------------------
 
+    def send_all(self, to_send: list[Recipient]) -> None:
+        done: set[int] = set()
 
-def _send_one(batch: Batch, template: MessageTemplate, deps: Deps, counts: Counts, lock, address: str, name: str, logger) -> None:
-    s = deps.settings
-    if not ledger.claim(deps.ddb, s.sends_table, batch.issue_id, address, status="sending", now=int(deps.clock())):
-        with lock:
-            counts.duplicate += 1
-        return
-    try:
-        raw = template.render(address=address, name=name, token=tokens.sign(deps.secret, batch.list_id, address))
-    except message.InvalidAddress as exc:
-        ledger.settle(deps.ddb, s.sends_table, batch.issue_id, address, "rejected", int(deps.clock()), error=f"address: {exc}")
-        with lock:
-            counts.rejected += 1
-        return
-    except Exception:
-        ledger.release(deps.ddb, s.sends_table, batch.issue_id, address)
-        raise
-    try:
-        response = _send(deps, counts, lock, raw, address, batch)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in REJECTED and sender_refused(exc, template.prepared.from_address):
-            # Not this recipient: the sender or the account. Rejecting would use up the whole
-            # list on a configuration mistake; the batch waits instead (and the logs say why).
-            ledger.release(deps.ddb, s.sends_table, batch.issue_id, address)
-            logger.error("SES refused the sender, not the recipient; batch held back", extra={"code": code, "error": _message(exc)})
-            raise RetryLater(f"sender refused ({code})") from exc
-        if code in REJECTED:
-            ledger.settle(deps.ddb, s.sends_table, batch.issue_id, address, "rejected", int(deps.clock()), error=code)
-            with lock:
-                counts.rejected += 1
-            logger.warning("SES rejected a recipient", extra={"recipient": address_hash(address), "code": code})
+        def work(index: int) -> None:
+            if self.stopped is not None:
+                return
+            if self.deps.time_left_ms() < SAFETY_MS:
+                self._stop(RetryLater("out of time", delay_s=0))
+                return
+            try:
+                self.send_one(to_send[index])
+            except RetryLater as exc:
+                self._stop(exc)  # the recipient itself was handed back already
+            with self.lock:
+                done.add(index)
+
+        if self.deps.workers <= 1 or len(to_send) <= 1:
+            for index in range(len(to_send)):
+                work(index)
+                if self.stopped is not None:
+                    break
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.deps.workers, len(to_send))) as pool:
+                for future in [pool.submit(work, i) for i in range(len(to_send))]:
+                    future.result()  # re-raises anything that is not a RetryLater
+        if self.stopped is not None:
+            stop = self.stopped
+            unstarted = [r for i, r in enumerate(to_send) if i not in done]
+            self.result.rest.extend(unstarted)
+            delay = stop.delay_s if stop.delay_s is not None else requeue_delay(self.batch.attempt)
+            self.result.wait(delay, stop.reason)
+            self.result.reason = stop.reason
+            self.result.pause = self.result.pause or stop.pause
+            self.result.stop = self.result.stop or stop.stop
+
+    def _stop(self, exc: RetryLater) -> None:
+        with self.lock:
+            if self.stopped is None:
+                self.stopped = exc
+
+    def _retry_later(self, r: Recipient, exc: BaseException | None, claim: str | None = None) -> None:
+        """Hand the recipient back: a transient failure; it comes back soon."""
+        with self.lock:
+            self.counts.retried += 1
+            self.result.rest.append(r._replace(claim=claim))
+            self.result.wait(retry_delay(self.batch.attempt), f"transient failure ({retry.describe(exc)})" if exc else "retry")
+
+    def send_one(self, r: Recipient) -> None:
+        deps, s, batch = self.deps, self.deps.settings, self.batch
+        now = deps.clock()
+        until = now + deps.time_left_s()
+        try:
+            old = ledger.claim(deps.ddb, s.sends_table, batch.issue_id, r.address, claim_id=self.claim_id,
+                               status=ledger.SENDING, now=now, until=until, take_over=r.claim, batch_id=batch.batch_id)
+        except Exception as exc:
+            if not retry.transient(exc):
+                raise
+            self._release(r, exc)  # the claim may have been written: it must not look like a send
             return
-        ledger.release(deps.ddb, s.sends_table, batch.issue_id, address)
+        if old is not None:
+            if self.known(r, old):  # our own earlier claim, still open: only when taking over
+                self._retry_later(r, None, claim=r.claim)
+            return
+        try:
+            raw = self.template.render(address=r.address, name=r.name,
+                                       token=tokens.sign(deps.secret, batch.list_id, r.address))
+        except message.InvalidAddress as exc:
+            self._settle(r, "rejected", error=f"address: {exc}")
+            return
+        except Exception as exc:
+            self._release(r, None)
+            raise RetryLater(f"the message cannot be built: {retry.describe(exc)}: {str(exc)[:200]}",
+                             pause=f"the message cannot be built ({retry.describe(exc)}: {str(exc)[:200]})") from exc
+        try:
+            response = self._send(raw, r.address)
+        except ClientError as exc:
+            self._ses_refused(r, exc)
+            return
+        except Exception as exc:
+            if retry.reached(exc) and retry.transient(exc):
+                # SES may have accepted it and the answer was lost: resending could mail twice.
+                self._settle(r, "uncertain", error=type(exc).__name__)
+                self.logger.error("SES call outcome unknown; not retried",
+                                  extra={"recipient": address_hash(r.address), "error": type(exc).__name__})
+                return
+            if retry.transient(exc):  # no connection was made: nothing was sent
+                self._release(r, exc)
+                return
+            self._release(r, None)  # our code failed before the request was made (a bug)
+            raise RetryLater(f"SES call failed: {retry.describe(exc)}", pause=f"sending fails: {retry.describe(exc)}: {str(exc)[:200]}") from exc
+        self._settle(r, "sent", message_id=response["MessageId"])
+
+    def _release(self, r: Recipient, exc: BaseException | None) -> None:
+        """Give the claim back (SES certainly did not send); the recipient comes back later."""
+        s = self.deps.settings
+        try:
+            retry.call(ledger.release, self.deps.ddb, s.sends_table, self.batch.issue_id, r.address, self.claim_id)
+            kept = None
+        except Exception as failure:
+            if not retry.transient(failure):
+                raise
+            kept = self.claim_id  # still ours, never used: the next attempt takes it over
+        if exc is not None:
+            self._retry_later(r, exc, claim=kept)
+        else:
+            with self.lock:
+                self.result.rest.append(r._replace(claim=kept))
+
+    def _settle(self, r: Recipient, status: str, **detail) -> None:
+        """Record the outcome, trying again while the margin kept for it lasts. If it cannot be
+        recorded, the claim stays open and is resolved as `uncertain` once this attempt is over."""
+        deps, s = self.deps, self.deps.settings
+        try:
+            final = retry.call(ledger.settle, deps.ddb, s.sends_table, self.batch.issue_id, r.address, self.claim_id,
+                               status, deps.clock(), attempts=5, time_left_s=deps.time_left_s,
+                               needs_s=aws.worst_case_s("dynamodb"), **detail)
+        except Exception as exc:
+            if not retry.transient(exc):
+                raise
+            self.logger.error("outcome could not be recorded; the claim resolves as uncertain",
+                              extra={"recipient": address_hash(r.address), "outcome": status, "error": retry.describe(exc)})
+            with self.lock:
+                self.result.rest.append(r._replace(claim=None))
+                self.result.wait(deps.time_left_s() + ledger.CLOCK_SKEW_S + 1, "outcome not recorded")
+            return
+        self._final(r.address, final)
+
+    def _ses_refused(self, r: Recipient, exc: ClientError) -> None:
+        """SES answered with an error, so it did not send. Whose problem is it?"""
+        code = retry.error_code(exc)
+        if code in REJECTED and not sender_refused(exc, self.template.prepared.from_address):
+            self._settle(r, "rejected", error=code)
+            self.logger.warning("SES rejected a recipient", extra={"recipient": address_hash(r.address), "code": code})
+            return
+        if retry.transient(exc) and code not in THROTTLED:
+            self._release(r, exc)  # out of order for a moment, and said so: this one comes back soon
+            return
+        self._release(r, None)
         if code in THROTTLED:
-            raise RetryLater(f"throttled ({code})") from exc
+            raise RetryLater(f"throttled ({code})", stop=True) from exc
         if code in PAUSED:
-            raise RetryLater(f"sending paused ({code})") from exc
-        raise
-    except (ReadTimeoutError, ConnectionClosedError) as exc:
-        # SES may have accepted the message: resending could mail twice, so record and move on.
-        ledger.settle(deps.ddb, s.sends_table, batch.issue_id, address, "uncertain", int(deps.clock()), error=type(exc).__name__)
-        with lock:
-            counts.uncertain += 1
-        logger.error("SES call outcome unknown; not retried", extra={"recipient": address_hash(address)})
-        return
-    except BaseException:
-        # No response came back: nothing was sent, and the retry sends it.
-        ledger.release(deps.ddb, s.sends_table, batch.issue_id, address)
-        raise
-    ledger.settle(deps.ddb, s.sends_table, batch.issue_id, address, "sent", int(deps.clock()), message_id=response["MessageId"])
-    with lock:
-        counts.sent += 1
+            raise RetryLater(f"sending paused for the account ({code})", stop=True) from exc
+        if code in REJECTED and quota_used_up(exc):
+            raise RetryLater(f"sending quota used up ({code})", delay_s=900, stop=True) from exc
+        # Not this recipient: the sender, the account, the stack. Rejecting would use up the whole
+        # list on a configuration mistake; the issue pauses instead, saying why.
+        what = "SES refused the sender" if code in REJECTED else "SES refuses to send"
+        self.logger.error(f"{what}; issue paused", extra={"code": code, "error": _message(exc)[:300]})
+        raise RetryLater(f"{what} ({code})", pause=f"{what} ({code}): {_message(exc)[:200]}", stop=True) from exc
+
+    def _send(self, raw: bytes, address: str) -> dict:
+        """One SES call, paced, and tried again in place a few times when throttled (jittered
+        backoff): a throttled call was refused, so nothing was sent."""
+        deps = self.deps
+        for attempt in range(THROTTLE_RETRIES + 1):
+            if deps.limiter is not None:
+                deps.limiter.acquire()
+            try:
+                return deps.ses.send_email(
+                    Destination={"ToAddresses": [address]},
+                    Content={"Raw": {"Data": raw}},
+                    ConfigurationSetName=deps.settings.configuration_set,
+                    EmailTags=[{"Name": "issue", "Value": self.batch.issue_id}, {"Name": "list", "Value": self.batch.list_id}],
+                )
+            except ClientError as exc:
+                if retry.error_code(exc) not in THROTTLED:
+                    raise
+                with self.lock:
+                    self.counts.throttled += 1
+                if attempt == THROTTLE_RETRIES or deps.time_left_ms() < SAFETY_MS + 5_000:
+                    raise
+                deps.sleep(random.uniform(0.5, 1.0) * THROTTLE_BACKOFF_S * 2**attempt)
+        raise AssertionError("unreachable")
 
 
 def _message(exc: ClientError) -> str:
@@ -254,35 +458,51 @@ def sender_refused(exc: ClientError, from_address: str) -> bool:
     sender = from_address.lower()
     domain = sender.rpartition("@")[2]
     named = sender in text or re.search(r"(?<![\w.@-])" + re.escape(domain) + r"(?![\w.-])", text) is not None
-    return named or "quota" in text or "not authorized to send" in text
+    return named or quota_used_up(exc) or "not authorized to send" in text
 
 
-THROTTLE_RETRIES = 3
-
-
-def _send(deps: Deps, counts: Counts, lock, raw: bytes, address: str, batch: Batch) -> dict:
-    """One SES call, paced, and retried in place a few times when throttled (jittered backoff)."""
-    for attempt in range(THROTTLE_RETRIES + 1):
-        if deps.limiter is not None:
-            deps.limiter.acquire()
-        try:
-            return deps.ses.send_email(
-                Destination={"ToAddresses": [address]},
-                Content={"Raw": {"Data": raw}},
-                ConfigurationSetName=deps.settings.configuration_set,
-                EmailTags=[{"Name": "issue", "Value": batch.issue_id}, {"Name": "list", "Value": batch.list_id}],
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in THROTTLED:
-                raise
-            with lock:
-                counts.throttled += 1
-            if attempt == THROTTLE_RETRIES or deps.time_left_ms() < SAFETY_MS + 5_000:
-                raise
-            deps.sleep(random.uniform(0.5, 1.0) * THROTTLE_BACKOFF_S * 2**attempt)
-    raise AssertionError("unreachable")
+def quota_used_up(exc: ClientError) -> bool:
+    return "quota" in _message(exc).lower()
 
 
 def requeue_delay(attempt: int) -> int:
-    """Seconds before a throttled batch is tried again: exponential, jittered, SQS's 15 min at most."""
+    """Seconds before a throttled or paused batch is tried again: exponential, jittered, SQS's 15 min at most."""
     return min(900, int(random.uniform(0.8, 1.2) * 30 * 2 ** min(attempt, 5)))
+
+
+def retry_delay(attempt: int) -> int:
+    """Seconds before recipients that met a transient failure are tried again: soon, then backing off."""
+    return min(900, int(random.uniform(0.8, 1.2) * 5 * 2 ** min(attempt, 7)))
+
+
+def deliver(batch: Batch, template: MessageTemplate, deps: Deps, counts: Counts, logger, *, sqs,
+            test_recipients: frozenset[str] = frozenset(), redelivered: bool = False) -> Result:
+    """Send a batch, then count what is final, pause the issue if no retry can help, and queue
+    the rest. If anything after the sending fails, SQS delivers the batch again: every step
+    finds what the last one did (the ledger, the batch's marker, a paused issue)."""
+    from . import completion, control
+    from .store import issues
+
+    s = deps.settings
+    result = send_batch(batch, template, deps, counts, logger, test_recipients=test_recipients, redelivered=redelivered)
+    by_owner: dict[str, dict[str, str]] = {}
+    for address, (status, owner) in result.outcomes.items():
+        by_owner.setdefault(owner, {})[address] = status
+    for owner, outcomes in sorted(by_owner.items()):
+        record = retry.call(issues.count_batch, deps.ddb, s.issues_table, batch.issue_id, owner, outcomes)
+        completion.finish_if_done(deps.ddb, s.issues_table, record, sqs=sqs, fanout_queue_url=s.fanout_queue_url, logger=logger)
+    if result.pause and retry.call(control.pause_issue, deps.ddb, s.issues_table, batch.issue_id, reason=result.pause):
+        logger.error("issue paused: no retry can fix this", extra={"batch_id": batch.batch_id, "reason": result.pause})
+    if result.rest:
+        requeue(sqs, s.send_queue_url, batch.rest(result.rest), result.delay_s, result.reason, logger)
+    return result
+
+
+def requeue(sqs, queue_url: str, rest: Batch, delay_s: int, reason: str, logger) -> None:
+    """Put what is left of a batch back on the send queue, delayed, as a new message: so that
+    waiting (throttling, a pause), however long, never pushes a batch towards the DLQ, whose
+    receive count is for batches that keep failing."""
+    delay_s = max(0, min(MAX_DELAY_S, delay_s))
+    retry.call(sqs.send_message, QueueUrl=queue_url, MessageBody=rest.to_message(), DelaySeconds=delay_s)
+    logger.warning("batch requeued", extra={"batch_id": rest.batch_id, "reason": reason, "left": len(rest.recipients),
+                                            "delay_s": delay_s, "attempt": rest.attempt})

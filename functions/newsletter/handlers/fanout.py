@@ -3,10 +3,11 @@
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from .. import aws
+from .. import aws, completion
 from ..config import fanout_settings
 from ..fanout import Segment, fan_out
-from ..observe import issue_metrics, logger
+from ..jsontext import loads
+from ..observe import issue_metrics, logger, service_metrics
 
 # Report every failed record, even when all failed, rather than raising: same retry, clearer result.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -15,11 +16,16 @@ _context = None
 
 def record_handler(record: SQSRecord) -> dict:
     try:
-        segment = Segment.from_message(record.body)
+        job = loads(record.body)
+        reconciled = str(job["issue_id"]) if isinstance(job, dict) and job.get("kind") == completion.RECONCILE else None
+        segment = None if reconciled else Segment.from_message(record.body)
     except (ValueError, TypeError, KeyError) as exc:
         # A message the publish function never writes: retrying cannot fix it.
-        logger.error("malformed fan-out message dropped", extra={"message_id": record.message_id, "error": str(exc)})
+        logger.error("malformed fan-out message dropped", extra={"message_id": record.message_id, "error": str(exc)[:300]})
+        service_metrics({"FanoutMessageMalformed": 1})
         return {"dropped": True}
+    if segment is None:
+        return reconcile(reconciled)
     logger.set_correlation_id(segment.issue_id)
     progress = fan_out(
         segment,
@@ -35,6 +41,17 @@ def record_handler(record: SQSRecord) -> dict:
         extra={"shard": segment.shard, "pages": progress.pages, "queued": progress.queued, "stopped": progress.stopped},
     )
     return progress.__dict__
+
+
+def reconcile(issue_id: str) -> dict:
+    """A finished issue's counters, checked against its send ledger (see completion.py)."""
+    logger.set_correlation_id(issue_id)
+    settings = fanout_settings()
+    result = completion.reconcile(aws.client("dynamodb"), settings.issues_table, settings.sends_table, issue_id, logger)
+    if "counters_corrected" in result:
+        issue_metrics(issue_id, {"CountersCorrected": 1})
+    logger.info("issue counters reconciled with the send ledger", extra={"ledger": result["ledger_counts"]})
+    return result
 
 
 @logger.inject_lambda_context(clear_state=True)

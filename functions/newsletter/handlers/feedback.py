@@ -10,7 +10,7 @@ from __future__ import annotations
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from .. import aws, feedback, reputation
+from .. import aws, feedback, reputation, retry
 from ..config import feedback_settings
 from ..observe import issue_metrics, logger, service_metrics
 from ..privacy import address_hash
@@ -54,7 +54,9 @@ def record_handler(record: SQSRecord) -> dict:
                 "unusable_recipients": event.dropped_recipients,
             },
         )
-        reputation.apply(event, deps, _Invocation.totals, logger)
+        # Every step of apply is repeatable: a call that fails transiently is tried again here
+        # rather than after the queue's visibility timeout.
+        retry.call(reputation.apply, event, deps, _Invocation.totals, logger)
     return {"events": len(events)}
 
 

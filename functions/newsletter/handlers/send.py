@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
-
-from .. import aws
+from .. import aws, clock, control, retry, sending
 from ..config import send_settings
 from ..message import MessageTemplate, PreparedIssue
-from ..pacing import Quota, RateLimiter, workers_for
 from ..observe import issue_metrics, logger
-from .. import sending
-from ..sending import BadBatch, Batch, Counts, Deps, RetryLater, send_batch
+from ..pacing import Quota, RateLimiter, workers_for
+from ..sending import BadBatch, Batch, Counts, Deps
 from ..store import bucket, issues
 
 ISSUE_TTL = 10.0  # seconds an issue's status is trusted (pause and cancel take effect this fast)
@@ -23,38 +19,43 @@ _issue_state: dict[str, tuple[float, dict | None]] = {}
 
 
 class SQSRecord:
-    """The two fields of an SQS record this function reads."""
+    """The fields of an SQS record this function reads."""
 
-    __slots__ = ("body", "message_id")
+    __slots__ = ("body", "message_id", "receive_count")
 
     def __init__(self, raw: dict):
         self.body, self.message_id = raw.get("body", ""), raw.get("messageId", "")
+        try:
+            self.receive_count = int((raw.get("attributes") or {}).get("ApproximateReceiveCount") or 1)
+        except (TypeError, ValueError):
+            self.receive_count = 1
 
 
 class _Invocation:
     context = None
-    stop_reason: str | None = None  # once throttled or paused, the rest of the batch fails fast
+    stop_reason: str | None = None  # once throttled or the sender refused, the rest of the batches wait
     totals: dict[str, Counts] = {}
 
 
-def message_template(issue_id: str) -> MessageTemplate:
+def message_template(issue_id: str, record: dict) -> MessageTemplate:
     """The issue's message, encoded once per container (fetched from the bucket on first use)."""
-    if issue_id not in _prepared:
+    key = record.get("prepared_key") or bucket.prepared_key(issue_id)
+    if key not in _prepared:
         if len(_prepared) >= 8:
             _prepared.clear()
         settings = send_settings()
-        data = bucket.get_json(aws.client("s3"), settings.bucket_name, f"rendered/{issue_id}/message.json")
-        _prepared[issue_id] = MessageTemplate(
+        data = retry.call(bucket.get_json, aws.client("s3"), settings.bucket_name, key)
+        _prepared[key] = MessageTemplate(
             PreparedIssue.from_json(data), base_url=settings.unsubscribe_base_url, mailbox=settings.unsubscribe_mailto
         )
-    return _prepared[issue_id]
+    return _prepared[key]
 
 
 def issue_record(issue_id: str) -> dict | None:
-    now = time.monotonic()
+    now = clock.now()
     cached = _issue_state.get(issue_id)
     if cached is None or cached[0] < now:
-        record = issues.get_issue(aws.client("dynamodb"), send_settings().issues_table, issue_id, consistent=False)
+        record = retry.call(issues.get_issue, aws.client("dynamodb"), send_settings().issues_table, issue_id, consistent=False)
         _issue_state[issue_id] = cached = (now + ISSUE_TTL, record)
     return cached[1]
 
@@ -71,19 +72,19 @@ def pacer(ses, settings) -> RateLimiter | None:
     return _limiter
 
 
-def requeue(batch: Batch, exc: RetryLater) -> None:
-    """Put what is left of a batch back on the queue, delayed, and let this delivery succeed.
+def wait(batch: Batch, reason: str, *, delay_s: int | None = None) -> dict:
+    """The whole batch back on the queue, delayed (paused, throttled, sending stopped)."""
+    delay = sending.requeue_delay(batch.attempt) if delay_s is None else delay_s
+    sending.requeue(aws.client("sqs"), send_settings().send_queue_url, batch.rest(batch.recipients), delay, reason, logger)
+    return {"requeued": True}
 
-    A new message (not a failed one) so that throttling, however long, never pushes a batch into
-    the DLQ, whose receive count is for batches that fail.
-    """
-    rest = batch.rest(exc.remaining if exc.remaining is not None else batch.recipients)
-    delay = sending.requeue_delay(batch.attempt)
-    aws.client("sqs").send_message(QueueUrl=send_settings().send_queue_url, MessageBody=rest.to_message(), DelaySeconds=delay)
-    logger.warning(
-        "batch requeued",
-        extra={"batch_id": batch.batch_id, "reason": exc.reason, "left": len(rest.recipients), "delay_s": delay},
-    )
+
+def pause(batch: Batch, record: dict, reason: str) -> dict:
+    """No retry can fix it: pause the issue with the reason; its batches wait on the queue."""
+    if retry.call(control.pause_issue, aws.client("dynamodb"), send_settings().issues_table, batch.issue_id, reason=reason):
+        logger.error("issue paused: no retry can fix this", extra={"batch_id": batch.batch_id, "reason": reason})
+    _issue_state[batch.issue_id] = (clock.now() + ISSUE_TTL, {**record, "status": control.PAUSED})
+    return wait(batch, reason)
 
 
 def record_handler(record: SQSRecord) -> dict:
@@ -94,25 +95,30 @@ def record_handler(record: SQSRecord) -> dict:
         return {"dropped": True}
     logger.set_correlation_id(batch.issue_id)
     if _Invocation.stop_reason:
-        requeue(batch, RetryLater(_Invocation.stop_reason))
-        return {"requeued": True}
+        return wait(batch, _Invocation.stop_reason)
     issue = issue_record(batch.issue_id)
     if issue is None:
         logger.error("send batch for an unknown issue dropped", extra={"message_id": record.message_id})
         return {"dropped": True}
-    if issue.get("status") == "cancelled":
+    status = issue.get("status")
+    if status == control.CANCELLED:
         logger.info("issue cancelled: batch not sent", extra={"batch_id": batch.batch_id})
         return {"cancelled": True}
-    if issue.get("status") == "paused":
-        requeue(batch, RetryLater("issue paused"))
-        return {"requeued": True}
+    if status not in (control.SENDING, "sent"):
+        return wait(batch, f"issue {status}")
+    try:
+        template = message_template(batch.issue_id, issue)
+    except Exception as exc:
+        if retry.transient(exc):
+            raise
+        return pause(batch, issue, f"the issue's message cannot be built ({retry.describe(exc)}: {str(exc)[:200]})")
 
     settings = send_settings()
     ses = aws.client("sesv2")
     limiter = pacer(ses, settings)
     if not _quota.sending_enabled:
-        requeue(batch, RetryLater("sending paused for the account"))
-        return {"requeued": True}
+        _Invocation.stop_reason = "sending paused for the account"
+        return wait(batch, _Invocation.stop_reason)
     deps = Deps(
         ddb=aws.client("dynamodb"),
         ses=ses,
@@ -123,20 +129,20 @@ def record_handler(record: SQSRecord) -> dict:
         workers=workers_for(limiter.rate) if limiter else 1,
     )
     counts = _Invocation.totals.setdefault(batch.issue_id, Counts())
-    before = counts.for_issue()
+    # A test send (written by `newsletter send-test`) names its recipients on its own record.
+    allowed = frozenset(issue.get("test_recipients") or ()) if issue.get("test") else frozenset()
     try:
-        # A test send (written by `newsletter send-test`) names its recipients on its own record.
-        allowed = frozenset(issue.get("test_recipients") or ()) if issue.get("test") else frozenset()
-        send_batch(batch, message_template(batch.issue_id), deps, counts, logger, test_recipients=allowed)
-    except RetryLater as exc:
-        _Invocation.stop_reason = exc.reason
-        requeue(batch, exc)
-    finally:
-        after = counts.for_issue()
-        record = issues.add_counts(deps.ddb, settings.issues_table, batch.issue_id, {k: after[k] - before[k] for k in after})
-        if issues.complete_if_finished(deps.ddb, settings.issues_table, record):
-            logger.info("issue sent: every queued recipient handled", extra={k: record.get(k, 0) for k in issues.HANDLED})
-    return {"batch_id": batch.batch_id}
+        result = sending.deliver(batch, template, deps, counts, logger, sqs=aws.client("sqs"),
+                                 test_recipients=allowed, redelivered=record.receive_count > 1)
+    except Exception as exc:
+        if retry.transient(exc):
+            raise
+        return pause(batch, issue, f"sending fails ({retry.describe(exc)}: {str(exc)[:200]})")
+    if result.stop:
+        _Invocation.stop_reason = result.reason
+    if result.pause:
+        _issue_state[batch.issue_id] = (clock.now() + ISSUE_TTL, {**issue, "status": control.PAUSED})
+    return {"batch_id": batch.batch_id, "left": len(result.rest)}
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -147,7 +153,7 @@ def handler(event, context):
     failures = []
     try:
         for raw in (event.get("Records") or []) if isinstance(event, dict) else []:
-            record = SQSRecord(raw)
+            record = SQSRecord(raw if isinstance(raw, dict) else {})
             try:
                 record_handler(record)
             except Exception:
@@ -159,5 +165,5 @@ def handler(event, context):
             issue_metrics(
                 issue_id,
                 {"Sent": c.sent, "Skipped": c.skipped, "Rejected": c.rejected, "Uncertain": c.uncertain,
-                 "Throttled": c.throttled, "Duplicate": c.duplicate},
+                 "Throttled": c.throttled, "Duplicate": c.duplicate, "Retried": c.retried},
             )

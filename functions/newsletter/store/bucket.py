@@ -1,4 +1,11 @@
-"""The newsletter bucket: uploaded issues, error reports, rendered issues, web versions."""
+"""The newsletter bucket: uploaded issues, error reports, rendered issues, web versions.
+
+Its keys, in one place:
+    issues/<name>.json                     an uploaded issue document (the editor's)
+    issues/<name>.json.error.txt           why that document was not published
+    rendered/<issue id>/<digest>/message.json   what the senders splice per recipient, per document version
+    web/<issue id>.html                    the public "view in browser" page
+"""
 
 from __future__ import annotations
 
@@ -6,21 +13,64 @@ import json
 
 from botocore.exceptions import ClientError
 
+ISSUES_PREFIX = "issues/"
+REPORT_SUFFIX = ".error.txt"
 
-def read_capped(s3, bucket: str, key: str, max_bytes: int) -> bytes | None:
-    """Read an object, but never more than max_bytes + 1 (enough to tell it is too big).
 
-    None if there is no such object (deleted since its upload event).
+def report_key(key: str) -> str:
+    return key + REPORT_SUFFIX
+
+
+def web_key(issue_id: str) -> str:
+    return f"web/{issue_id}.html"
+
+
+def prepared_key(issue_id: str, digest: str | None = None) -> str:
+    """The prepared message of one version of an issue's document (by its SHA-256): two uploads
+    racing for one issue id can never overwrite what the other's senders read."""
+    return f"rendered/{issue_id}/{digest[:16]}/message.json" if digest else f"rendered/{issue_id}/message.json"
+
+
+class Replaced(Exception):
+    """The object changed since the event that named it (its ETag no longer matches)."""
+
+
+def read_capped(s3, bucket: str, key: str, max_bytes: int, *, version_id: str | None = None,
+                etag: str | None = None) -> bytes | None:
+    """Read an object (the version named, or only while its ETag is the one named), but never
+    more than max_bytes + 1 (enough to tell it is too big).
+
+    None if there is no such object or version (deleted since its upload event); Replaced if an
+    ETag was named and the object has another now.
     """
+    request = {"Bucket": bucket, "Key": key, "Range": f"bytes=0-{max_bytes}"}
+    if version_id:
+        request["VersionId"] = version_id
+    elif etag:
+        request["IfMatch"] = f'"{etag.strip(chr(34))}"'
     try:
-        return s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{max_bytes}")["Body"].read()
+        return s3.get_object(**request)["Body"].read()
     except ClientError as exc:
         # An empty object has no byte 0: S3 answers 416 to any range.
         code = exc.response["Error"]["Code"]
         if code == "InvalidRange":
             return b""
-        if code in ("NoSuchKey", "404"):
+        if code in ("NoSuchKey", "NoSuchVersion", "404"):
             return None
+        if code in ("PreconditionFailed", "412"):
+            raise Replaced(key) from None
+        raise
+
+
+def exists(s3, bucket: str, key: str) -> bool:
+    """Whether the key has a current object (False: never uploaded, or deleted since: in a
+    versioned bucket, its latest version is a delete marker)."""
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        return True
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("NoSuchKey", "404", "NotFound"):
+            return False
         raise
 
 

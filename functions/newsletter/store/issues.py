@@ -40,17 +40,22 @@ def create_issue(ddb, table: str, record: dict) -> dict | None:
         return from_item(old) if old else get_issue(ddb, table, record["issue_id"])
 
 
-def update_issue(ddb, table: str, issue_id: str, *, expect_status: str | tuple[str, ...] | None = None, **values) -> bool:
+def update_issue(ddb, table: str, issue_id: str, *, expect_status: str | tuple[str, ...] | None = None,
+                 expect: dict | None = None, **values) -> bool:
     """Set attributes; with expect_status (one status or several), only if the status is still
-    one of them (else False)."""
+    one of them, and with expect, only if those attributes still have those values (else False)."""
     names = {f"#{k}": k for k in values}
     vals = {f":{k}": v for k, v in values.items()}
-    kwargs = {}
+    conditions = []
     if expect_status is not None:
         expected = (expect_status,) if isinstance(expect_status, str) else tuple(expect_status)
         names["#status"] = "status"
         vals.update({f":expected{i}": e for i, e in enumerate(expected)})
-        kwargs["ConditionExpression"] = "#status IN (" + ", ".join(f":expected{i}" for i in range(len(expected))) + ")"
+        conditions.append("#status IN (" + ", ".join(f":expected{i}" for i in range(len(expected))) + ")")
+    for i, (name, value) in enumerate((expect or {}).items()):
+        names[f"#x{i}"] = name
+        vals[f":x{i}"] = value
+        conditions.append(f"#x{i} = :x{i}")
     return written(
         ddb.update_item,
         TableName=table,
@@ -58,7 +63,7 @@ def update_issue(ddb, table: str, issue_id: str, *, expect_status: str | tuple[s
         UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in values),
         ExpressionAttributeNames=names,
         ExpressionAttributeValues=to_item(vals),
-        **kwargs,
+        **({"ConditionExpression": " AND ".join(conditions)} if conditions else {}),
     )
 
 
@@ -76,6 +81,85 @@ def add_counts(ddb, table: str, issue_id: str, counts: dict[str, int]) -> dict |
         ReturnValues="ALL_NEW",  # free: the completion check needs no extra read
     )
     return from_item(resp.get("Attributes"))
+
+
+def _count_key(address: str) -> str:
+    """How a batch marker names a recipient it counted (not the address: the issues table holds none)."""
+    import hashlib
+
+    return hashlib.sha256(b"counted\0" + address.encode("utf-8")).hexdigest()[:16]
+
+
+def count_batch(ddb, table: str, issue_id: str, batch_id: str, outcomes: dict[str, str], *, tries: int = 20) -> dict | None:
+    """ADD each recipient's final state (sent, skipped, rejected, uncertain) to the issue's
+    counters, once per recipient of a batch however often the batch (or a part of it, requeued)
+    is delivered, and whoever counts first.
+
+    A marker item per batch (`batch#<id>`) holds the recipients counted so far and a version. The
+    marker's update (only if its version is unchanged) and the counters' ADD are one transaction:
+    a delivery that lost the race, or an SDK retry of a transaction that went through, reads the
+    marker again and finds nothing new. Returns the issue record after (None: nothing was new).
+    """
+    from collections import Counter
+
+    keyed = {_count_key(a): status for a, status in outcomes.items()}
+    marker = _key(issue_id, f"batch#{batch_id}")
+    for _ in range(tries):
+        found = from_item(ddb.get_item(TableName=table, Key=marker, ConsistentRead=True).get("Item")) or {}
+        counted, version = set(found.get("counted") or ()), int(found.get("v") or 0)
+        new = {k: s for k, s in keyed.items() if k not in counted}
+        if not new:
+            return None
+        adds = Counter(new.values())
+        try:
+            ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": table,
+                            "Key": marker,
+                            "UpdateExpression": "SET #v = :next ADD #counted :keys",
+                            "ConditionExpression": "attribute_not_exists(#v) OR #v = :version",
+                            "ExpressionAttributeNames": {"#v": "v", "#counted": "counted"},
+                            "ExpressionAttributeValues": {
+                                ":next": {"N": str(version + 1)}, ":version": {"N": str(version)},
+                                ":keys": {"SS": sorted(new)},
+                            },
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": table,
+                            "Key": _key(issue_id),
+                            "UpdateExpression": "ADD " + ", ".join(f"#{k} :{k}" for k in adds),
+                            "ConditionExpression": "attribute_exists(issue_id)",
+                            "ExpressionAttributeNames": {f"#{k}": k for k in adds},
+                            "ExpressionAttributeValues": to_item({f":{k}": n for k, n in adds.items()}),
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                raise LookupError(f"issue {issue_id!r} has no record; its batch cannot be counted") from None
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                continue  # another delivery counted some of them first: read the marker again
+            raise
+        return get_issue(ddb, table, issue_id)
+    raise RuntimeError(f"batch {batch_id!r} of issue {issue_id!r}: its marker kept changing; counting given up")
+
+
+def ledger_counts(ddb, sends_table: str, issue_id: str) -> dict[str, int]:
+    """The issue's send counters as the ledger has them (final states only)."""
+    from collections import Counter
+
+    from . import ledger
+
+    found = Counter(item.get("status") for item in ledger.items(ddb, sends_table, issue_id))
+    return {k: found.get(k, 0) for k in HANDLED} | {"open": found.get(ledger.SENDING, 0)}
 
 
 HANDLED = ("sent", "skipped", "rejected", "uncertain")

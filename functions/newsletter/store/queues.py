@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from .. import clock
 
 
 def send_entries(sqs, queue_url: str, entries: list[dict], attempts: int = 5) -> None:
@@ -13,5 +13,5 @@ def send_entries(sqs, queue_url: str, entries: list[dict], attempts: int = 5) ->
             return
         ids = {f["Id"] for f in failed}
         entries = [e for e in entries if e["Id"] in ids]
-        time.sleep(min(0.1 * 2**attempt, 2.0))
+        clock.sleep(min(0.1 * 2**attempt, 2.0))
     raise RuntimeError(f"SQS refused {len(entries)} message(s) after {attempts} attempts")

@@ -8,8 +8,8 @@ stored keys: changing it needs a migration.
 from __future__ import annotations
 
 import hashlib
-import time
 
+from .. import clock
 from . import from_item, to_item, written
 
 SHARDS = 16
@@ -56,7 +56,7 @@ def batch_get(ddb, requests: dict, attempts: int = 6) -> dict[str, list[dict]]:
         pending = resp.get("UnprocessedKeys") or {}
         if not pending:
             return found
-        time.sleep(min(0.05 * 2**attempt, 1.0))
+        clock.sleep(min(0.05 * 2**attempt, 1.0))
     raise RuntimeError("DynamoDB left keys unprocessed after retries")
 
 
@@ -107,7 +107,7 @@ def put_subscribers(ddb, table: str, list_id: str, subscribers: list[dict], atte
             pending = ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
             if not pending:
                 break
-            time.sleep(min(0.05 * 2**attempt, 1.0))
+            clock.sleep(min(0.05 * 2**attempt, 1.0))
         else:
             raise RuntimeError("DynamoDB left writes unprocessed after retries")
 

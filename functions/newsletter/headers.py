@@ -1,0 +1,66 @@
+"""One rule for every value that reaches a mail header, wherever it comes from.
+
+A header value is one line of text: no line break of any kind (CR and LF, and those that Python's
+`str.splitlines` and some mail software also break lines on: VT, FF, FS, GS, RS, NEL, U+2028,
+U+2029), no other control character (C0, DEL, C1), and none of the private-use characters the
+renderer reserves for per-recipient values. The issue document's one-line fields, a list's
+settings, the stack's sender and the message builder all use this rule, so what publishes can be
+built for every reader, and what cannot is refused at publish with the field and the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# TAB is whitespace a header may hold; every other C0 control, DEL and the C1 controls may not.
+_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ue000\ue001]")
+_BREAKS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_NAMES = {"\r": "CARRIAGE RETURN", "\n": "LINE FEED", "\x0b": "LINE TABULATION", "\x0c": "FORM FEED",
+          "\x1c": "FILE SEPARATOR", "\x1d": "GROUP SEPARATOR", "\x1e": "RECORD SEPARATOR", "\x85": "NEXT LINE",
+          "\x00": "NULL", "\x7f": "DELETE"}
+# An address we put in From or Reply-To: an ASCII dot-atom local part at a domain of LDH labels
+# (IDNs in their xn-- form). No display name, no comment, no list: exactly one mailbox.
+ADDRESS_PATTERN = (
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+)
+_ADDRESS = re.compile(ADDRESS_PATTERN)
+
+
+class UnsafeHeader(ValueError):
+    """A value that must not go into a mail header (the message says which character, and where)."""
+
+
+def _name(char: str) -> str:
+    name = _NAMES.get(char) or unicodedata.name(char, "a control character")
+    return f"U+{ord(char):04X} {name}"
+
+
+def problem(value: str) -> str | None:
+    """Why `value` may not be a header value, or None."""
+    found = _UNSAFE.search(value)
+    if found is None:
+        return None
+    char = found.group()
+    kind = "a line break" if char in _BREAKS else "a reserved character" if char in "\ue000\ue001" else "a control character"
+    return f"must be a single line of text: it contains {kind} ({_name(char)}) at character {found.start() + 1}"
+
+
+def check(value: str) -> str:
+    """`value`, if it may go into a header; else UnsafeHeader."""
+    why = problem(value)
+    if why:
+        raise UnsafeHeader(why)
+    return value
+
+
+def check_address(value: str) -> str:
+    """A mailbox for From or Reply-To: one plain address, ASCII (a domain as IDNA), nothing else."""
+    check(value)
+    if not _ADDRESS.fullmatch(value):
+        raise UnsafeHeader(
+            f"{value[:80]!r} is not one plain email address (ASCII letters, digits and .!#$%&'*+/=?^_`{{|}}~- "
+            "before the @, a domain after it; no name, comma or angle brackets)"
+        )
+    return value
