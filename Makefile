@@ -9,7 +9,7 @@ SAM_VENV := .venv-sam
 help:
 	@echo "make demo         run the whole pipeline locally (moto stands in for AWS); output in out/"
 	@echo "make test         run the test suite"
-	@echo "make faults       the whole pipeline under injected AWS faults (1%, 3%, 10%; above and below the SDK): a table"
+	@echo "make faults       the whole pipeline under injected AWS faults (1%, 3%, 10%; above and below the SDK), then a crash at every call (~20 min)"
 	@echo "make lint         cfn-lint and sam validate --lint on template.yaml"
 	@echo "make build-check  sam build, then import each handler with only boto3 beside it"
 	@echo "make schema       regenerate schema/issue.schema.json from the issue model"
@@ -38,6 +38,7 @@ test: $(VENV)/.installed
 
 faults: $(VENV)/.installed
 	$(PY) -m devstack.faults
+	$(PY) -m devstack.faults --crashes
 
 lint: $(VENV)/.installed $(SAM_VENV)/.installed
 	bash scripts/lint-template.sh

@@ -28,8 +28,11 @@ app = typer.Typer(
 )
 subscribers_app = typer.Typer(help="Import, export and count a list's subscribers.", no_args_is_help=True)
 local_app = typer.Typer(help="The local stack: a moto server on 127.0.0.1 that --local commands use.", no_args_is_help=True)
+dlq_app = typer.Typer(help="Dead letters: what each DLQ holds (without addresses), and moving them back.",
+                      invoke_without_command=True)
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(local_app, name="local")
+app.add_typer(dlq_app, name="dlq")
 
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -395,6 +398,59 @@ def cancel(
     if not yes and not typer.confirm(f"Cancel {issue} for good? Nobody who has not received it yet will.", default=False):
         raise typer.Exit(EXIT_ERROR)
     _control(ctx, "cancel", issue)
+
+
+# --- dead letters ----------------------------------------------------------------------------------
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+@dlq_app.callback()
+@handled
+def dlq_list(ctx: typer.Context):
+    """What each dead-letter queue holds: how many, the oldest, and a few of them (no addresses)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from . import dlq
+
+    reports = dlq.inspect(_target(ctx))
+    table = Table(title=Text("dead letters"), title_justify="left")
+    for column, justify in (("queue", "left"), ("holds", "left"), ("messages", "right"), ("oldest", "right")):
+        table.add_column(column, justify=justify)
+    for r in reports:
+        table.add_row(r.queue.logical, r.queue.holds, str(r.count), _age(r.oldest_age_s))
+    console.print(table)
+    for r in reports:
+        for sample in r.samples:
+            console.print(Text(f"  {r.queue.logical}: {sample}"))
+    waiting = [r.queue.logical for r in reports if r.count]
+    if waiting:
+        console.print(f"Fix the cause (see the functions' logs), then: newsletter dlq redrive {waiting[0]}")
+    else:
+        console.print("no dead letters")
+
+
+@dlq_app.command("redrive")
+@handled
+def dlq_redrive(ctx: typer.Context, queue: str = typer.Argument(..., help="PublishDLQ, FanoutDLQ, SendDLQ or FeedbackDLQ.")):
+    """Move a DLQ's messages back to be tried again (SQS's message move task; locally, the same)."""
+    from . import dlq
+
+    target = _target(ctx)
+    which = dlq.queue_named(queue)
+    result = dlq.redrive(target, which)
+    where = which.source or f"{which.function} (invoked again)"
+    if result.task:
+        console.print(f"{which.logical}: moving about {result.moved} message(s) back to {where} (SQS task {result.task})")
+    else:
+        console.print(f"{which.logical}: {result.moved} message(s) back to {where}")
 
 
 # --- subscribers -------------------------------------------------------------------------------------

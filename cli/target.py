@@ -18,6 +18,12 @@ OUTPUTS = {
     "SendsTable": "SendsTableName",
     "SendQueue": "SendQueueUrl",
     "PublishFunction": "PublishFunctionName",
+    "FanoutQueue": "FanoutQueueUrl",
+    "FeedbackQueue": "FeedbackQueueUrl",
+    "PublishDLQ": "PublishDLQUrl",
+    "FanoutDLQ": "FanoutDLQUrl",
+    "SendDLQ": "SendDLQUrl",
+    "FeedbackDLQ": "FeedbackDLQUrl",
 }
 
 

@@ -481,3 +481,67 @@ def test_an_interrupted_local_publish_goes_on_where_it_stopped(local, tmp_path, 
     assert again.exit_code == 0 and "already published" in again.output
     to = [m["To"].addresses[0].addr_spec for m in eml_files(local, "r-1")]
     assert len(to) == len(set(to)) == 120
+
+
+# --- dead letters -----------------------------------------------------------------------------------
+
+
+def test_dlq_lists_dead_letters_without_addresses_and_redrives_them(local, tmp_path):
+    from devstack import ses_feedback
+    from newsletter.sending import Batch
+    from newsletter_cli.target import local_target
+
+    assert cli("--local", "subscribers", "import", str(write_csv(tmp_path / "d.csv", readers(2, "dlq"))),
+               "--list", "dlqs").exit_code == 0
+    assert cli("--local", "publish", str(write_issue(tmp_path / "d.json", issue_id="dlq-1", list="dlqs"))).exit_code == 0
+    late = readers(2, "dlqlate")
+    assert cli("--local", "subscribers", "import", str(write_csv(tmp_path / "l.csv", late)), "--list", "dlqs").exit_code == 0
+    target = local_target()
+    sqs = target.client("sqs")
+    # As if they had failed their last receive: a batch for the two late readers, a notification.
+    batch = Batch("dlq-1", "dlqs", "07-000000-00", tuple((f"dlqlate{i:03d}@example.com", "") for i in range(2)))
+    sqs.send_message(QueueUrl=target.ref("SendDLQ"), MessageBody=batch.to_message())
+    note = ses_feedback.notification("Delivery", "0100-dlq", ["dlq000@example.com"], issue_id="dlq-1", list_id="dlqs")
+    sqs.send_message(QueueUrl=target.ref("FeedbackDLQ"), MessageBody=ses_feedback.sns_body(note))
+
+    listed = cli("--local", "dlq")
+    assert listed.exit_code == 0, listed.output
+    rows = {line.split("│")[1].strip(): line.split("│")[3].strip() for line in listed.output.splitlines() if line.count("│") == 5}
+    assert rows == {"PublishDLQ": "0", "FanoutDLQ": "0", "SendDLQ": "1", "FeedbackDLQ": "1"}
+    assert "issue dlq-1, batch 07-000000-00: 2 recipient(s)" in listed.output
+    assert "delivery for issue dlq-1, SES message 0100-dlq, 1 recipient(s)" in listed.output
+    assert "@" not in listed.output.replace("newsletter dlq", "")  # no address, of anyone
+    assert "newsletter dlq redrive SendDLQ" in listed.output
+
+    moved = cli("--local", "dlq", "redrive", "send")
+    assert moved.exit_code == 0 and "SendDLQ: 1 message(s) back to SendQueue" in moved.output
+    to = sorted(m["To"].addresses[0].addr_spec for m in eml_files(local, "dlq-1"))
+    assert to == ["dlq000@example.com", "dlq001@example.com", "dlqlate000@example.com", "dlqlate001@example.com"]
+    assert cli("--local", "dlq", "redrive", "FeedbackDLQ").exit_code == 0
+    assert "no dead letters" in cli("--local", "dlq").output
+    assert cli("--local", "dlq", "redrive", "nope").exit_code == 2
+
+
+def test_dlq_redrive_on_aws_starts_the_move_task_or_invokes_publish_again(aws_mock):
+    from botocore.stub import Stubber
+
+    import boto3
+    from newsletter_cli import dlq
+    from newsletter_cli.target import Target
+
+    sqs, lam = boto3.client("sqs", region_name="us-east-1"), boto3.client("lambda", region_name="us-east-1")
+    names = {"SendDLQ": "https://sqs/q/send-dlq", "PublishDLQ": "https://sqs/q/publish-dlq", "PublishFunction": "publish-fn"}
+    target = Target("stack", "newsletter", names, _clients={"sqs": sqs, "lambda": lam})
+    with Stubber(sqs) as s:
+        s.add_response("get_queue_attributes", {"Attributes": {"QueueArn": "arn:aws:sqs:us-east-1:1:send-dlq"}})
+        s.add_response("get_queue_attributes", {"Attributes": {"ApproximateNumberOfMessages": "3"}})
+        s.add_response("start_message_move_task", {"TaskHandle": "task-1"}, {"SourceArn": "arn:aws:sqs:us-east-1:1:send-dlq"})
+        assert dlq.redrive(target, dlq.queue_named("SendDLQ")) == dlq.Redrive(3, "task-1")
+    event = {"Records": [{"s3": {"object": {"key": "issues/2015-07.json"}}}]}
+    with Stubber(sqs) as s, Stubber(lam) as l:
+        s.add_response("receive_message", {"Messages": [{"ReceiptHandle": "r", "Body": json.dumps({"requestPayload": event})}]})
+        l.add_response("invoke", {"StatusCode": 202},
+                       {"FunctionName": "publish-fn", "InvocationType": "Event", "Payload": json.dumps(event).encode()})
+        s.add_response("delete_message", {}, {"QueueUrl": "https://sqs/q/publish-dlq", "ReceiptHandle": "r"})
+        s.add_response("receive_message", {})
+        assert dlq.redrive(target, dlq.queue_named("publish")).moved == 1

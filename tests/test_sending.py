@@ -447,3 +447,15 @@ def test_reconciling_holds_wrong_counters_to_the_ledger(stack, capsys):
     record = issue_record(stack, "2015-07")
     assert (record["sent"], record["uncertain"]) == (8, 0)
     assert "differed from the send ledger" in capsys.readouterr().out
+
+
+def test_a_missing_token_secret_pauses_the_issue_instead_of_failing_for_hours(stack, capsys):
+    readers = published(stack, 3)
+    name = "/" + stack.param("TokenSecretParameter")
+    boto3.client("ssm", region_name="us-east-1").delete_parameter(Name=name)
+    assert stack.invoke("SendFunction", send_event(stack, readers)) == {"batchItemFailures": []}
+    record = issue_record(stack, "2015-07")
+    assert record["status"] == "paused" and "ParameterNotFound" in record["paused_reason"]
+    assert queue_depth(stack, "SendQueue") == 1 and mailed() == []  # the batch waits for the resume
+    out = capsys.readouterr().out
+    assert '"IssuePaused":[1.0]' in out.replace(" ", "")  # what IssuePausedAlarm watches

@@ -162,6 +162,7 @@ class Result:
     delay_s: int = 0
     reason: str = ""  # why there is a rest
     pause: str | None = None  # no retry can fix it: the issue pauses with this reason
+    paused: bool = False  # this delivery paused the issue
     stop: bool = False  # the rest of the invocation should not call SES either
 
     def wait(self, seconds: float, reason: str) -> None:
@@ -492,6 +493,7 @@ def deliver(batch: Batch, template: MessageTemplate, deps: Deps, counts: Counts,
         record = retry.call(issues.count_batch, deps.ddb, s.issues_table, batch.issue_id, owner, outcomes)
         completion.finish_if_done(deps.ddb, s.issues_table, record, sqs=sqs, fanout_queue_url=s.fanout_queue_url, logger=logger)
     if result.pause and retry.call(control.pause_issue, deps.ddb, s.issues_table, batch.issue_id, reason=result.pause):
+        result.paused = True
         logger.error("issue paused: no retry can fix this", extra={"batch_id": batch.batch_id, "reason": result.pause})
     if result.rest:
         requeue(sqs, s.send_queue_url, batch.rest(result.rest), result.delay_s, result.reason, logger)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import aws, clock, control, retry, sending
 from ..config import send_settings
 from ..message import MessageTemplate, PreparedIssue
-from ..observe import issue_metrics, logger
+from ..observe import issue_metrics, logger, service_metrics
 from ..pacing import Quota, RateLimiter, workers_for
 from ..sending import BadBatch, Batch, Counts, Deps
 from ..store import bucket, issues
@@ -83,7 +83,7 @@ def pause(batch: Batch, record: dict, reason: str) -> dict:
     """No retry can fix it: pause the issue with the reason; its batches wait on the queue."""
     if retry.call(control.pause_issue, aws.client("dynamodb"), send_settings().issues_table, batch.issue_id, reason=reason):
         logger.error("issue paused: no retry can fix this", extra={"batch_id": batch.batch_id, "reason": reason})
-    _issue_state[batch.issue_id] = (clock.now() + ISSUE_TTL, {**record, "status": control.PAUSED})
+        _paused(batch.issue_id, record)
     return wait(batch, reason)
 
 
@@ -104,45 +104,53 @@ def record_handler(record: SQSRecord) -> dict:
     if status == control.CANCELLED:
         logger.info("issue cancelled: batch not sent", extra={"batch_id": batch.batch_id})
         return {"cancelled": True}
-    if status not in (control.SENDING, "sent"):
+    if status not in (control.SENDING, control.SENT):
         return wait(batch, f"issue {status}")
+    settings = send_settings()
     try:
         template = message_template(batch.issue_id, issue)
     except Exception as exc:
         if retry.transient(exc):
             raise
         return pause(batch, issue, f"the issue's message cannot be built ({retry.describe(exc)}: {str(exc)[:200]})")
-
-    settings = send_settings()
-    ses = aws.client("sesv2")
-    limiter = pacer(ses, settings)
-    if not _quota.sending_enabled:
-        _Invocation.stop_reason = "sending paused for the account"
-        return wait(batch, _Invocation.stop_reason)
-    deps = Deps(
-        ddb=aws.client("dynamodb"),
-        ses=ses,
-        settings=settings,
-        secret=aws.secret_parameter(settings.token_secret_parameter),
-        time_left_ms=_Invocation.context.get_remaining_time_in_millis,
-        limiter=limiter,
-        workers=workers_for(limiter.rate) if limiter else 1,
-    )
-    counts = _Invocation.totals.setdefault(batch.issue_id, Counts())
-    # A test send (written by `newsletter send-test`) names its recipients on its own record.
-    allowed = frozenset(issue.get("test_recipients") or ()) if issue.get("test") else frozenset()
     try:
+        ses = aws.client("sesv2")
+        limiter = pacer(ses, settings)
+        if not _quota.sending_enabled:
+            _Invocation.stop_reason = "sending paused for the account"
+            return wait(batch, _Invocation.stop_reason)
+        deps = Deps(
+            ddb=aws.client("dynamodb"),
+            ses=ses,
+            settings=settings,
+            secret=aws.secret_parameter(settings.token_secret_parameter),
+            time_left_ms=_Invocation.context.get_remaining_time_in_millis,
+            limiter=limiter,
+            workers=workers_for(limiter.rate) if limiter else 1,
+        )
+        counts = _Invocation.totals.setdefault(batch.issue_id, Counts())
+        # A test send (written by `newsletter send-test`) names its recipients on its own record.
+        allowed = frozenset(issue.get("test_recipients") or ()) if issue.get("test") else frozenset()
         result = sending.deliver(batch, template, deps, counts, logger, sqs=aws.client("sqs"),
                                  test_recipients=allowed, redelivered=record.receive_count > 1)
     except Exception as exc:
         if retry.transient(exc):
-            raise
+            raise  # SQS delivers the batch again; everything done so far is found done
+        # The message cannot be built, the token secret is missing, access is denied: every
+        # retry would fail the same way. The issue pauses, saying why, and the batch waits.
         return pause(batch, issue, f"sending fails ({retry.describe(exc)}: {str(exc)[:200]})")
     if result.stop:
         _Invocation.stop_reason = result.reason
-    if result.pause:
-        _issue_state[batch.issue_id] = (clock.now() + ISSUE_TTL, {**issue, "status": control.PAUSED})
+    if result.paused:
+        _paused(batch.issue_id, issue)
     return {"batch_id": batch.batch_id, "left": len(result.rest)}
+
+
+def _paused(issue_id: str, record: dict) -> None:
+    """This container knows at once; the alarm hears of it (the same metric the automatic pause emits)."""
+    _issue_state[issue_id] = (clock.now() + ISSUE_TTL, {**record, "status": control.PAUSED})
+    issue_metrics(issue_id, {"IssuePaused": 1})
+    service_metrics({"IssuePaused": 1})
 
 
 @logger.inject_lambda_context(clear_state=True)
