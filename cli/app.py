@@ -345,6 +345,11 @@ def status(
         _stats_table([record])
         if record.get("status") == "paused":
             console.print(Text(f"paused: {record.get('paused_reason', '')}", style="yellow"))
+        if record.get("reconciled_at"):
+            console.print(f"counters checked against the send ledger at {record['reconciled_at']}")
+        if record.get("counters_corrected"):
+            console.print(Text(f"the ledger corrected them by {record['counters_corrected']} (see the fan-out function's log)",
+                               style="yellow"))
         return
     records = [r for r in ops.all_records(target) if tests or not r.get("test")]
     if not records:

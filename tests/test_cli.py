@@ -216,6 +216,7 @@ def test_publish_follows_to_the_end_and_never_sends_twice(local, tmp_path):
     figures = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in status.splitlines() if line.count("│") == 3}
     assert figures["status"] == "sent" and figures["queued"] == "32" and figures["sent"] == "32"
     assert figures["bounced hard"] == "1" and figures["complained"] == "1"  # the simulator's answers, fed back
+    assert "counters checked against the send ledger at" in status
 
     again = cli("--local", "publish", str(doc))
     assert again.exit_code == 0 and "already published" in again.output
