@@ -145,6 +145,19 @@ def test_an_instance_that_dies_before_the_ses_call_leaves_that_reader_uncertain_
     assert (record["sent"], record["uncertain"], record["status"]) == (9, 1, "sent")
 
 
+def test_an_unexpected_error_before_the_ses_request_fails_the_batch_and_its_redelivery_sends_the_rest(stack, ses_faults):
+    """Not botocore's error, so the request was never made: the claim goes back, the batch fails
+    (no pause: nothing says a retry cannot help), and SQS's redelivery sends the rest, once."""
+    readers = published(stack, 10)
+    ses_faults.rule = lambda n, address: RuntimeError("something broke") if n == 6 else None
+    queue_batch(stack, readers)
+    runs = stack.run()
+    assert runs["SendFunction"]["failures"] == 1
+    assert_each_once(r["email"] for r in readers)
+    record = issue_record(stack, "2015-07")
+    assert (record["sent"], record.get("uncertain", 0), record["status"]) == (10, 0, "sent")
+
+
 def test_an_instance_that_dies_after_ses_accepted_never_mails_twice(stack, monkeypatch):
     """The one ambiguous moment: SES took the message, the process died before the ledger knew.
     The redelivery finds the claim abandoned and records the reader uncertain: never mailed twice."""

@@ -67,6 +67,17 @@ def transient(exc: BaseException) -> bool:
     return status >= 500 or status == 429
 
 
+def permanent(exc: BaseException) -> bool:
+    """A failure AWS or botocore says no retry will cure: an error answer that is not transient
+    (access denied, a missing parameter, a validation error), or a request botocore refused to
+    make. Anything else that is not transient is unknown, and left to the queue's retries."""
+    from botocore.exceptions import ParamValidationError
+
+    if isinstance(exc, ClientError):
+        return not transient(exc)
+    return isinstance(exc, ParamValidationError)
+
+
 def reached(exc: BaseException) -> bool:
     """Whether the failed request may have been acted on: False only when no connection was
     made, or the service answered (an error response is its refusal to act)."""

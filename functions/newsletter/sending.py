@@ -361,8 +361,11 @@ class _Attempt:
             if retry.transient(exc):  # no connection was made: nothing was sent
                 self._release(r, exc)
                 return
-            self._release(r, None)  # our code failed before the request was made (a bug)
-            raise RetryLater(f"SES call failed: {retry.describe(exc)}", pause=f"sending fails: {retry.describe(exc)}: {str(exc)[:200]}") from exc
+            # Not botocore's: it came from outside the HTTP exchange (botocore wraps whatever
+            # happens in it), so the request was not made. The claim goes back, and the batch
+            # fails: SQS delivers it again, and the ledger shows what this attempt finished.
+            self._release(r, None)
+            raise
         self._settle(r, "sent", message_id=response["MessageId"])
 
     def _release(self, r: Recipient, exc: BaseException | None) -> None:

@@ -134,10 +134,10 @@ def record_handler(record: SQSRecord) -> dict:
         result = sending.deliver(batch, template, deps, counts, logger, sqs=aws.client("sqs"),
                                  test_recipients=allowed, redelivered=record.receive_count > 1)
     except Exception as exc:
-        if retry.transient(exc):
+        if not retry.permanent(exc):
             raise  # SQS delivers the batch again; everything done so far is found done
-        # The message cannot be built, the token secret is missing, access is denied: every
-        # retry would fail the same way. The issue pauses, saying why, and the batch waits.
+        # The token secret is missing, access is denied, a request is invalid: every retry
+        # would fail the same way. The issue pauses, saying why, and the batch waits.
         return pause(batch, issue, f"sending fails ({retry.describe(exc)}: {str(exc)[:200]})")
     if result.stop:
         _Invocation.stop_reason = result.reason
