@@ -472,3 +472,37 @@ def test_a_missing_token_secret_pauses_the_issue_instead_of_failing_for_hours(st
     assert queue_depth(stack, "SendQueue") == 1 and mailed() == []  # the batch waits for the resume
     out = capsys.readouterr().out
     assert '"IssuePaused":[1.0]' in out.replace(" ", "")  # what IssuePausedAlarm watches
+
+
+def test_an_issue_completes_even_when_every_count_s_answer_is_lost(stack, monkeypatch):
+    """Each counting transaction goes through but its answer is lost (a read timeout after DynamoDB
+    acted). The retry finds everything counted, and must still see that the issue is finished."""
+    from botocore.exceptions import ReadTimeoutError
+
+    from newsletter import aws
+
+    readers = published(stack, 12)
+    real = aws.client
+
+    def client(service):
+        c = real(service)
+        if service != "dynamodb":
+            return c
+
+        class AnswerLost:
+            def __getattr__(self, name):
+                return getattr(c, name)
+
+            def transact_write_items(self, **kwargs):
+                c.transact_write_items(**kwargs)
+                raise ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+
+        return AnswerLost()
+
+    client.cache_clear = real.cache_clear
+    stack.poll("FanoutFunction")  # every page counted first: the last count is a send batch's
+    monkeypatch.setattr(aws, "client", client)
+    stack.poll("SendFunction")
+    assert_each_once(r["email"] for r in readers)
+    record = issue_record(stack, "2015-07")
+    assert (record["status"], record["queued"], record["sent"]) == ("sent", 12, 12)

@@ -98,7 +98,9 @@ def count_batch(ddb, table: str, issue_id: str, batch_id: str, outcomes: dict[st
     A marker item per batch (`batch#<id>`) holds the recipients counted so far and a version. The
     marker's update (only if its version is unchanged) and the counters' ADD are one transaction:
     a delivery that lost the race, or an SDK retry of a transaction that went through, reads the
-    marker again and finds nothing new. Returns the issue record after (None: nothing was new).
+    marker again and finds nothing new. Returns the issue record after, whether or not this call
+    added anything: the call that added the last count may have lost its answer, and whoever comes
+    next must still see that the issue is finished.
     """
     from collections import Counter
 
@@ -109,7 +111,7 @@ def count_batch(ddb, table: str, issue_id: str, batch_id: str, outcomes: dict[st
         counted, version = set(found.get("counted") or ()), int(found.get("v") or 0)
         new = {k: s for k, s in keyed.items() if k not in counted}
         if not new:
-            return None
+            return get_issue(ddb, table, issue_id)
         adds = Counter(new.values())
         try:
             ddb.transact_write_items(
@@ -176,13 +178,13 @@ def finished(record: dict) -> bool:
     return int(record.get("segments_done") or 0) >= SHARDS and handled >= int(record.get("queued") or 0)
 
 
-def complete_if_finished(ddb, table: str, record: dict | None, at: str | None = None) -> bool:
+def complete_if_finished(ddb, table: str, record: dict | None, at: str | None = None, **values) -> bool:
     """sending → sent once the issue is finished (whoever sees it first: the last send or the last
     fan-out page); True if this call made the change."""
     if not record or record.get("status") != "sending" or not finished(record):
         return False
     at = at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return update_issue(ddb, table, record["issue_id"], expect_status="sending", status="sent", sent_at=at)
+    return update_issue(ddb, table, record["issue_id"], expect_status="sending", status="sent", sent_at=at, **values)
 
 
 def record_page(ddb, table: str, issue_id: str, shard: int, page: int, queued: int, last: bool) -> bool:
