@@ -497,6 +497,12 @@ def subscribers_import(
     if not file.is_file():
         raise CliError(f"no such file: {file}")
     _check_list_id(list_id)
+    if list_name is not None:
+        from newsletter import headers
+
+        why = headers.refused(list_name) or ("" if list_name.strip() else "must not be empty")
+        if why:
+            raise CliError(f"--list-name {why}")
     target = _target(ctx)
     size = file.stat().st_size
     with Progress(TextColumn("importing"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[rows]} rows"),

@@ -20,11 +20,13 @@ from typing import TextIO
 
 from email_validator import EmailNotValidError, validate_email
 
+from newsletter import headers
 from newsletter.privacy import normalise_address
 from newsletter.store import from_item
 from newsletter.store.subscribers import ACTIVE, SHARDS, STATUSES, batch_get, key, partition, put_subscribers
 
 CORE = ("email", "name", "language", "status")
+MAX_NAME = 200
 EMAIL_HEADERS = ("email", "e-mail")
 DEFAULT_LANGUAGE = "en"  # as devstack/demo.py's loader
 KEPT_PROBLEMS = 1000  # kept in memory; the report file has all of them
@@ -294,6 +296,12 @@ class _Columns:
             i = self.core.get(column)
             return cells[i].strip() if i is not None and i < len(cells) else ""
 
+        # The name goes into every message's To header: the one header rule, at the door.
+        why = headers.refused(cell("name"))
+        if why:
+            return value, f"name {why}"
+        if len(cell("name")) > MAX_NAME:
+            return value, f"name longer than {MAX_NAME} characters"
         status = cell("status").lower() or ACTIVE
         if status not in STATUSES:
             return value, f"status {cell('status')[:40]!r} is not one of {', '.join(STATUSES)}"

@@ -165,11 +165,12 @@ def test_bad_rows_are_reported_with_their_physical_line(tables, tmp_path):
         "last@example.com,Last,active\n",  # 12
     )
     r = run(tables, path)
-    assert (r.rows, r.imported, r.invalid) == (9, 2, 7) and accounted(r)
-    assert set(stored(tables)) == {"good@example.com", "last@example.com"}
-    assert stored(tables)["good@example.com"]["name"] == "Multi\nline name"
+    assert (r.rows, r.imported, r.invalid) == (9, 1, 8) and accounted(r)
+    assert set(stored(tables)) == {"last@example.com"}
     got = {p.line: p for p in r.problems}
-    assert list(got) == [5, 6, 7, 8, 9, 10, 11]
+    assert list(got) == [2, 5, 6, 7, 8, 9, 10, 11]
+    # A name goes into the To header: a line break in it is refused, with the row's first line.
+    assert got[2].value == "good@example.com" and got[2].reason.startswith("name must be a single line")
     assert got[5].value == "not-an-address" and "@-sign" in got[5].reason
     assert got[6].value == "a@b" and "period" in got[6].reason
     assert "'paused' is not one of active, unsubscribed, bounced, complained" in got[7].reason

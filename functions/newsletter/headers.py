@@ -28,6 +28,11 @@ ADDRESS_PATTERN = (
 _ADDRESS = re.compile(ADDRESS_PATTERN)
 
 
+# What mail software decodes as an RFC 2047 encoded word: text that must never come from outside
+# as it is (an encoded word can carry any bytes, line breaks included, past every check above).
+_ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[bBqQ]\?[^?\s]*\?=")
+
+
 class UnsafeHeader(ValueError):
     """A value that must not go into a mail header (the message says which character, and where)."""
 
@@ -47,6 +52,21 @@ def problem(value: str) -> str | None:
     return f"must be a single line of text: it contains {kind} ({_name(char)}) at character {found.start() + 1}"
 
 
+def encoded_word(value: str) -> str | None:
+    """Why `value` could be read as an RFC 2047 encoded word, or None."""
+    found = _ENCODED_WORD.search(value)
+    if found is None:
+        return None
+    return (f"contains {found.group()[:40]!r} at character {found.start() + 1}, which mail software would decode "
+            "as an encoded word (=?charset?q?...?=): write the text itself")
+
+
+def refused(value: str) -> str | None:
+    """Why a value from outside (a name, a subject) is refused at the door, or None: what
+    `problem` refuses, and encoded-word look-alikes."""
+    return problem(value) or encoded_word(value)
+
+
 def check(value: str) -> str:
     """`value`, if it may go into a header; else UnsafeHeader."""
     why = problem(value)
@@ -64,3 +84,52 @@ def check_address(value: str) -> str:
             "before the @, a domain after it; no name, comma or angle brackets)"
         )
     return value
+
+
+# --- writing header values ---------------------------------------------------------------------
+#
+# The message builder writes its headers itself instead of handing values to the stdlib's header
+# parser, which decodes encoded words it finds in them (and, in some Python releases, writes the
+# decoded line breaks back out: CVE-2024-6923). A value that is plain printable ASCII and holds
+# nothing that looks like an encoded word is written as it is; any other is written as encoded
+# words we make from the whole text, so that whatever it contains, "=?" included, reads back as
+# text and never as a header or an encoded word of its own.
+
+
+def _plain(value: str) -> bool:
+    return value.isascii() and value.isprintable() and "=?" not in value
+
+
+def unstructured(header: str, value: str) -> str:
+    """An unstructured header's value (Subject), as written: refused if unsafe (UnsafeHeader)."""
+    from email.header import Header
+
+    check(value)
+    if _plain(value) and len(header) + 2 + len(value) <= 78:
+        return value
+    return Header(value, "utf-8", header_name=header).encode(linesep="\r\n")
+
+
+def is_address(value: str) -> bool:
+    return bool(_ADDRESS.fullmatch(value))
+
+
+def mailbox(display: str, address: str) -> str:
+    """`Display Name <address>` (or the address alone), the name quoted or encoded as it needs."""
+    if not is_address(address):
+        raise UnsafeHeader(f"{address[:80]!r} is not one plain email address")
+    return named(display, address) if display else address
+
+
+def named(display: str, inner: str) -> str:
+    """`Display Name <inner>` (a mailbox, a List-Id), the name quoted or encoded as it needs."""
+    from email.header import Header
+    from email.utils import formataddr
+
+    check(display)
+    check(inner)
+    if any(c in inner for c in "<> ,;"):
+        raise UnsafeHeader(f"{inner[:80]!r} cannot stand between angle brackets")
+    if _plain(display):
+        return formataddr((display, inner))  # quoted, with its specials escaped, if it needs it
+    return f"{Header(display, 'utf-8').encode(linesep=chr(13) + chr(10))} <{inner}>"

@@ -39,7 +39,7 @@ def _one_line(value: str) -> str:
     # may all end up in a header or a subject line, and the message builder applies it too.
     if _MARKERS.search(value):
         raise ValueError("contains reserved characters U+E000/U+E001")
-    why = headers.problem(value)
+    why = headers.refused(value)
     if why:
         raise ValueError(why)
     if _CONTROL.search(value):  # a tab: harmless in a header, but not in a one-line field

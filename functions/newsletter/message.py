@@ -103,7 +103,8 @@ def check_headers(prepared: PreparedIssue) -> None:
 
 
 def safe_name(name: str) -> str:
-    """A recipient's name for the To header, or nothing if it could break the header."""
+    """A recipient's name for the To header, or nothing if it could break the header (the import
+    refuses such names; one that slipped past is left out, never written)."""
     return "" if not name or headers.problem(name) else name
 
 
@@ -146,7 +147,6 @@ def build(prepared: PreparedIssue, *, address: str, name: str, token: str, base_
 
 import binascii  # noqa: E402
 import os  # noqa: E402
-from email.utils import formataddr  # noqa: E402
 
 _CRLF = b"\r\n"
 _SOFT_BREAK = b"=\r\n"
@@ -195,15 +195,16 @@ class MessageTemplate:
         # '=' never appears unencoded in a quoted-printable body, so no body line can look
         # like this boundary.
         self.boundary = f"=_nl_{os.urandom(12).hex()}"
-        head = EmailMessage(policy=_HEADER_POLICY)
-        head["From"] = Address(display_name=prepared.from_name, addr_spec=prepared.from_address)
-        if prepared.reply_to:
-            head["Reply-To"] = prepared.reply_to
-        head["Subject"] = prepared.subject
-        head["List-Id"] = f"{prepared.list_name} <{prepared.list_id}.{prepared.domain}>"
-        head["List-Archive"] = f"<{prepared.web_url}>"
-        head["Feedback-ID"] = f"{prepared.issue_id}:{prepared.list_id}:newsletter"
-        self.head = head.as_bytes(policy=_HEADER_POLICY).split(b"\r\n\r\n", 1)[0] + _CRLF
+        # Written by hand, not by the stdlib's header registry (see headers.py).
+        lines = [
+            ("From", headers.mailbox(prepared.from_name, prepared.from_address)),
+            *([("Reply-To", headers.mailbox("", prepared.reply_to))] if prepared.reply_to else []),
+            ("Subject", headers.unstructured("Subject", prepared.subject)),
+            ("List-Id", headers.named(prepared.list_name, f"{prepared.list_id}.{prepared.domain}")),
+            ("List-Archive", f"<{prepared.web_url}>"),
+            ("Feedback-ID", f"{prepared.issue_id}:{prepared.list_id}:newsletter"),
+        ]
+        self.head = "".join(f"{name}: {value}\r\n" for name, value in lines).encode("ascii")
         self.tail_headers = (
             b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
             b"MIME-Version: 1.0\r\n"
@@ -228,10 +229,12 @@ class MessageTemplate:
     def render(self, *, address: str, name: str, token: str) -> bytes:
         """The raw message for one recipient (the same message `build` makes)."""
         wire = ascii_address(address)  # the body shows the address as the reader knows it
+        if not headers.is_address(wire):
+            raise InvalidAddress("not one plain address (dot-atom local part, a domain)")
         name = safe_name(name)
         https = f"{self.base_url}{self._join}token={token}{self._hint}"
         mailto = f"mailto:{self.mailbox}?subject=unsubscribe%20{token}"
-        to = formataddr((name, wire), charset="utf-8") if name else wire
+        to = headers.mailbox(name, wire)
         values = {"name": name or "", "email": address, "unsubscribe_url": https}
         out = [
             self.head,

@@ -197,9 +197,9 @@ def check_list_settings(mailing_list: dict, settings: PublishSettings) -> list[s
     from . import headers
 
     checks = (
-        ("list name", mailing_list.get("name"), headers.check),
-        ("list from_name", mailing_list.get("from_name"), headers.check),
-        ("sender name", settings.sender_name, headers.check),
+        ("list name", mailing_list.get("name"), _refuse),
+        ("list from_name", mailing_list.get("from_name"), _refuse),
+        ("sender name", settings.sender_name, _refuse),
         ("list from_address", mailing_list.get("from_address"), headers.check_address),
         ("list reply_to", mailing_list.get("reply_to"), headers.check_address),
         ("sender address", settings.sender_address, headers.check_address),
@@ -212,6 +212,14 @@ def check_list_settings(mailing_list: dict, settings: PublishSettings) -> list[s
         except headers.UnsafeHeader as exc:
             problems.append(f"{what}: {exc}")
     return problems
+
+
+def _refuse(value: str) -> None:
+    from . import headers
+
+    why = headers.refused(value)
+    if why:
+        raise headers.UnsafeHeader(why)
 
 
 def render(issue: Issue, mailing_list: dict, *, settings: PublishSettings) -> tuple[dict, str]:
