@@ -19,7 +19,8 @@ from datetime import datetime, timezone
 
 from . import template as tpl
 
-TOPIC_ARN = f"arn:aws:sns:{tpl.REGION}:{tpl.ACCOUNT}:newsletter-FeedbackTopic"
+# As CloudFormation names it (the events/ samples carry this ARN); the local stack's topic is it.
+TOPIC_ARN = f"arn:aws:sns:{tpl.REGION}:{tpl.ACCOUNT}:newsletter-FeedbackTopic-1TQ7HEXAMPLE"
 SENDER = "news@news.example.org"
 SIMULATOR = {
     "success@simulator.amazonses.com": [("Delivery", {})],

@@ -171,6 +171,10 @@ class LocalStack:
                     "FunctionArn": f"arn:aws:lambda:{region}:{tpl.ACCOUNT}:function:local-{logical}",
                 }
 
+        for logical in tpl.resources(template, "AWS::SNS::Topic"):
+            # A topic's Ref is its ARN; the feedback function checks envelopes against it.
+            arn = f"arn:aws:sns:{region}:{tpl.ACCOUNT}:newsletter-{logical}-1TQ7HEXAMPLE"
+            physical[logical] = {"Ref": arn, "TopicName": arn.rsplit(":", 1)[1]}
         for logical, res in template["Resources"].items():
             physical.setdefault(logical, {"Ref": f"local-{logical}", "Arn": f"arn:aws:local:::{logical}"})
 

@@ -575,3 +575,31 @@ def test_feedback_function_does_not_load_the_renderer():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# --- trusted feedback only ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["raw body, no envelope", "another topic's envelope", "the topic's ARN in the body only"])
+def test_feedback_not_from_the_stacks_topic_is_dropped_and_acts_on_nothing(stack, capsys, how):
+    """A forged complaint for an address never mailed must neither suppress it nor pause the issue."""
+    open_issue(stack, sent=600)
+    forged = notification("Complaint", "m-forged", ["victim@example.com"], issue_id="2015-07", list_id="infomail")
+    body = {
+        "raw body, no envelope": json.dumps(forged),
+        "another topic's envelope": json.dumps({**json.loads(ses_feedback.sns_body(forged)),
+                                                "TopicArn": "arn:aws:sns:us-east-1:999999999999:someone-elses"}),
+        "the topic's ARN in the body only": json.dumps({**forged, "TopicArn": ses_feedback.TOPIC_ARN}),
+    }[how]
+    capsys.readouterr()
+    assert feed_bodies(stack, body) == {"batchItemFailures": []}
+    out = capsys.readouterr().out
+    assert "untrusted feedback dropped" in out and metric(out, "FeedbackUntrusted", ("service",)) == 1
+    assert "victim@example.com" not in out
+    assert counts(stack) == {} and suppressed(stack) == {}
+    assert issue_record(stack, "2015-07")["status"] == "sending"
+
+
+def test_the_feedback_function_is_told_its_topic_by_the_template(stack):
+    env = stack.functions["FeedbackFunction"].environment
+    assert env["FEEDBACK_TOPIC_ARN"] == stack.ref("FeedbackTopic") == ses_feedback.TOPIC_ARN

@@ -139,3 +139,23 @@ def test_verification_compares_in_constant_time(monkeypatch):
     with pytest.raises(InvalidToken):
         verify(SECRET, _tampered_mac())
     assert len(calls) == 2
+
+
+def test_a_token_has_exactly_one_valid_spelling():
+    """base64 leaves spare low bits in a last character that does not fill whole bytes: setting them
+    spells the same bytes another way. Only the canonical spelling verifies."""
+    secret = b"s3cret"
+    token = tokens.sign(secret, "infomail", "reader@example.com")
+    assert tokens.verify(secret, token)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    accepted = set()
+    for part in (1, 2):  # the payload and the signature
+        pieces = token.split(".")
+        for c in alphabet:
+            pieces[part] = pieces[part][:-1] + c
+            try:
+                tokens.verify(secret, ".".join(pieces))
+                accepted.add(".".join(pieces))
+            except tokens.InvalidToken:
+                pass
+    assert accepted == {token}

@@ -393,3 +393,35 @@ def test_a_query_string_with_too_many_parameters_is_refused(stack, readers):
     response = call(stack, "POST", query, "List-Unsubscribe=One-Click")
     assert response["statusCode"] == 400
     assert record(stack)["status"] == "active"
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("content_type", ["multipart/form-data; boundary=x", "application/x-www-form-urlencoded", None])
+@pytest.mark.parametrize("body, encoded", [("%%% not base64 %%%", True), ("A" * 400_000, True), ("x" * 400_000, False)])
+def test_a_get_or_head_with_any_body_is_answered_as_without_one(stack, readers, method, content_type, body, encoded):
+    response = call(stack, method, {"token": token_for()}, body, base64_body=encoded, content_type=content_type)
+    assert response["statusCode"] == 200 and record(stack)["status"] == "active"
+
+
+def test_any_event_gets_an_answer_never_a_crash(stack, readers):
+    """Whatever reaches the function (a test event, a misrouted trigger, fields of the wrong type)."""
+    import random
+
+    good = stack.function_url_event("POST", {"token": token_for()}, "List-Unsubscribe=One-Click")
+    odd = [None, 0, 1.5, "", "x", [], {}, [1], {"a": 1}, True, "\x00" * 3, "%" * 5000]
+    rnd = random.Random(3)
+    answers = set()
+    for event in [None, [], "GET /", {}, {"requestContext": 5}, {"requestContext": {"http": []}}]:
+        answers.add(stack.invoke("UnsubscribeFunction", event)["statusCode"])
+    for _ in range(300):
+        event = json.loads(json.dumps(good))
+        for _ in range(rnd.randint(1, 3)):
+            context = event.get("requestContext")
+            http = context.get("http") if isinstance(context, dict) else None
+            places = [event, context, http, event.get("headers")]
+            where = rnd.choice([p for p in places if isinstance(p, dict)])
+            where[rnd.choice(list(where) or ["x"])] = rnd.choice(odd)
+        response = stack.invoke("UnsubscribeFunction", event)
+        assert response["statusCode"] in (200, 400, 405, 413), response
+        answers.add(response["statusCode"])
+    assert answers >= {200, 400, 405}

@@ -81,6 +81,8 @@ class FeedbackSettings:
     suppressions_table: str
     sends_table: str  # its by_message_id index ties a notification without tags to its issue
     feedback_table: str
+    # Only notifications from this topic (in their SNS envelope) are acted on.
+    feedback_topic_arn: str
     # Transient/Undetermined bounces: suppress an address after this many within this many days.
     soft_bounce_limit: int = 3
     soft_bounce_days: int = 30

@@ -5,8 +5,8 @@ Pure functions, no AWS. SES writes two formats, and both reach us through SNS:
 - configuration-set event publishing (`eventType`: Send, Reject, Bounce, Complaint, Delivery,
   Open, Click, Rendering Failure, DeliveryDelay), whose `mail.tags` name the issue and the list.
 
-`unwrap` takes an SQS message body (the SNS envelope, or the SES JSON itself when raw message
-delivery is on) and `classify` turns the SES JSON into `Feedback` values. SES may add fields at any
+`unwrap` takes an SQS message body (the SNS envelope of the stack's own topic; anything else is
+`Untrusted`) and `classify` turns the SES JSON into `Feedback` values. SES may add fields at any
 time: unknown fields are ignored; unknown notification types raise `Unknown`; anything that is not
 the documented shape raises `Malformed`. Neither error's text ever contains an address.
 """
@@ -63,6 +63,10 @@ class Unknown(ValueError):
         self.kind = kind[:40]
 
 
+class Untrusted(ValueError):
+    """Not from the stack's own feedback topic: no SNS envelope, or another topic's (never acted on)."""
+
+
 class Ignored(Exception):
     """A notification that needs no action (SES's subscription check, an SNS confirmation)."""
 
@@ -91,14 +95,23 @@ class Feedback:
         return self.kind == "bounce" and self.bounce_type != "Permanent"
 
 
-def unwrap(body: str) -> dict:
-    """The SES JSON inside an SQS message body.
+def unwrap(body: str, *, topic_arn: str | None = None) -> dict:
+    """The SES JSON inside an SQS message body: the SNS envelope's `Message`.
 
-    The body is the SNS envelope (`Type` Notification, the SES JSON as a string in `Message`), or,
-    with raw message delivery on, the SES JSON itself.
+    With `topic_arn` (as the feedback function reads it), only an envelope of type Notification
+    from that topic is accepted: a bare SES JSON body, or another topic's, raises Untrusted. The
+    queue's policy admits only SNS on behalf of that topic, and the topic's only SES of this
+    account; this check keeps a message put on the queue some other way from being acted on.
+    Without it (reading a dead letter), a bare body is read as SES JSON.
     """
     data = _json_object(body, "message body")
-    if "Type" in data and "notificationType" not in data and "eventType" not in data:
+    enveloped = "Type" in data and "notificationType" not in data and "eventType" not in data
+    if topic_arn is not None:
+        if not enveloped:
+            raise Untrusted("not an SNS envelope")
+        if data.get("TopicArn") != topic_arn:
+            raise Untrusted("from another topic")
+    if enveloped:
         kind = data.get("Type")
         if kind in ("SubscriptionConfirmation", "UnsubscribeConfirmation"):
             raise Ignored(f"SNS {kind}")

@@ -46,25 +46,30 @@ class Request:
 
     @classmethod
     def from_event(cls, event: dict) -> "Request":
-        """The request in a Function URL event; BadRequest if its query string cannot be read."""
-        http = (event.get("requestContext") or {}).get("http") or {}
-        raw_query = event.get("rawQueryString")
-        if raw_query is not None:
-            # The raw string, not queryStringParameters, which joins repeated names with commas.
-            try:
-                query = parse_qs(raw_query, keep_blank_values=True, max_num_fields=50)
-            except ValueError as exc:
-                raise BadRequest("too many query parameters") from exc
-        else:
-            query = {k: [v] for k, v in (event.get("queryStringParameters") or {}).items()}
-        return cls(
-            method=str(http.get("method") or "").upper(),
-            path=str(http.get("path") or event.get("rawPath") or "/"),
-            query=query,
-            headers={str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()},
-            raw_body=event.get("body") or "",
-            base64_body=bool(event.get("isBase64Encoded")),
-        )
+        """The request in a Function URL event; BadRequest if it cannot be read (whatever it holds)."""
+        if not isinstance(event, dict):
+            raise BadRequest("not a Function URL event")
+        try:
+            http = (event.get("requestContext") or {}).get("http") or {}
+            raw_query = event.get("rawQueryString")
+            if raw_query is not None:
+                # The raw string, not queryStringParameters, which joins repeated names with commas.
+                query = parse_qs(str(raw_query), keep_blank_values=True, max_num_fields=50)
+            else:
+                query = {str(k): [str(v)] for k, v in (event.get("queryStringParameters") or {}).items()}
+            body = event.get("body") or ""
+            return cls(
+                method=str(http.get("method") or "").upper()[:16],
+                path=str(http.get("path") or event.get("rawPath") or "/"),
+                query=query,
+                headers={str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()},
+                raw_body=body if isinstance(body, str) else "",
+                base64_body=bool(event.get("isBase64Encoded")),
+            )
+        except ValueError as exc:
+            raise BadRequest("too many query parameters") from exc
+        except (AttributeError, TypeError) as exc:
+            raise BadRequest("not a Function URL event") from exc
 
     def body(self, max_bytes: int) -> bytes:
         """The body as bytes (decoded from base64 when the URL encoded it); BodyTooLarge past max_bytes."""

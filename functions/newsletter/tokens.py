@@ -30,7 +30,10 @@ def _unb64(text: str) -> bytes:
     # urlsafe_b64decode skips foreign characters; a token has exactly one spelling.
     if not _B64URL.fullmatch(text):
         raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:  # unused low bits of the last character set: another spelling of the same bytes
+        raise ValueError("not the canonical base64url spelling")
+    return data
 
 
 def _mac(secret: bytes, payload: bytes) -> bytes:

@@ -27,7 +27,11 @@ class _Invocation:
 
 def record_handler(record: SQSRecord) -> dict:
     try:
-        events = feedback.classify(feedback.unwrap(record.body))
+        events = feedback.classify(feedback.unwrap(record.body, topic_arn=feedback_settings().feedback_topic_arn))
+    except feedback.Untrusted as exc:
+        logger.warning("untrusted feedback dropped", extra={"message_id": record.message_id, "why": str(exc)})
+        _Invocation.totals.other["FeedbackUntrusted"] += 1
+        return {"dropped": True}
     except feedback.Ignored as exc:
         logger.info("feedback ignored", extra={"message_id": record.message_id, "what": str(exc)})
         return {"ignored": True}

@@ -70,9 +70,11 @@ def handler(event, context):
         list_name=list_name,
         now=_now,
     )
-    one_click = form.get("List-Unsubscribe") == ["One-Click"] or (
+    # The body is read (and its size and encoding checked) only for a POST: a GET or HEAD that
+    # carries one, however large or malformed, is answered as if it had none.
+    one_click = request.method == "POST" and (form.get("List-Unsubscribe") == ["One-Click"] or (
         request.content_type == "multipart/form-data" and b'name="List-Unsubscribe"' in request.body(MAX_BODY)
-    )
+    ))
     result = respond(
         request.method,
         request.query.get("token", []) + form.get("token", []),
