@@ -605,6 +605,17 @@ def subscribers_export(
     console.print(f"{n} subscriber(s) of {list_id} written to {out}")
 
 
+@subscribers_app.command("hash")
+@handled
+def subscribers_hash(ctx: typer.Context, addresses: list[str] = typer.Argument(..., help="One or more addresses.")):
+    """The keyed hash the functions' logs carry for an address (to find one reader's log lines)."""
+    from newsletter.privacy import address_hash
+
+    secret = _target(ctx).token_secret()
+    for address in addresses:
+        console.print(f"{address_hash(address, secret=secret)}  {address}")
+
+
 @subscribers_app.command("count")
 @handled
 def subscribers_count(ctx: typer.Context, list_id: str = typer.Option(..., "--list", help="The list to count.")):

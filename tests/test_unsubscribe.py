@@ -340,7 +340,7 @@ def test_logs_name_the_outcome_and_list_never_the_address(stack, readers, capsys
     assert READER not in out and token not in out and token[:-4] not in out
     for outcome in ("shown", "unsubscribed", "unchanged", "invalid"):
         assert f'"outcome":"{outcome}"' in out
-    assert address_hash(READER) in out and '"list_id":"infomail"' in out
+    assert address_hash(READER, secret=SECRET.encode()) in out and '"list_id":"infomail"' in out
     metrics = [json.loads(line) for line in out.splitlines() if line.startswith("{") and '"_aws"' in line]
 
     def total(name):

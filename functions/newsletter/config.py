@@ -83,6 +83,8 @@ class FeedbackSettings:
     feedback_table: str
     # Only notifications from this topic (in their SNS envelope) are acted on.
     feedback_topic_arn: str
+    # The token secret keys the address hashes in the logs.
+    token_secret_parameter: str
     # Transient/Undetermined bounces: suppress an address after this many within this many days.
     soft_bounce_limit: int = 3
     soft_bounce_days: int = 30

@@ -5,7 +5,11 @@ from __future__ import annotations
 import sys
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+from .privacy import scrub
+
 
 class _Stdout:
     """sys.stdout as it is when a line is written (the local runner and tests redirect it)."""
@@ -17,7 +21,15 @@ class _Stdout:
         sys.stdout.flush()
 
 
-logger = Logger(stream=_Stdout())
+class _Scrubbed(LambdaPowertoolsFormatter):
+    """Every line, as Powertools formats it, with anything that looks like an address replaced by
+    its keyed hash: AWS error texts and exceptions may name a recipient; the logs never do."""
+
+    def format(self, record) -> str:
+        return scrub(super().format(record))
+
+
+logger = Logger(stream=_Stdout(), logger_formatter=_Scrubbed())
 
 
 def issue_metrics(issue_id: str, counts: dict[str, int]) -> None:

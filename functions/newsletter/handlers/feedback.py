@@ -10,7 +10,7 @@ from __future__ import annotations
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from .. import aws, feedback, reputation, retry
+from .. import aws, feedback, privacy, reputation, retry
 from ..config import feedback_settings
 from ..observe import issue_metrics, logger, service_metrics
 from ..privacy import address_hash
@@ -66,6 +66,8 @@ def record_handler(record: SQSRecord) -> dict:
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
+    settings = feedback_settings()
+    privacy.use_secret(lambda: aws.secret_parameter(settings.token_secret_parameter))  # keys the hashes in the logs
     _Invocation.totals = totals = reputation.Totals()
     try:
         return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import aws, clock, control, retry, sending
+from .. import aws, clock, control, privacy, retry, sending
 from ..config import send_settings
 from ..message import MessageTemplate, PreparedIssue
 from ..observe import issue_metrics, logger, service_metrics
@@ -156,6 +156,8 @@ def _paused(issue_id: str, record: dict) -> None:
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
     _Invocation.context, _Invocation.stop_reason, _Invocation.totals = context, None, {}
+    settings = send_settings()
+    privacy.use_secret(lambda: aws.secret_parameter(settings.token_secret_parameter))  # keys the hashes in the logs
     # Partial batch responses by hand, not with Powertools' batch utility: same contract
     # (ReportBatchItemFailures), a third less cold start for the function throughput depends on.
     failures = []

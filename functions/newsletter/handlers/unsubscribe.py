@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
-from .. import aws
+from .. import aws, privacy
 from .. import unsubscribe_pages as pages
 from ..config import unsubscribe_settings
 from ..function_url import BadRequest, BodyTooLarge, Request, html_response
@@ -62,6 +62,7 @@ def handler(event, context):
             return _refused(400, "bad-request", pages.invalid_link(), str(exc))
 
     settings = unsubscribe_settings()
+    privacy.use_secret(lambda: aws.secret_parameter(settings.token_secret_parameter))  # keys the hashes in the logs
     deps = Deps(
         ddb=aws.client("dynamodb"),
         subscribers_table=settings.subscribers_table,
