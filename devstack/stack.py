@@ -71,6 +71,7 @@ class Function:
     async_retries: int = 2  # EventInvokeConfig.MaximumRetryAttempts (AWS's default: 2)
     on_failure: str | None = None  # logical id of the queue an async event goes to after its retries
     clients: dict = field(default_factory=dict)  # its container's boto3 clients (newsletter.aws)
+    secrets: dict = field(default_factory=dict)  # and its cached secret
 
     def module(self):
         return importlib.import_module(self.handler.rsplit(".", 1)[0])
@@ -88,6 +89,8 @@ class LocalStack:
     clock: VirtualClock = field(default_factory=VirtualClock)
     # Faults injected into the functions' AWS calls while they run (devstack/faults.py).
     faults: object | None = None
+    # Notes every AWS call each function makes (devstack/iam.py).
+    recorder: object | None = None
     _sequencer: int = 0
     _clients: dict = field(default_factory=dict)
 
@@ -256,13 +259,15 @@ class LocalStack:
             "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testing") if not self.endpoint_url else "testing",
             "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing") if not self.endpoint_url else "testing",
         }
-        # Each function keeps its own clients between invocations, as a warm container does.
-        saved, aws._clients = aws._clients, function.clients
+        # Each function keeps its own clients and cached secret between invocations, as a warm
+        # container does.
+        saved = aws._clients, aws._secrets
+        aws._clients, aws._secrets = function.clients, function.secrets
         try:
             with isolated_environment({**runtime, **function.environment}, keep_prefixes=("MOTO_", "PYTEST_")):
                 yield
         finally:
-            aws._clients = saved
+            aws._clients, aws._secrets = saved
 
     @contextmanager
     def _running(self):
@@ -270,7 +275,7 @@ class LocalStack:
         the fault plan, if any, in the functions' AWS clients."""
         with installed(self.clock, sqs=self.endpoint_url is None), (
             self.faults.installed() if self.faults is not None else contextlib.nullcontext()
-        ):
+        ), (self.recorder.installed() if self.recorder is not None else contextlib.nullcontext()):
             yield
 
     def context(self, logical_id: str) -> FakeContext:
@@ -282,12 +287,17 @@ class LocalStack:
         function = self.functions[logical_id]
         with self._running():
             context = context or self.context(logical_id)
+            caller = self.recorder.function if self.recorder is not None else None
+            if self.recorder is not None:
+                self.recorder.function = logical_id
             try:
                 with self.environment(function), compressed_waits(self.endpoint_url is not None):
                     return getattr(function.module(), function.handler.rsplit(".", 1)[1])(event, context)
             finally:
                 if self.faults is not None:
                     self.faults.invocation_ended()
+                if self.recorder is not None:
+                    self.recorder.function = caller
 
     def invoke_async(self, logical_id: str, event: dict):
         """As Lambda handles an asynchronous event (an S3 notification): an invocation that

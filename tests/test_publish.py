@@ -57,7 +57,7 @@ def test_changed_document_for_published_issue_is_refused_with_when(stack):
     assert result["outcomes"][0]["status"] == "refused"
     report = s3_text(stack, "issues/2015-07.json.error.txt")
     assert "already published" in report and "never sent twice" in report
-    assert issue_record(stack, "2015-07")["fanout_started_at"] in report
+    assert issue_record(stack, "2015-07")["sending_at"] in report  # when it began to go out
     deliver(stack)
     assert len(mailed()) == 5
 
