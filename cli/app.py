@@ -33,6 +33,8 @@ dlq_app = typer.Typer(help="Dead letters: what each DLQ holds (without addresses
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(local_app, name="local")
 app.add_typer(dlq_app, name="dlq")
+secret_app = typer.Typer(help="The unsubscribe tokens' secret: which version signs, and rotating it.", no_args_is_help=True)
+app.add_typer(secret_app, name="secret")
 
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -405,6 +407,58 @@ def cancel(
     _control(ctx, "cancel", issue)
 
 
+# --- the token secret -------------------------------------------------------------------------------
+
+
+def _when(at: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@secret_app.command("show")
+@handled
+def secret_show(ctx: typer.Context):
+    """The token secret's versions: which one signs, and until when the older ones are honoured."""
+    target = _target(ctx)
+    ring = target.token_keys()
+    current = ring.current()
+    console.print(f"{target.token_secret_name()}: version {current.version} signs (written {_when(current.written_at)})")
+    for version in range(current.version - 1, max(0, current.version - 10), -1):
+        until = ring.honoured_until(version)
+        if until is None:
+            break
+        state = "honoured until" if ring.honoured(version) is not None else "no longer honoured since"
+        console.print(f"  version {version}: {state} {_when(until)}")
+    console.print(f"links signed with a replaced version keep working {ring.grace_s / 86400:.0f} days (TokenGraceDays)")
+
+
+@secret_app.command("rotate")
+@handled
+def secret_rotate(
+    ctx: typer.Context,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+):
+    """Write a new token secret (a new SSM version): new mail is signed with it; links in mail
+    already sent keep working for TokenGraceDays, then stop."""
+    import secrets
+
+    target = _target(ctx)
+    ring = target.token_keys()
+    current = ring.current()
+    days = ring.grace_s / 86400
+    if not yes and not typer.confirm(
+        f"Replace version {current.version} of {target.token_secret_name()}? Links already sent keep working "
+        f"{days:.0f} days.", default=False):
+        raise typer.Exit(EXIT_ERROR)
+    answer = target.client("ssm").put_parameter(Name=target.token_secret_name(), Value=secrets.token_urlsafe(48),
+                                                Type="SecureString", Overwrite=True)
+    console.print(f"version {answer['Version']} signs from now on (the functions read it within 5 minutes); "
+                  f"links signed with version {current.version} keep working until about "
+                  f"{_when(ring.current().written_at + ring.grace_s)}")
+    console.print("the address hashes in the logs change with it: `newsletter subscribers hash` prints the new ones")
+
+
 # --- dead letters ----------------------------------------------------------------------------------
 
 
@@ -560,7 +614,7 @@ def subscribers_unsubscribe(
         value = token.strip()
         value = value.split()[-1] if value.lower().startswith("unsubscribe") else value
         try:
-            list_id, address = tokens.verify(target.token_secret(), value)
+            list_id, address = tokens.verify(target.token_keys(), value)
         except tokens.InvalidToken as exc:
             raise CliError(f"--token is not one of ours ({exc}); nothing changed") from None
     else:

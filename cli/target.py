@@ -69,20 +69,41 @@ class Target:
                 self._clients[service] = self.session.client(service)
         return self._clients[service]
 
-    def token_secret(self) -> bytes:
-        """The unsubscribe tokens' secret (SSM SecureString), as the functions read it."""
+    def token_secret_name(self) -> str:
         if self.local is not None:
-            name = "/" + self.local.param("TokenSecretParameter").lstrip("/")
-        else:
-            name = self.outputs.get("TokenSecretParameterName")
-            if not name:
-                raise CliError(f"stack {self.name!r} has no output TokenSecretParameterName: is it up to date?")
-        client = self.client("ssm")
+            return "/" + self.local.param("TokenSecretParameter").lstrip("/")
+        name = self.outputs.get("TokenSecretParameterName")
+        if not name:
+            raise CliError(f"stack {self.name!r} has no output TokenSecretParameterName: is it up to date?")
+        return name
+
+    def grace_days(self) -> float:
+        """TokenGraceDays as deployed (the unsubscribe function's TOKEN_GRACE_DAYS)."""
+        if self.local is not None:
+            return float(self.local.functions["UnsubscribeFunction"].environment.get("TOKEN_GRACE_DAYS", 365))
+        return float(self.outputs.get("TokenGraceDays") or 365)
+
+    def token_key(self, version: int | None = None):
+        """One version of the token secret (the newest without one), as the functions read it."""
+        from newsletter.keys import Key
+
+        name, client = self.token_secret_name(), self.client("ssm")
         try:
-            value = client.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+            p = client.get_parameter(Name=f"{name}:{version}" if version else name, WithDecryption=True)["Parameter"]
         except client.exceptions.ParameterNotFound:
             raise CliError(f"the token secret {name} does not exist yet (README, deploy step 4)") from None
-        return value.encode("utf-8")
+        except client.exceptions.ParameterVersionNotFound:
+            return None
+        return Key(int(p.get("Version") or 1), p["Value"].encode("utf-8"), p["LastModifiedDate"].timestamp())
+
+    def token_secret(self) -> bytes:
+        """The unsubscribe tokens' secret (SSM SecureString, its newest version)."""
+        return self.token_key().secret
+
+    def token_keys(self):
+        from newsletter.keys import KeyRing
+
+        return KeyRing(self.token_key, self.grace_days())
 
     def publish_environment(self) -> dict[str, str]:
         """The publish function's environment: its sender, web address and limits, as deployed."""

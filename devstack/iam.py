@@ -115,7 +115,8 @@ def needed(call: Call) -> list[tuple[str, str]]:
         return [(action, f"arn:aws:ses:{region}:{account}:configuration-set/{p['ConfigurationSetName']}"),
                 (action, f"arn:aws:ses:{region}:{account}:identity/*")]
     if call.service == "ssm":
-        return [(f"ssm:{_camel(call.operation)}", f"arn:aws:ssm:{region}:{account}:parameter/{p['Name'].lstrip('/')}")]
+        name = p["Name"].lstrip("/").split(":", 1)[0]  # a version selector (name:3) names the same parameter
+        return [(f"ssm:{_camel(call.operation)}", f"arn:aws:ssm:{region}:{account}:parameter/{name}")]
     return [(f"{call.service}:{_camel(call.operation)}", "*")]
 
 

@@ -164,13 +164,13 @@ def test_each_malformed_document_gets_a_clear_report_and_sends_nothing(stack, ca
 
 @pytest.mark.parametrize("handler", ["send", "fanout"])
 def test_senders_do_not_load_the_renderer(handler):
-    """Cold starts of the hot functions pay for neither Jinja2 nor pydantic nor css-inline."""
+    """Cold starts of the hot functions pay for neither Jinja2, pydantic, css-inline nor email-validator."""
     import subprocess
     import sys
 
     code = (
         f"import sys, newsletter.handlers.{handler}; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'jinja2', 'pydantic', 'css_inline', 'markdown_it', 'nh3'}))"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'jinja2', 'pydantic', 'css_inline', 'markdown_it', 'nh3', 'email_validator', 'dns'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

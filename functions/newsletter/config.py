@@ -131,6 +131,8 @@ class UnsubscribeSettings:
     issues_table: str
     lists_table: str
     token_secret_parameter: str
+    # How long after a rotation links signed with the replaced secret still work (keys.py).
+    token_grace_days: float = 365
 
 
 @cache

@@ -182,7 +182,7 @@ class Issue(Model):
     read_more: Link | None = None
     sections: Annotated[list[Section], Field(max_length=12)] = []
     footer: Footer
-    reply_to: Annotated[str, StringConstraints(pattern=headers.ADDRESS_PATTERN), AfterValidator(headers.check_address)] | None = Field(
+    reply_to: Annotated[str, StringConstraints(pattern=headers.ADDRESS_PATTERN), AfterValidator(headers.validate_address)] | None = Field(
         default=None, description="One plain email address (ASCII local part) for replies."
     )
 

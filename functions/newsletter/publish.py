@@ -200,9 +200,9 @@ def check_list_settings(mailing_list: dict, settings: PublishSettings) -> list[s
         ("list name", mailing_list.get("name"), _refuse),
         ("list from_name", mailing_list.get("from_name"), _refuse),
         ("sender name", settings.sender_name, _refuse),
-        ("list from_address", mailing_list.get("from_address"), headers.check_address),
-        ("list reply_to", mailing_list.get("reply_to"), headers.check_address),
-        ("sender address", settings.sender_address, headers.check_address),
+        ("list from_address", mailing_list.get("from_address"), headers.validate_address),
+        ("list reply_to", mailing_list.get("reply_to"), headers.validate_address),
+        ("sender address", settings.sender_address, headers.validate_address),
     )
     problems = []
     for what, value, check in checks:

@@ -144,6 +144,7 @@ class Deps:
     time_left_ms: Callable[[], int] = lambda: 900_000
     clock: Callable[[], float] = field(default_factory=lambda: clock.now)
     sleep: Callable[[float], None] = field(default_factory=lambda: clock.sleep)
+    key_version: int | None = None  # the token secret's version (tokens name it: keys.py)
     limiter: RateLimiter | None = None  # paces SES calls to this instance's share of the rate
     workers: int = 1  # SES calls in flight at once
 
@@ -338,7 +339,8 @@ class _Attempt:
             return
         try:
             raw = self.template.render(address=r.address, name=r.name,
-                                       token=tokens.sign(deps.secret, batch.list_id, r.address))
+                                       token=tokens.sign(deps.secret, batch.list_id, r.address,
+                                                         key_version=deps.key_version))
         except message.InvalidAddress as exc:
             self._settle(r, "rejected", error=f"address: {exc}")
             return

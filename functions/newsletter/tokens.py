@@ -1,7 +1,13 @@
 """Signed unsubscribe tokens: HMAC-SHA256 over (list, address), checked in constant time.
 
 A token names one list and one address; it cannot be edited to name another without the secret.
-Format: `v1.<base64url(list "\\n" address)>.<base64url(mac)>`.
+Formats:
+- `v2.<key version>.<base64url(list "\\n" address)>.<base64url(mac)>`: what is signed now. The key
+  version is the version of the secret's SSM parameter that signed it (keys.py), so the secret can
+  be rotated while links in mail already sent keep working for a grace period;
+- `v1.<base64url(list "\\n" address)>.<base64url(mac)>`: tokens signed before keys had versions,
+  checked against every key still honoured.
+The version and the key version are part of what is signed: neither can be edited.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import hmac
 import re
 
 VERSION = "v1"
+VERSION_2 = "v2"
 _MAX_TOKEN = 1024
 
 
@@ -36,32 +43,64 @@ def _unb64(text: str) -> bytes:
     return data
 
 
-def _mac(secret: bytes, payload: bytes) -> bytes:
-    # The version is part of what is signed, so a v1 mac can never validate another format.
-    return hmac.new(secret, VERSION.encode() + b"." + payload, hashlib.sha256).digest()
+def _mac(secret: bytes, payload: bytes, prefix: str = VERSION) -> bytes:
+    # The format (and key version) is part of what is signed, so a mac can never validate another.
+    return hmac.new(secret, prefix.encode() + b"." + payload, hashlib.sha256).digest()
 
 
-def sign(secret: bytes, list_id: str, address: str) -> str:
+def sign(secret: bytes, list_id: str, address: str, *, key_version: int | None = None) -> str:
+    """A token for (list, address); with key_version (the secret's version), in the v2 format."""
     if not secret:
         raise ValueError("empty token secret")
     payload = f"{list_id}\n{address}".encode("utf-8")
-    return f"{VERSION}.{_b64(payload)}.{_b64(_mac(secret, payload))}"
+    if key_version is None:
+        return f"{VERSION}.{_b64(payload)}.{_b64(_mac(secret, payload))}"
+    prefix = f"{VERSION_2}.{int(key_version)}"
+    return f"{prefix}.{_b64(payload)}.{_b64(_mac(secret, payload, prefix))}"
 
 
-def verify(secret: bytes, token: str) -> tuple[str, str]:
-    """Return (list_id, address) for a genuine token; raise InvalidToken otherwise."""
-    if not secret:
-        raise ValueError("empty token secret")
+class _OneKey:
+    """A single secret of unknown version (tests, and callers that hold just one)."""
+
+    def __init__(self, secret: bytes):
+        if not secret:
+            raise ValueError("empty token secret")
+        self._secret = secret
+
+    def honoured(self, version: int) -> bytes | None:
+        return self._secret
+
+    def unversioned(self) -> list[bytes]:
+        return [self._secret]
+
+
+def verify(keys, token: str) -> tuple[str, str]:
+    """Return (list_id, address) for a genuine token; raise InvalidToken otherwise.
+
+    `keys` is the secret itself, or a key ring (`keys.KeyRing`): `honoured(version)` gives the
+    secret of a version still honoured (else None), `unversioned()` the secrets a v1 token may be
+    signed with."""
+    ring = _OneKey(keys) if isinstance(keys, (bytes, bytearray)) else keys
     if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN:
         raise InvalidToken("missing or oversized token")
     parts = token.split(".")
-    if len(parts) != 3 or parts[0] != VERSION:
+    if len(parts) == 3 and parts[0] == VERSION:
+        prefix, secrets = VERSION, ring.unversioned()
+    elif len(parts) == 4 and parts[0] == VERSION_2 and re.fullmatch(r"[1-9][0-9]{0,9}", parts[1]):
+        prefix = f"{VERSION_2}.{parts[1]}"
+        secret = ring.honoured(int(parts[1]))
+        if secret is None:
+            raise InvalidToken("the token's key is no longer honoured (or never was)")
+        secrets = [secret]
+        parts = [prefix, parts[2], parts[3]]
+    else:
         raise InvalidToken("unknown token format")
     try:
         payload, mac = _unb64(parts[1]), _unb64(parts[2])
     except (ValueError, TypeError) as exc:
         raise InvalidToken("token is not valid base64url") from exc
-    if not hmac.compare_digest(mac, _mac(secret, payload)):
+    # Every candidate is compared (in constant time), whichever matches.
+    if not any([hmac.compare_digest(mac, _mac(secret, payload, prefix)) for secret in secrets]):
         raise InvalidToken("token signature does not match")
     try:
         list_id, address = payload.decode("utf-8").split("\n")

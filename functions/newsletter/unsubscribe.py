@@ -48,7 +48,7 @@ class Deps:
     ddb: object
     subscribers_table: str
     issues_table: str
-    secret: Callable[[], bytes]  # called only once a token is there to check
+    secret: Callable[[], object]  # the keys (or one secret), asked for only once a token is there to check
     list_name: Callable[[str], str | None]
     now: Callable[[], str]
 

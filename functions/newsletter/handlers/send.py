@@ -119,11 +119,13 @@ def record_handler(record: SQSRecord) -> dict:
         if not _quota.sending_enabled:
             _Invocation.stop_reason = "sending paused for the account"
             return wait(batch, _Invocation.stop_reason)
+        key = aws.token_key(settings.token_secret_parameter)  # the newest version signs
         deps = Deps(
             ddb=aws.client("dynamodb"),
             ses=ses,
             settings=settings,
-            secret=aws.secret_parameter(settings.token_secret_parameter),
+            secret=key.secret,
+            key_version=key.version,
             time_left_ms=_Invocation.context.get_remaining_time_in_millis,
             limiter=limiter,
             workers=workers_for(limiter.rate) if limiter else 1,

@@ -67,7 +67,7 @@ def handler(event, context):
         ddb=aws.client("dynamodb"),
         subscribers_table=settings.subscribers_table,
         issues_table=settings.issues_table,
-        secret=lambda: aws.secret_parameter(settings.token_secret_parameter),
+        secret=lambda: aws.token_keys(settings.token_secret_parameter, settings.token_grace_days),
         list_name=list_name,
         now=_now,
     )
