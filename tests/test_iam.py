@@ -142,3 +142,13 @@ def test_the_public_function_has_a_reserved_concurrency_by_default():
     assert props["ReservedConcurrentExecutions"] == {
         "Fn::If": ["ReservesUnsubscribeConcurrency", {"Ref": "UnsubscribeConcurrency"}, {"Ref": "AWS::NoValue"}]}
     assert template["Parameters"]["UnsubscribeConcurrency"]["Default"] >= 1
+
+
+def test_the_security_page_lists_every_statement_of_every_function():
+    page = (tpl.ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    rows = {(line.split("|")[1].strip(), line.split("|")[2].strip().strip("`")) for line in page.splitlines()
+            if line.startswith("| ") and line.count("|") == 5}
+    for name, props in tpl.function_specs(tpl.load()).items():
+        for policy in props.get("Policies") or []:
+            for st in policy["Statement"]:
+                assert (name.removesuffix("Function"), st["Sid"]) in rows, f"docs/security.md misses {name} {st['Sid']}"
