@@ -125,3 +125,13 @@ def test_a_local_publish_with_every_value_at_its_limit_sends_only_our_headers(st
         assert len(msg["To"].addresses) == 1 and msg["To"].addresses[0].addr_spec.startswith("reader")
         assert str(msg["Subject"]) == 'Infomail: July; Bcc <evil@example.net>, "quoted"'
     assert sorted(m["To"].addresses[0].display_name for m in messages) == sorted(names)
+
+
+def test_a_long_plain_subject_is_folded_not_encoded():
+    subject = "Infomail July 2015: the European Neighbourhood Policy, migration partnerships and more news from the region"
+    raw = MessageTemplate(prepared(subject=subject), base_url=BASE, mailbox=MAILBOX).render(
+        address="victim@example.com", name="", token="T")
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert b"=?" not in head.split(b"Subject:", 1)[1].split(b"\r\nList-Id", 1)[0]  # readable as it is
+    assert max(len(line) for line in head.split(b"\r\n")) <= 998
+    assert str(parsed(raw)["Subject"]) == subject

@@ -119,8 +119,11 @@ def unstructured(header: str, value: str) -> str:
     from email.header import Header
 
     check(value)
-    if _plain(value) and len(header) + 2 + len(value) <= 78:
-        return value
+    if _plain(value) and len(header) + 2 + len(value) <= 998:
+        # As it is, folded at its spaces when long: never encoded (spam filters frown on that).
+        if len(header) + 2 + len(value) <= 78 or " " not in value.strip():
+            return value
+        return Header(value, "us-ascii", header_name=header).encode(linesep="\r\n")
     return Header(value, "utf-8", header_name=header).encode(linesep="\r\n")
 
 
