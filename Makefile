@@ -10,7 +10,7 @@ help:
 	@echo "make demo         run the whole pipeline locally (moto stands in for AWS); output in out/"
 	@echo "make test         run the test suite"
 	@echo "make faults       the whole pipeline under injected AWS faults (1%, 3%, 10%; above and below the SDK), then a crash at every call (~20 min)"
-	@echo "make lint         cfn-lint and sam validate --lint on template.yaml"
+	@echo "make lint         ruff (lint and format) on the code; cfn-lint and sam validate --lint on template.yaml"
 	@echo "make build-check  sam build, then import each handler with only boto3 beside it"
 	@echo "make schema       regenerate schema/issue.schema.json from the issue model"
 	@echo "make bench        run the benchmarks (a few minutes); bench/results.json and bench/results.md"
@@ -41,6 +41,8 @@ faults: $(VENV)/.installed
 	$(PY) -m devstack.faults --crashes
 
 lint: $(VENV)/.installed $(SAM_VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	bash scripts/lint-template.sh
 
 build-check: $(SAM_VENV)/.installed

@@ -147,8 +147,14 @@ def main() -> int:
         t1 = time.perf_counter()
         response = getattr(module, attr)(event, context)
         t2, c2 = time.perf_counter(), time.process_time()
-        out.update(total_s=t2 - t0, cpu_s=c2 - c0, import_s=t1 - t0, first_call_s=t2 - t1, services=patch.asked,
-                   response=_summary(response))
+        out.update(
+            total_s=t2 - t0,
+            cpu_s=c2 - c0,
+            import_s=t1 - t0,
+            first_call_s=t2 - t1,
+            services=patch.asked,
+            response=_summary(response),
+        )
         after = cfg.get("after_span")
         if after and patch.original is not None:
             # What creating the clients the first event asked for adds to a real cold start.

@@ -89,14 +89,19 @@ def _seed(tmp: Path, *, with_issue: bool) -> dict:
         names["SubscribersTable"]: common.subscriber_items(list_id, common.subscribers_from_csv()),
     }
     if with_issue:
-        items[names["IssuesTable"]] = [to_item({"issue_id": issue_id, "sk": "issue", "list_id": list_id, "status": "sending"})]
+        items[names["IssuesTable"]] = [
+            to_item({"issue_id": issue_id, "sk": "issue", "list_id": list_id, "status": "sending"})
+        ]
     bucket = common.physical_names()["NewsletterBucket"]["Ref"] if "NewsletterBucket" in common.physical_names() else ""
     message = tmp / "message.json"
     message.write_bytes(common.json_bytes(prepared))
     return {
         "tables": tables,
         "items": items,
-        "s3": {f"{bucket}/issues/{issue_id}.json": str(common.EXAMPLE_ISSUE), f"{bucket}/rendered/{issue_id}/message.json": str(message)},
+        "s3": {
+            f"{bucket}/issues/{issue_id}.json": str(common.EXAMPLE_ISSUE),
+            f"{bucket}/rendered/{issue_id}/message.json": str(message),
+        },
         "ses_rate": SES_RATE_FOR_COLD_START,
         "ssm_default": common.SECRET,
     }
@@ -105,8 +110,13 @@ def _seed(tmp: Path, *, with_issue: bool) -> dict:
 def child_env(env: dict[str, str]) -> dict[str, str]:
     """A Lambda-like process environment: the function's variables, the packages on a plain path."""
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "TMPDIR", "SYSTEMROOT")}
-    return {**keep, **env, "PYTHONPATH": os.pathsep.join([str(common.ROOT / "functions"), str(common.ROOT)]),
-            "PYTHONDONTWRITEBYTECODE": "", "PYTHONHASHSEED": "0"}
+    return {
+        **keep,
+        **env,
+        "PYTHONPATH": os.pathsep.join([str(common.ROOT / "functions"), str(common.ROOT)]),
+        "PYTHONDONTWRITEBYTECODE": "",
+        "PYTHONHASHSEED": "0",
+    }
 
 
 def run_child(cfg: dict, env: dict[str, str], tmp: Path, *, importtime: bool = False, timeout: float = 120) -> dict:
@@ -114,8 +124,15 @@ def run_child(cfg: dict, env: dict[str, str], tmp: Path, *, importtime: bool = F
     cfg = {**cfg, "out": str(path.with_suffix(".out.json"))}
     path.write_text(json.dumps(cfg))
     args = [sys.executable] + (["-X", "importtime"] if importtime else []) + [str(CHILD), str(path)]
-    proc = subprocess.run(args, env=child_env(env), cwd=str(common.ROOT), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True, timeout=timeout)
+    proc = subprocess.run(
+        args,
+        env=child_env(env),
+        cwd=str(common.ROOT),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"cold-start child failed ({cfg.get('handler', 'baseline')}):\n{proc.stderr[-3000:]}")
     out = json.loads(Path(cfg["out"]).read_text())
@@ -140,14 +157,21 @@ def targets(tmp: Path) -> tuple[dict[str, dict], dict[str, str]]:
         seed_path = tmp / f"seed-{logical}.json"
         seed_path.write_text(json.dumps(_seed(tmp, with_issue=logical != "PublishFunction")))
         configs[logical] = {
-            "mode": "function", "handler": props["Handler"], "event": str(event),
-            "function_name": f"{common.STACK}-{logical}", "timeout": int(props.get("Timeout", 3)),
-            "memory": int(props.get("MemorySize", 128)), "seed_file": str(seed_path),
-            "_env": common.lambda_environment(logical), "_event_name": event.name,
+            "mode": "function",
+            "handler": props["Handler"],
+            "event": str(event),
+            "function_name": f"{common.STACK}-{logical}",
+            "timeout": int(props.get("Timeout", 3)),
+            "memory": int(props.get("MemorySize", 128)),
+            "seed_file": str(seed_path),
+            "_env": common.lambda_environment(logical),
+            "_event_name": event.name,
         }
     for logical, module in EXPECTED_HANDLERS.items():
         if logical not in fns and logical not in skipped:
-            skipped[logical] = "not in template.yaml yet" + ("" if _module_exists(module) else f"; {module} does not exist yet")
+            skipped[logical] = "not in template.yaml yet" + (
+                "" if _module_exists(module) else f"; {module} does not exist yet"
+            )
     return configs, skipped
 
 
@@ -166,7 +190,7 @@ def importtime_breakdown(stderr: str) -> dict:
         start = 0
     by_package: dict[str, float] = defaultdict(float)
     cumulative: list[tuple[float, str]] = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         # "import time: <self us> | <cumulative us> | <indent><module>"
         if not line.startswith("import time:"):
             continue
@@ -179,10 +203,23 @@ def importtime_breakdown(stderr: str) -> dict:
         cumulative.append((cum_us / 1000, name))
     total = sum(by_package.values())
     top = sorted(by_package.items(), key=lambda kv: -kv[1])[:10]
-    boto_family = {"boto3", "botocore", "s3transfer", "urllib3", "jmespath", "dateutil", "six", "certifi", "charset_normalizer", "idna"}
+    boto_family = {
+        "boto3",
+        "botocore",
+        "s3transfer",
+        "urllib3",
+        "jmespath",
+        "dateutil",
+        "six",
+        "certifi",
+        "charset_normalizer",
+        "idna",
+    }
     outside = sorted(((k, v) for k, v in by_package.items() if k not in boto_family), key=lambda kv: -kv[1])[:8]
-    heavy = sorted((c for c in cumulative if c[1].startswith(("aws_lambda_powertools", "newsletter")) and c[0] >= 5),
-                   key=lambda c: -c[0])[:10]
+    heavy = sorted(
+        (c for c in cumulative if c[1].startswith(("aws_lambda_powertools", "newsletter")) and c[0] >= 5),
+        key=lambda c: -c[0],
+    )[:10]
     return {
         "total_ms_under_importtime": round(total, 1),
         "self_ms_by_package": {k: round(v, 1) for k, v in top},
@@ -197,12 +234,17 @@ def run(runs: int = RUNS) -> dict:
         configs, skipped = targets(tmp)
         seeds = {k: _load_seed(c) for k, c in configs.items()}
         any_env = next(iter(configs.values()))["_env"] if configs else common.lambda_environment("SendFunction")
-        base_cfg = {"mode": "baseline", "seed": next(iter(seeds.values()))["seed"] if seeds else {"tables": {}, "items": {}, "s3": {}, "ses_rate": 1}}
+        base_cfg = {
+            "mode": "baseline",
+            "seed": next(iter(seeds.values()))["seed"]
+            if seeds
+            else {"tables": {}, "items": {}, "s3": {}, "ses_rate": 1},
+        }
         names = list(configs)
         samples: dict[str, list[dict]] = defaultdict(list)
         order = ["baseline"] + names
         for round_no in range(runs + 1):
-            rotated = order[round_no % len(order):] + order[: round_no % len(order)]
+            rotated = order[round_no % len(order) :] + order[: round_no % len(order)]
             for name in rotated:
                 if name in skipped:
                     continue
@@ -250,8 +292,12 @@ def run(runs: int = RUNS) -> dict:
                 continue
             it = run_child({**seeds[name], "after_span": None}, configs[name]["_env"], tmp, importtime=True)
             diagnosis[name] = importtime_breakdown(it["importtime"])
-            shared = [run_child({**seeds[name], "after_span": "shared_session"}, configs[name]["_env"], tmp)["client_creation_s"]
-                      for _ in range(5)]
+            shared = [
+                run_child({**seeds[name], "after_span": "shared_session"}, configs[name]["_env"], tmp)[
+                    "client_creation_s"
+                ]
+                for _ in range(5)
+            ]
             per_function[name]["plus_client_creation_shared_session_ms"] = common.ms(common.median(shared))
         goal_fns = [n for n in GOAL_FUNCTIONS if n in per_function]
         worst = max((per_function[n]["ratio_to_boto3"] for n in goal_fns), default=float("nan"))
@@ -260,18 +306,21 @@ def run(runs: int = RUNS) -> dict:
             "cold_start",
             worst,
             "x import boto3 (worst of " + ", ".join(n.removesuffix("Function") for n in goal_fns) + ")",
-            f"Send and Unsubscribe functions <= {GOAL_RATIO}x `import boto3` (CPU time, median of {runs} fresh interpreters)",
+            f"Send and Unsubscribe functions <= {GOAL_RATIO}x `import boto3` (CPU time, median of "
+            f"{runs} fresh interpreters)",
             met,
             boto3_import_cpu_median_ms=common.ms(base),
             boto3_import_median_ms=common.ms(base_wall),
-            boto3_import_wall_range_ms=[common.ms(min(x["total_s"] for x in samples["baseline"])),
-                                        common.ms(max(x["total_s"] for x in samples["baseline"]))],
+            boto3_import_wall_range_ms=[
+                common.ms(min(x["total_s"] for x in samples["baseline"])),
+                common.ms(max(x["total_s"] for x in samples["baseline"])),
+            ],
             functions=per_function,
             not_measured=skipped,
             diagnosis=diagnosis,
             runs=runs,
             method="fresh `python bench/_child.py` per run; AWS clients replaced by in-memory fakes before the timer; "
-                   "the figure compares CPU time (user+sys, all threads) of the span, which other processes on the "
-                   "machine disturb far less than wall-clock time (reported beside it); client creation measured after "
-                   "the span (current aws.py: one boto3 Session per client)",
+            "the figure compares CPU time (user+sys, all threads) of the span, which other processes on the "
+            "machine disturb far less than wall-clock time (reported beside it); client creation measured after "
+            "the span (current aws.py: one boto3 Session per client)",
         )

@@ -60,17 +60,34 @@ def physical_names() -> dict[str, dict[str, str]]:
         kind = res.get("Type", "")
         if kind == "AWS::SQS::Queue":
             url = f"https://sqs.{tpl.REGION}.amazonaws.com/{tpl.ACCOUNT}/{name}"
-            out[logical] = {"Ref": url, "QueueUrl": url, "QueueName": name, "Arn": f"arn:aws:sqs:{tpl.REGION}:{tpl.ACCOUNT}:{name}"}
+            out[logical] = {
+                "Ref": url,
+                "QueueUrl": url,
+                "QueueName": name,
+                "Arn": f"arn:aws:sqs:{tpl.REGION}:{tpl.ACCOUNT}:{name}",
+            }
         elif kind == "AWS::S3::Bucket":
             bucket = f"{STACK}-{tpl.ACCOUNT}-{tpl.REGION}"
-            out[logical] = {"Ref": bucket, "Arn": f"arn:aws:s3:::{bucket}", "DomainName": f"{bucket}.s3.amazonaws.com",
-                            "RegionalDomainName": f"{bucket}.s3.{tpl.REGION}.amazonaws.com"}
+            out[logical] = {
+                "Ref": bucket,
+                "Arn": f"arn:aws:s3:::{bucket}",
+                "DomainName": f"{bucket}.s3.amazonaws.com",
+                "RegionalDomainName": f"{bucket}.s3.{tpl.REGION}.amazonaws.com",
+            }
         elif kind == "AWS::DynamoDB::Table":
-            out[logical] = {"Ref": name, "Arn": f"arn:aws:dynamodb:{tpl.REGION}:{tpl.ACCOUNT}:table/{name}",
-                            "StreamArn": f"arn:aws:dynamodb:{tpl.REGION}:{tpl.ACCOUNT}:table/{name}/stream/x"}
+            out[logical] = {
+                "Ref": name,
+                "Arn": f"arn:aws:dynamodb:{tpl.REGION}:{tpl.ACCOUNT}:table/{name}",
+                "StreamArn": f"arn:aws:dynamodb:{tpl.REGION}:{tpl.ACCOUNT}:table/{name}/stream/x",
+            }
         else:
-            out[logical] = {"Ref": name, "Arn": f"arn:aws:local:{tpl.REGION}:{tpl.ACCOUNT}:{name}", "Name": name,
-                            "TopicName": name, "Id": name}
+            out[logical] = {
+                "Ref": name,
+                "Arn": f"arn:aws:local:{tpl.REGION}:{tpl.ACCOUNT}:{name}",
+                "Name": name,
+                "TopicName": name,
+                "Id": name,
+            }
     return {logical: _Attributes(f"{STACK}-{logical}", attrs) for logical, attrs in out.items()}
 
 
@@ -79,8 +96,11 @@ def resolver() -> tpl.Resolver:
 
 
 def table_names() -> dict[str, str]:
-    return {logical: v["Ref"] for logical, v in physical_names().items()
-            if template()["Resources"][logical]["Type"] == "AWS::DynamoDB::Table"}
+    return {
+        logical: v["Ref"]
+        for logical, v in physical_names().items()
+        if template()["Resources"][logical]["Type"] == "AWS::DynamoDB::Table"
+    }
 
 
 def functions() -> dict[str, dict]:
@@ -198,8 +218,12 @@ def prepared_issue() -> dict:
 
     env = functions()["PublishFunction"]["env"]
     settings = PublishSettings(
-        bucket_name=env["BUCKET_NAME"], lists_table=env["LISTS_TABLE"], issues_table=env["ISSUES_TABLE"],
-        fanout_queue_url=env["FANOUT_QUEUE_URL"], web_base_url=env["WEB_BASE_URL"], sender_address=env["SENDER_ADDRESS"],
+        bucket_name=env["BUCKET_NAME"],
+        lists_table=env["LISTS_TABLE"],
+        issues_table=env["ISSUES_TABLE"],
+        fanout_queue_url=env["FANOUT_QUEUE_URL"],
+        web_base_url=env["WEB_BASE_URL"],
+        sender_address=env["SENDER_ADDRESS"],
         sender_name=env["SENDER_NAME"],
     )
     issue = parse_document(EXAMPLE_ISSUE.read_bytes(), max_bytes=settings.max_issue_bytes)
@@ -244,8 +268,14 @@ def subscribers_from_csv(path: Path = EXAMPLE_SUBSCRIBERS) -> list[dict]:
     rows = []
     with path.open(newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
-            rows.append({"email": row["email"].strip().lower(), "name": row.get("name") or "",
-                         "language": row.get("language") or "en", "status": row.get("status") or "active"})
+            rows.append(
+                {
+                    "email": row["email"].strip().lower(),
+                    "name": row.get("name") or "",
+                    "language": row.get("language") or "en",
+                    "status": row.get("status") or "active",
+                }
+            )
     return rows
 
 

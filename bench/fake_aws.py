@@ -29,8 +29,13 @@ class SimulatedSES:
     duplicated. `latency=None` answers at once (cold-start and memory runs).
     """
 
-    def __init__(self, rate: float, latency: tuple[float, float] | None = (0.02, 0.06), seed: int = 1,
-                 max_24h: float = 1_000_000.0):
+    def __init__(
+        self,
+        rate: float,
+        latency: tuple[float, float] | None = (0.02, 0.06),
+        seed: int = 1,
+        max_24h: float = 1_000_000.0,
+    ):
         self.rate, self.latency, self.max_24h = rate, latency, max_24h
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -49,7 +54,11 @@ class SimulatedSES:
             "DedicatedIpAutoWarmupEnabled": False,
             "EnforcementStatus": "HEALTHY",
             "ProductionAccessEnabled": True,
-            "SendQuota": {"Max24HourSend": self.max_24h, "MaxSendRate": self.rate, "SentLast24Hours": float(sum(self.accepted.values()))},
+            "SendQuota": {
+                "Max24HourSend": self.max_24h,
+                "MaxSendRate": self.rate,
+                "SentLast24Hours": float(sum(self.accepted.values())),
+            },
             "SendingEnabled": True,
         }
 
@@ -61,7 +70,9 @@ class SimulatedSES:
             share = self._random.uniform(0.3, 0.7)
         return total * share, total * (1 - share)
 
-    def send_email(self, *, Destination, Content, ConfigurationSetName=None, EmailTags=None, FromEmailAddress=None, **_):
+    def send_email(
+        self, *, Destination, Content, ConfigurationSetName=None, EmailTags=None, FromEmailAddress=None, **_
+    ):
         data = Content["Raw"]["Data"]
         if not isinstance(data, (bytes, bytearray)) or not data:
             raise _client_error("BadRequestException", "Raw message data must be bytes", "SendEmail")
@@ -120,7 +131,7 @@ class FakeS3:
             raise _client_error("NoSuchKey", "The specified key does not exist.", "GetObject", 404)
         if Range:
             first, _, last = Range.removeprefix("bytes=").partition("-")
-            data = data[int(first): int(last) + 1 if last else None]
+            data = data[int(first) : int(last) + 1 if last else None]
         return {"Body": _Body(data), "ContentLength": len(data)}
 
     def put_object(self, *, Bucket, Key, Body, **_):
@@ -153,7 +164,14 @@ class FakeSSM:
 
     def get_parameter(self, *, Name, WithDecryption=False, **_):
         self.calls["GetParameter"] += 1
-        return {"Parameter": {"Name": Name, "Type": "SecureString", "Value": self.values.get(Name, self.default), "Version": 1}}
+        return {
+            "Parameter": {
+                "Name": Name,
+                "Type": "SecureString",
+                "Value": self.values.get(Name, self.default),
+                "Version": 1,
+            }
+        }
 
 
 class WorkQueue:

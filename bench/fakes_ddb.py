@@ -40,7 +40,7 @@ def _plain(av: dict | None):
     """A comparable Python value for an attribute value (None when absent)."""
     if av is None:
         return None
-    (kind, value), = av.items()
+    ((kind, value),) = av.items()
     if kind == "N":
         return _number(value)
     if kind in ("S", "B", "BOOL"):
@@ -55,7 +55,7 @@ def _plain(av: dict | None):
 
 
 def _size_of_value(av: dict) -> int:
-    (kind, value), = av.items()
+    ((kind, value),) = av.items()
     if kind == "S":
         return len(value.encode("utf-8"))
     if kind == "N":
@@ -163,11 +163,15 @@ class _Parser:
         if fn == "attribute_not_exists":
             return lambda item, n, v: {"BOOL": args[0](item, n, v) is None}
         if fn == "begins_with":
-            return lambda item, n, v: {"BOOL": str(_plain(args[0](item, n, v)) or "").startswith(str(_plain(args[1](item, n, v))))}
+            return lambda item, n, v: {
+                "BOOL": str(_plain(args[0](item, n, v)) or "").startswith(str(_plain(args[1](item, n, v))))
+            }
         if fn == "contains":
+
             def contains(item, n, v):
                 hay, needle = _plain(args[0](item, n, v)), _plain(args[1](item, n, v))
                 return {"BOOL": hay is not None and needle in hay}
+
             return contains
         if fn == "if_not_exists":
             return lambda item, n, v: args[0](item, n, v) or args[1](item, n, v)
@@ -225,9 +229,11 @@ class _Parser:
             low = self.operand()
             self.take("kw", "AND")
             high = self.operand()
+
             def between(item, n, v):
                 x = _plain(left(item, n, v))
                 return x is not None and _plain(low(item, n, v)) <= x <= _plain(high(item, n, v))
+
             return between
         # A bare function call: attribute_exists(...) and friends.
         return lambda item, n, v: bool((left(item, n, v) or {}).get("BOOL"))
@@ -283,9 +289,11 @@ def compile_update(text: str):
             if p.peek() in (("punct", "+"), ("punct", "-")):
                 sign = p.take("punct")
                 second = p.operand()
+
                 def arith(item, n, v, a=first, b=second, sign=sign):
                     x, y = _plain(a(item, n, v)), _plain(b(item, n, v))
                     return {"N": _num_text(x + y if sign == "+" else x - y)}
+
                 actions.append(("SET", path, arith))
             else:
                 actions.append(("SET", path, first))
@@ -306,7 +314,7 @@ def _apply_update(item: dict, text: str, names: dict, values: dict) -> dict:
             new.pop(attr, None)
         elif mode == "ADD":
             add = operand(item, names, values)
-            (kind, value), = add.items()
+            ((kind, value),) = add.items()
             old = new.get(attr)
             if kind == "N":
                 base = _number(old["N"]) if old else 0
@@ -315,7 +323,7 @@ def _apply_update(item: dict, text: str, names: dict, values: dict) -> dict:
                 new[attr] = {kind: sorted(set(old[kind] if old else []) | set(value))}
         elif mode == "DELETE":
             remove = operand(item, names, values)
-            (kind, value), = remove.items()
+            ((kind, value),) = remove.items()
             if attr in new:
                 left = [x for x in new[attr][kind] if x not in set(value)]
                 if left:
@@ -396,7 +404,8 @@ class FakeDynamoDB:
 
     def __init__(self, tables: dict[str, dict]):
         self._tables = {
-            name: _Table(name, spec["hash"], spec.get("range"), spec.get("indexes") or {}) for name, spec in tables.items()
+            name: _Table(name, spec["hash"], spec.get("range"), spec.get("indexes") or {})
+            for name, spec in tables.items()
         }
         self._lock = threading.RLock()
         self.calls: Counter = Counter()
@@ -404,7 +413,7 @@ class FakeDynamoDB:
         self.write_units: Counter = Counter()  # by table
 
     @classmethod
-    def from_template(cls, template: dict, physical: dict[str, str]) -> "FakeDynamoDB":
+    def from_template(cls, template: dict, physical: dict[str, str]) -> FakeDynamoDB:
         """Tables of template.yaml (logical id → physical name in `physical`), with their GSIs."""
         tables = {}
         for logical, res in template["Resources"].items():
@@ -416,7 +425,11 @@ class FakeDynamoDB:
             for gsi in props.get("GlobalSecondaryIndexes") or []:
                 gk = {k["KeyType"]: k["AttributeName"] for k in gsi["KeySchema"]}
                 indexes[gsi["IndexName"]] = (gk["HASH"], gk.get("RANGE"))
-            tables[physical.get(logical, logical)] = {"hash": keys["HASH"], "range": keys.get("RANGE"), "indexes": indexes}
+            tables[physical.get(logical, logical)] = {
+                "hash": keys["HASH"],
+                "range": keys.get("RANGE"),
+                "indexes": indexes,
+            }
         return cls(tables)
 
     def table(self, name: str) -> _Table:
@@ -456,15 +469,26 @@ class FakeDynamoDB:
         extra = {"Item": _copy(exc.old)} if return_old == "ALL_OLD" and exc.old else {}
         return _client_error("ConditionalCheckFailedException", "The conditional request failed", operation, **extra)
 
-    def get_item(self, *, TableName, Key, ConsistentRead=False, ProjectionExpression=None, ExpressionAttributeNames=None, **_):
+    def get_item(
+        self, *, TableName, Key, ConsistentRead=False, ProjectionExpression=None, ExpressionAttributeNames=None, **_
+    ):
         self.calls["GetItem"] += 1
         with self._lock:
             item = self.table(TableName).get(Key)
             self._read(TableName, item_size(item), ConsistentRead)
             return {"Item": _project(item, ProjectionExpression, ExpressionAttributeNames or {})} if item else {}
 
-    def put_item(self, *, TableName, Item, ConditionExpression=None, ExpressionAttributeNames=None,
-                 ExpressionAttributeValues=None, ReturnValuesOnConditionCheckFailure=None, **_):
+    def put_item(
+        self,
+        *,
+        TableName,
+        Item,
+        ConditionExpression=None,
+        ExpressionAttributeNames=None,
+        ExpressionAttributeValues=None,
+        ReturnValuesOnConditionCheckFailure=None,
+        **_,
+    ):
         self.calls["PutItem"] += 1
         with self._lock:
             t = self.table(TableName)
@@ -477,8 +501,19 @@ class FakeDynamoDB:
             t.put(_copy(Item))
         return {}
 
-    def update_item(self, *, TableName, Key, UpdateExpression, ConditionExpression=None, ExpressionAttributeNames=None,
-                    ExpressionAttributeValues=None, ReturnValues=None, ReturnValuesOnConditionCheckFailure=None, **_):
+    def update_item(
+        self,
+        *,
+        TableName,
+        Key,
+        UpdateExpression,
+        ConditionExpression=None,
+        ExpressionAttributeNames=None,
+        ExpressionAttributeValues=None,
+        ReturnValues=None,
+        ReturnValuesOnConditionCheckFailure=None,
+        **_,
+    ):
         self.calls["UpdateItem"] += 1
         names, values = ExpressionAttributeNames or {}, ExpressionAttributeValues or {}
         with self._lock:
@@ -498,8 +533,17 @@ class FakeDynamoDB:
             return {"Attributes": _copy(old)}
         return {}
 
-    def delete_item(self, *, TableName, Key, ConditionExpression=None, ExpressionAttributeNames=None,
-                    ExpressionAttributeValues=None, ReturnValuesOnConditionCheckFailure=None, **_):
+    def delete_item(
+        self,
+        *,
+        TableName,
+        Key,
+        ConditionExpression=None,
+        ExpressionAttributeNames=None,
+        ExpressionAttributeValues=None,
+        ReturnValuesOnConditionCheckFailure=None,
+        **_,
+    ):
         self.calls["DeleteItem"] += 1
         with self._lock:
             t = self.table(TableName)
@@ -517,7 +561,9 @@ class FakeDynamoDB:
     def batch_get_item(self, *, RequestItems, **_):
         self.calls["BatchGetItem"] += 1
         if sum(len(r["Keys"]) for r in RequestItems.values()) > 100:
-            raise _client_error("ValidationException", "Too many items requested for the BatchGetItem call", "BatchGetItem")
+            raise _client_error(
+                "ValidationException", "Too many items requested for the BatchGetItem call", "BatchGetItem"
+            )
         responses = {}
         with self._lock:
             for table, req in RequestItems.items():
@@ -553,7 +599,7 @@ class FakeDynamoDB:
         with self._lock:
             reasons, plans = [], []
             for entry in TransactItems:
-                (kind, spec), = entry.items()
+                ((kind, spec),) = entry.items()
                 t = self.table(spec["TableName"])
                 key = spec["Item"] if kind == "Put" else spec["Key"]
                 old = t.get(key)
@@ -575,10 +621,12 @@ class FakeDynamoDB:
                 self._write(spec["TableName"], item_size(old), item_size(new), factor=2.0)
             if any(r["Code"] != "None" for r in reasons):
                 raise _client_error(
-                    "TransactionCanceledException", "Transaction cancelled, please refer cancellation reasons for specific reasons",
-                    "TransactWriteItems", CancellationReasons=reasons,
+                    "TransactionCanceledException",
+                    "Transaction cancelled, please refer cancellation reasons for specific reasons",
+                    "TransactWriteItems",
+                    CancellationReasons=reasons,
                 )
-            for t, key, old, new, kind in plans:
+            for t, key, _old, new, kind in plans:
                 if kind == "Delete":
                     t.delete(key)
                 elif kind != "ConditionCheck":
@@ -587,9 +635,23 @@ class FakeDynamoDB:
 
     # queries -------------------------------------------------------------------------------
 
-    def query(self, *, TableName, KeyConditionExpression, ExpressionAttributeValues, ExpressionAttributeNames=None,
-              IndexName=None, FilterExpression=None, ProjectionExpression=None, Limit=None, ExclusiveStartKey=None,
-              ScanIndexForward=True, Select=None, ConsistentRead=False, **_):
+    def query(
+        self,
+        *,
+        TableName,
+        KeyConditionExpression,
+        ExpressionAttributeValues,
+        ExpressionAttributeNames=None,
+        IndexName=None,
+        FilterExpression=None,
+        ProjectionExpression=None,
+        Limit=None,
+        ExclusiveStartKey=None,
+        ScanIndexForward=True,
+        Select=None,
+        ConsistentRead=False,
+        **_,
+    ):
         self.calls["Query"] += 1
         names, values = ExpressionAttributeNames or {}, ExpressionAttributeValues
         key_test = compile_condition(KeyConditionExpression)
@@ -598,7 +660,11 @@ class FakeDynamoDB:
             t = self.table(TableName)
             hash_key, range_key = t.indexes[IndexName] if IndexName else (t.hash_key, t.range_key)
             candidates = [i for i in t.items() if hash_key in i and key_test(i, names, values)]
-            order = lambda i: (_plain(i.get(range_key)) if range_key else 0, _plain(i[t.hash_key]), _plain(i.get(t.range_key)) if t.range_key else 0)  # noqa: E731
+            order = lambda i: (
+                _plain(i.get(range_key)) if range_key else 0,
+                _plain(i[t.hash_key]),
+                _plain(i.get(t.range_key)) if t.range_key else 0,
+            )  # noqa: E731
             candidates.sort(key=order, reverse=not ScanIndexForward)
             if ExclusiveStartKey:
                 start = order(ExclusiveStartKey)

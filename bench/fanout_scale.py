@@ -24,8 +24,14 @@ GOAL_SQS_PER_1000 = 2.5
 GOAL_SEGMENT_SHARE = 0.10  # "well within": a tenth of the 900 s limit, at Lambda's CPU share
 LAMBDA_FULL_VCPU_MB = 1769
 # Assumed round trips inside a region (not measured here: no network), to estimate wall time.
-ASSUMED_LATENCY_S = {"Query": 0.020, "BatchGetItem": 0.012, "TransactWriteItems": 0.015, "GetItem": 0.006,
-                     "SendMessageBatch": 0.020, "SendMessage": 0.010}
+ASSUMED_LATENCY_S = {
+    "Query": 0.020,
+    "BatchGetItem": 0.012,
+    "TransactWriteItems": 0.015,
+    "GetItem": 0.006,
+    "SendMessageBatch": 0.020,
+    "SendMessage": 0.010,
+}
 
 
 def run(total: int = TOTAL) -> dict:
@@ -56,8 +62,14 @@ def run(total: int = TOTAL) -> dict:
         segment = Segment.from_message(pending.pop(0))
         deadline = time.monotonic() + timeout
         c0, w0 = time.process_time(), time.perf_counter()
-        progress = fan_out(segment, settings=settings, ddb=ddb, sqs=sqs,
-                           time_left_ms=lambda: int((deadline - time.monotonic()) * 1000), logger=logger)
+        progress = fan_out(
+            segment,
+            settings=settings,
+            ddb=ddb,
+            sqs=sqs,
+            time_left_ms=lambda: int((deadline - time.monotonic()) * 1000),
+            logger=logger,
+        )
         cpu_by_shard[segment.shard] += time.process_time() - c0
         wall_by_shard[segment.shard] += time.perf_counter() - w0
         pages_by_shard[segment.shard] += progress.pages
@@ -112,8 +124,12 @@ def run(total: int = TOTAL) -> dict:
         sqs_calls=dict(sqs.calls),
         sqs_64kb_chunks_per_request=chunks_per_request,
         largest_send_message_bytes=max_body,
-        biggest_segment={"shard": biggest, "cpu_s": round(cpu_by_shard[biggest], 2), "wall_s": round(wall_by_shard[biggest], 2),
-                         "pages": pages_by_shard[biggest]},
+        biggest_segment={
+            "shard": biggest,
+            "cpu_s": round(cpu_by_shard[biggest], 2),
+            "wall_s": round(wall_by_shard[biggest], 2),
+            "pages": pages_by_shard[biggest],
+        },
         biggest_segment_lambda_cpu_s=round(biggest_lambda_cpu, 1),
         lambda_cpu_share=f"{memory} MB = {cpu_share:.2f} vCPU",
         segment_io_estimate_s=round(io_estimate, 1),

@@ -38,10 +38,14 @@ def run() -> dict:
         cfg = _load_seed(configs["SendFunction"])
         env = configs["SendFunction"]["_env"]
         prepared = common.prepared_issue()
-        people = [{"email": f"memory{n:04d}@example.com", "name": f"Reader {n}", "status": "active", "language": "en"}
-                  for n in range(MESSAGES * PER_MESSAGE)]
+        people = [
+            {"email": f"memory{n:04d}@example.com", "name": f"Reader {n}", "status": "active", "language": "en"}
+            for n in range(MESSAGES * PER_MESSAGE)
+        ]
         subscribers = common.table_names()["SubscribersTable"]
-        cfg["seed"]["items"][subscribers] = cfg["seed"]["items"].get(subscribers, []) + common.subscriber_items(prepared["list_id"], people)
+        cfg["seed"]["items"][subscribers] = cfg["seed"]["items"].get(subscribers, []) + common.subscriber_items(
+            prepared["list_id"], people
+        )
 
         class _Collect:
             bodies: list[str] = []
@@ -52,9 +56,13 @@ def run() -> dict:
 
         collect = _Collect()
         segment = fanout.Segment(prepared["issue_id"], prepared["list_id"], 0)
-        fanout.queue_batches(collect, "send-queue", segment, 0, [{"email": p["email"], "name": p["name"]} for p in people])
-        event = common.sqs_event(common.physical_names()["SendQueue"]["Arn"],
-                                 [{"MessageId": f"mem-{i:02d}", "Body": b} for i, b in enumerate(collect.bodies)])
+        fanout.queue_batches(
+            collect, "send-queue", segment, 0, [{"email": p["email"], "name": p["name"]} for p in people]
+        )
+        event = common.sqs_event(
+            common.physical_names()["SendQueue"]["Arn"],
+            [{"MessageId": f"mem-{i:02d}", "Body": b} for i, b in enumerate(collect.bodies)],
+        )
         event_path = tmp / "send-full-batch.json"
         event_path.write_text(json.dumps(event))
         cfg.update(event=str(event_path), real_clients=True, after_span=None)
@@ -80,5 +88,5 @@ def run() -> dict:
         runs_mb=[round(o["peak_rss_kb"] / 1024, 1) for o in outs],
         clients_created=sorted(set(outs[-1].get("services", []))),
         note="includes the in-memory fakes and their seed data (also in the boto3 figure); excludes Lambda's "
-             "runtime interface client, which shares the process (a few MB)",
+        "runtime interface client, which shares the process (a few MB)",
     )

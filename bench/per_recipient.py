@@ -97,19 +97,31 @@ def run() -> dict:
     def naive():
         for address, name in few:
             token = tokens.sign(secret, list_id, address)
-            r = render_issue(issue, web_url=prepared.web_url, list_name=prepared.list_name, sender_name=prepared.from_name)
+            r = render_issue(
+                issue, web_url=prepared.web_url, list_name=prepared.list_name, sender_name=prepared.from_name
+            )
             one = PreparedIssue(
-                issue_id, list_id, prepared.list_name, prepared.subject, prepared.from_name, prepared.from_address,
-                prepared.reply_to, prepared.web_url, Splice(r.html), Splice(r.text),
+                issue_id,
+                list_id,
+                prepared.list_name,
+                prepared.subject,
+                prepared.from_name,
+                prepared.from_address,
+                prepared.reply_to,
+                prepared.web_url,
+                Splice(r.html),
+                Splice(r.text),
             )
             raw = message.build(one, address=address, name=name, token=token, base_url=base_url, mailbox=mailbox)
             _request(ses, address, raw, issue_id, list_id, config_set)
 
-    for address, name in few[:3]:  # warm: Jinja2 compiles its templates once per process
+    for _address, _name in few[:3]:  # warm: Jinja2 compiles its templates once per process
         render_issue(issue, web_url=prepared.web_url, list_name=prepared.list_name, sender_name=prepared.from_name)
     fast_rate, fast_cpu = _best_rate(fast, FAST_N, FAST_REPEATS)
     naive_rate, naive_cpu = _best_rate(naive, NAIVE_N, NAIVE_REPEATS)
-    message_bytes = len(template.render(address=people[0][0], name=people[0][1], token=tokens.sign(secret, list_id, people[0][0])))
+    message_bytes = len(
+        template.render(address=people[0][0], name=people[0][1], token=tokens.sign(secret, list_id, people[0][0]))
+    )
     sdk = sdk_cost_per_recipient(template, secret, env)
     ratio = fast_rate / naive_rate
     met = ratio >= GOAL_RATIO and fast_rate >= GOAL_FAST
@@ -147,7 +159,9 @@ def _canned(body: dict, content_type: str):
     data = json.dumps(body).encode()
 
     def answer(request, **_):
-        return AWSResponse(request.url, 200, {"Content-Type": content_type, "Content-Length": str(len(data))}, _Raw(data))
+        return AWSResponse(
+            request.url, 200, {"Content-Type": content_type, "Content-Length": str(len(data))}, _Raw(data)
+        )
 
     return answer
 
@@ -161,9 +175,18 @@ def sdk_cost_per_recipient(template, secret: bytes, env: dict) -> dict:
     from newsletter import aws, tokens
     from newsletter.store import ledger, subscribers
 
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION")}
-    os.environ.update({"AWS_ACCESS_KEY_ID": "ASIABENCH", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_SESSION_TOKEN": "bench",
-                       "AWS_DEFAULT_REGION": "us-east-1"})
+    saved = {
+        k: os.environ.get(k)
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION")
+    }
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "ASIABENCH",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_SESSION_TOKEN": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
     try:
         session = boto3.session.Session(region_name="us-east-1")
         ddb = session.client("dynamodb", config=aws.config_for("dynamodb"))
@@ -174,12 +197,22 @@ def sdk_cost_per_recipient(template, secret: bytes, env: dict) -> dict:
         sends, subs, sups = env["SENDS_TABLE"], env["SUBSCRIBERS_TABLE"], env["SUPPRESSIONS_TABLE"]
         batch_ddb = session.client("dynamodb", config=aws.config_for("dynamodb"))
         batch_ddb.meta.events.register(
-            "before-send.dynamodb", _canned({"Responses": {subs: [], sups: []}, "UnprocessedKeys": {}}, "application/x-amz-json-1.0")
+            "before-send.dynamodb",
+            _canned({"Responses": {subs: [], sups: []}, "UnprocessedKeys": {}}, "application/x-amz-json-1.0"),
         )
 
         def one_recipient(address, name, now=1_435_737_600):
-            ledger.claim(ddb, sends, "2015-07", address, claim_id="0" * 32, status="sending", now=now, until=now + 60,
-                         batch_id="00-000000-00")
+            ledger.claim(
+                ddb,
+                sends,
+                "2015-07",
+                address,
+                claim_id="0" * 32,
+                status="sending",
+                now=now,
+                until=now + 60,
+                batch_id="00-000000-00",
+            )
             raw = template.render(address=address, name=name, token=tokens.sign(secret, "infomail", address))
             resp = _request(ses, address, raw, "2015-07", "infomail", env["CONFIGURATION_SET"])
             ledger.settle(ddb, sends, "2015-07", address, "0" * 32, "sent", now, message_id=resp["MessageId"])
@@ -201,5 +234,6 @@ def sdk_cost_per_recipient(template, secret: bytes, env: dict) -> dict:
     return {
         "with_sdk_cpu_us_per_recipient": round(cpu * 1e6),
         "with_sdk_msgs_per_s_one_core": round(rate),
-        "with_sdk_note": "fast path plus real boto3 claim/SendEmail/settle and 1/50 BatchGetItem, HTTP replaced by canned responses",
+        "with_sdk_note": "fast path plus real boto3 claim/SendEmail/settle and 1/50 BatchGetItem, "
+        "HTTP replaced by canned responses",
     }

@@ -17,7 +17,7 @@ import json
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from . import common
 
@@ -60,27 +60,42 @@ def absolute(entry: dict) -> str:
     if "error" in d and len(d) <= 2:
         return d["error"].splitlines()[0][:100]
     if name == "per_recipient":
-        return (f"fast {d['fast_msgs_per_s']:,} msgs/s ({d['fast_cpu_us_per_msg']} us CPU), naive {d['naive_msgs_per_s']} msgs/s; "
-                f"with boto3's own work {d['with_sdk_cpu_us_per_recipient']:,} us/recipient")
+        return (
+            f"fast {d['fast_msgs_per_s']:,} msgs/s ({d['fast_cpu_us_per_msg']} us CPU), naive "
+            f"{d['naive_msgs_per_s']} msgs/s; "
+            f"with boto3's own work {d['with_sdk_cpu_us_per_recipient']:,} us/recipient"
+        )
     if name == "ses_rate":
-        return (f"{d['achieved_per_s']}/s of {d['allowed_per_s']:.0f}/s, {d['instances']} instances x {d['workers_per_instance']} workers; "
-                f"throttles {d['throttles']} ({d['throttle_share']:.2%}), requeued {d['requeued_batches']}, lost {d['lost']}, "
-                f"duplicated {d['duplicated']}, {d['recipients']:,} in {d['wall_s']} s")
+        return (
+            f"{d['achieved_per_s']}/s of {d['allowed_per_s']:.0f}/s, {d['instances']} instances x "
+            f"{d['workers_per_instance']} workers; "
+            f"throttles {d['throttles']} ({d['throttle_share']:.2%}), requeued "
+            f"{d['requeued_batches']}, lost {d['lost']}, "
+            f"duplicated {d['duplicated']}, {d['recipients']:,} in {d['wall_s']} s"
+        )
     if name == "fanout_scale":
         b = d["biggest_segment"]
-        return (f"{d['queued']:,} queued of {d['subscribers']:,}; CPU {d['cpu_s']} s ({d['cpu_ms_per_1000']} ms/1,000); "
-                f"DynamoDB {d['ddb_requests_per_1000']} req/1,000; biggest segment {b['cpu_s']} s CPU here, "
-                f"~{d['biggest_segment_lambda_cpu_s']} s at {d['lambda_cpu_share']} (limit 900 s)")
+        return (
+            f"{d['queued']:,} queued of {d['subscribers']:,}; CPU {d['cpu_s']} s ({d['cpu_ms_per_1000']} ms/1,000); "
+            f"DynamoDB {d['ddb_requests_per_1000']} req/1,000; biggest segment {b['cpu_s']} s CPU here, "
+            f"~{d['biggest_segment_lambda_cpu_s']} s at {d['lambda_cpu_share']} (limit 900 s)"
+        )
     if name == "cold_start":
-        fns = ", ".join(f"{k.removesuffix('Function')} {v['cpu_median_ms']:.0f} ms ({v['ratio_to_boto3']}x)"
-                        for k, v in d["functions"].items())
+        fns = ", ".join(
+            f"{k.removesuffix('Function')} {v['cpu_median_ms']:.0f} ms ({v['ratio_to_boto3']}x)"
+            for k, v in d["functions"].items()
+        )
         return f"CPU: import boto3 {d['boto3_import_cpu_median_ms']:.0f} ms; {fns}"
     if name == "memory":
-        return (f"peak {entry['figure']} MB vs MemorySize {d['template_memory_size_mb']} MB "
-                f"(python+boto3 {d['python_plus_boto3_mb']} MB), {d['batch']}")
+        return (
+            f"peak {entry['figure']} MB vs MemorySize {d['template_memory_size_mb']} MB "
+            f"(python+boto3 {d['python_plus_boto3_mb']} MB), {d['batch']}"
+        )
     if name == "cost":
-        return "; ".join(f"{r}: ours ${s['ours_usd']:.2f} vs SES ${s['ses_usd']:.2f}" for r, s in d["summary"].items()) + \
-            f" per {d['emails']:,} emails"
+        return (
+            "; ".join(f"{r}: ours ${s['ours_usd']:.2f} vs SES ${s['ses_usd']:.2f}" for r, s in d["summary"].items())
+            + f" per {d['emails']:,} emails"
+        )
     return ""
 
 
@@ -102,8 +117,11 @@ def markdown(entries: list[dict], info: dict) -> str:
         f"Run {info['finished']} on {info['machine']['cpus']} CPUs ({info['machine']['processor']}), "
         f"Python {info['machine']['python']}, load average at start {info['machine']['load_average_at_start']}; "
         f"{info['duration_s']:.0f} s in all. Other processes may have been running."
-        + (f" This run repeated only {', '.join(info['partial'])}; the other rows are from the run before."
-           if info.get("partial") else ""),
+        + (
+            f" This run repeated only {', '.join(info['partial'])}; the other rows are from the run before."
+            if info.get("partial")
+            else ""
+        ),
         "",
         "| Benchmark | Figure | Goal | Met | Absolute numbers |",
         "| --- | --- | --- | --- | --- |",
@@ -112,28 +130,41 @@ def markdown(entries: list[dict], info: dict) -> str:
         out.append("| " + " | ".join(str(c).replace("|", "/") for c in row) + " |")
     cold = next((e for e in entries if e["name"] == "cold_start" and "functions" in e["details"]), None)
     if cold:
-        out += ["", "## Cold starts", "",
-                "| Function | CPU (median) | x import boto3 | x (fastest runs) | Wall (median) | x (wall) | Import (wall) "
-                "| First event (wall) | + creating its clients (now) | Event |",
-                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+        out += [
+            "",
+            "## Cold starts",
+            "",
+            "| Function | CPU (median) | x import boto3 | x (fastest runs) | Wall (median) | x (wall) | Import (wall) "
+            "| First event (wall) | + creating its clients (now) | Event |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
         for name, f in cold["details"]["functions"].items():
-            out.append(f"| {name} | {f['cpu_median_ms']:.0f} ms | {f['ratio_to_boto3']} | {f['ratio_of_cpu_minimums']} | "
-                       f"{f['median_ms']:.0f} ms | "
-                       f"{f['wall_ratio_to_boto3']} | {f['import_ms']:.0f} ms | {f['first_event_ms']:.0f} ms | "
-                       f"{f['plus_client_creation_ms']:.0f} ms | {f['event']} |")
+            out.append(
+                f"| {name} | {f['cpu_median_ms']:.0f} ms | {f['ratio_to_boto3']} | {f['ratio_of_cpu_minimums']} | "
+                f"{f['median_ms']:.0f} ms | "
+                f"{f['wall_ratio_to_boto3']} | {f['import_ms']:.0f} ms | {f['first_event_ms']:.0f} ms | "
+                f"{f['plus_client_creation_ms']:.0f} ms | {f['event']} |"
+            )
         for name, why in cold["details"].get("not_measured", {}).items():
             out.append(f"| {name} | not measured: {why} | | | | | | | | |")
-        out.append(f"\n`import boto3` alone: {cold['details']['boto3_import_cpu_median_ms']:.0f} ms CPU, "
-                   f"{cold['details']['boto3_import_median_ms']:.0f} ms wall (medians). "
-                   "\"+ creating its clients\": what creating the boto3 clients its first event asked for adds "
-                   "(outside the measured span; one boto3 Session per client, as newsletter/aws.py does now).")
+        out.append(
+            f"\n`import boto3` alone: {cold['details']['boto3_import_cpu_median_ms']:.0f} ms CPU, "
+            f"{cold['details']['boto3_import_median_ms']:.0f} ms wall (medians). "
+            '"+ creating its clients": what creating the boto3 clients its first event asked for adds '
+            "(outside the measured span; one boto3 Session per client, as newsletter/aws.py does now)."
+        )
         for name, diag in cold["details"].get("diagnosis", {}).items():
             f = cold["details"]["functions"].get(name, {})
             outside = ", ".join(f"{k} {v:.0f}" for k, v in diag["self_ms_outside_boto3_family"].items())
             heavy = ", ".join(f"{k} {v:.0f}" for k, v in list(diag["heaviest_cumulative_ms"].items())[:4])
-            out.append(f"\n{name} under `-X importtime` (ms, inflated by the tracing): outside the boto3 family "
-                       f"{outside}; heaviest: {heavy}. Its clients from one shared Session: "
-                       f"{f.get('plus_client_creation_shared_session_ms', 0):.0f} ms instead of {f.get('plus_client_creation_ms', 0):.0f} ms.")
+            out.append(
+                f"\n{name} under `-X importtime` (ms, inflated by the tracing): outside the boto3 "
+                "family "
+                f"{outside}; heaviest: {heavy}. Its clients from one shared Session: "
+                ""
+                f"{f.get('plus_client_creation_shared_session_ms', 0):.0f} ms instead of "
+                f"{f.get('plus_client_creation_ms', 0):.0f} ms."
+            )
     cost = next((e for e in entries if e["name"] == "cost" and "breakdown" in e["details"]), None)
     if cost:
         out += ["", "## Cost per million emails", "", "```", *cost_table(cost), "```"]
@@ -160,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     if "cost" in wanted:
         wanted |= {"per_recipient", "ses_rate", "fanout_scale"}  # the cost model's inputs
 
-    info = {"machine": common.machine(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    info = {"machine": common.machine(), "started": datetime.now(UTC).isoformat(timespec="seconds")}
     common.log(f"machine: {info['machine']}")
     t0 = time.monotonic()
     results: dict[str, dict] = {}
@@ -177,16 +208,20 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc(file=sys.stderr)
             results[name] = common.result(name, None, "", "", False, error=f"{type(exc).__name__}: {exc}")
         results[name]["details"]["benchmark_s"] = round(time.monotonic() - t, 1)
-        common.log(f"{name}: {results[name]['figure']} {results[name]['unit']} "
-                   f"({'met' if results[name]['met'] else 'NOT met'}, {time.monotonic() - t:.0f} s)")
+        common.log(
+            f"{name}: {results[name]['figure']} {results[name]['unit']} "
+            f"({'met' if results[name]['met'] else 'NOT met'}, {time.monotonic() - t:.0f} s)"
+        )
         gc.collect()
     info["duration_s"] = time.monotonic() - t0
-    info["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    info["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     entries = [_finite(results[n]) for n, _ in BENCHMARKS if n in results]
     if args.only and RESULTS_JSON.exists():
         # A partial run replaces its own entries and keeps the others from the last run.
         try:
-            kept = {e["name"]: e for e in json.loads(RESULTS_JSON.read_text(encoding="utf-8")) if e["name"] not in results}
+            kept = {
+                e["name"]: e for e in json.loads(RESULTS_JSON.read_text(encoding="utf-8")) if e["name"] not in results
+            }
         except (ValueError, KeyError, TypeError):
             kept = {}
         fresh = {e["name"]: e for e in entries}
@@ -199,8 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = table(entries)
     width = max(len(r[0]) for r in rows)
     fig = max(len(r[1]) for r in rows)
-    print(f"Benchmarks on {info['machine']['cpus']} CPUs, Python {info['machine']['python']}, "
-          f"{info['duration_s']:.0f} s (load average at start {info['machine']['load_average_at_start']})")
+    print(
+        f"Benchmarks on {info['machine']['cpus']} CPUs, Python {info['machine']['python']}, "
+        f"{info['duration_s']:.0f} s (load average at start {info['machine']['load_average_at_start']})"
+    )
     print()
     print(f"{'benchmark':{width}}  {'figure':{fig}}  met  goal")
     for bench_name, figure, goal, met, numbers in rows[1:]:
@@ -212,8 +249,10 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print("\n".join(cost_table(results["cost"])))
     met = sum(1 for e in entries if e["met"])
-    print(f"\nGoals met: {met} of {len(entries)}. Written: {RESULTS_JSON.relative_to(common.ROOT)}, "
-          f"{RESULTS_MD.relative_to(common.ROOT)}")
+    print(
+        f"\nGoals met: {met} of {len(entries)}. Written: {RESULTS_JSON.relative_to(common.ROOT)}, "
+        f"{RESULTS_MD.relative_to(common.ROOT)}"
+    )
     return 1 if crashed else 0
 
 

@@ -76,10 +76,14 @@ def run(rate: float = RATE, recipients: int = RECIPIENTS) -> dict:
     recipients = math.ceil(recipients / per_round) * per_round
 
     ddb = FakeDynamoDB.from_template(template, common.table_names())
-    people = [{"email": f"reader{n:06d}@example.com", "name": f"Reader {n}", "status": "active", "language": "en"}
-              for n in range(recipients)]
+    people = [
+        {"email": f"reader{n:06d}@example.com", "name": f"Reader {n}", "status": "active", "language": "en"}
+        for n in range(recipients)
+    ]
     ddb.seed(env["SUBSCRIBERS_TABLE"], common.subscriber_items(list_id, people))
-    ddb.seed(env["ISSUES_TABLE"], [to_item({"issue_id": issue_id, "sk": "issue", "list_id": list_id, "status": "sending"})])
+    ddb.seed(
+        env["ISSUES_TABLE"], [to_item({"issue_id": issue_id, "sk": "issue", "list_id": list_id, "status": "sending"})]
+    )
     s3 = FakeS3({(env["BUCKET_NAME"], f"rendered/{issue_id}/message.json"): common.json_bytes(prepared)})
     ses = SimulatedSES(rate, LATENCY)
     queue = WorkQueue()
@@ -155,8 +159,15 @@ def run(rate: float = RATE, recipients: int = RECIPIENTS) -> dict:
     invoked_s = sum(d for _, d, _, _ in invocations)
     share = achieved / rate
     throttle_share = ses.throttled / max(1, ses.calls["SendEmail"])
-    met = (share >= GOAL_SHARE and lost == 0 and duplicated == 0 and throttle_share <= GOAL_THROTTLE_SHARE
-           and sqs.calls["SendMessage"] == 0 and not stuck and not errors)
+    met = (
+        share >= GOAL_SHARE
+        and lost == 0
+        and duplicated == 0
+        and throttle_share <= GOAL_THROTTLE_SHARE
+        and sqs.calls["SendMessage"] == 0
+        and not stuck
+        and not errors
+    )
     per = 1.0 / max(1, sent)
     return common.result(
         "ses_rate",

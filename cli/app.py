@@ -12,8 +12,8 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from datetime import UTC
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -23,17 +23,25 @@ from rich.text import Text
 from .target import CliError, Target, local_target, samconfig_defaults, stack_target
 
 app = typer.Typer(
-    help=__doc__.split("\n\n")[0], no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help=__doc__.split("\n\n")[0],
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 subscribers_app = typer.Typer(help="Import, export and count a list's subscribers.", no_args_is_help=True)
-local_app = typer.Typer(help="The local stack: a moto server on 127.0.0.1 that --local commands use.", no_args_is_help=True)
-dlq_app = typer.Typer(help="Dead letters: what each DLQ holds (without addresses), and moving them back.",
-                      invoke_without_command=True)
+local_app = typer.Typer(
+    help="The local stack: a moto server on 127.0.0.1 that --local commands use.", no_args_is_help=True
+)
+dlq_app = typer.Typer(
+    help="Dead letters: what each DLQ holds (without addresses), and moving them back.", invoke_without_command=True
+)
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(local_app, name="local")
 app.add_typer(dlq_app, name="dlq")
-secret_app = typer.Typer(help="The unsubscribe tokens' secret: which version signs, and rotating it.", no_args_is_help=True)
+secret_app = typer.Typer(
+    help="The unsubscribe tokens' secret: which version signs, and rotating it.", no_args_is_help=True
+)
 app.add_typer(secret_app, name="secret")
 
 console = Console(highlight=False)
@@ -72,7 +80,12 @@ def handled(command):
         except typer.Exit:
             raise
         except InvalidIssue as exc:
-            err.print(Text(f"The issue document is not valid ({len(exc.problems)} problem(s)); nothing was sent:", style="bold red"))
+            err.print(
+                Text(
+                    f"The issue document is not valid ({len(exc.problems)} problem(s)); nothing was sent:",
+                    style="bold red",
+                )
+            )
             for p in exc.problems:
                 err.print(Text(f"  - {p}"))
             raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -103,9 +116,13 @@ def handled(command):
 def main_options(
     ctx: typer.Context,
     local: bool = typer.Option(False, "--local", help="Use the local stack (moto on 127.0.0.1), not AWS."),
-    stack: Optional[str] = typer.Option(None, "--stack", help="CloudFormation stack name [default: samconfig.toml's, or 'newsletter']."),
-    region: Optional[str] = typer.Option(None, "--region", help="AWS region [default: samconfig.toml's, or your AWS config's]."),
-    profile: Optional[str] = typer.Option(None, "--profile", help="AWS profile."),
+    stack: str | None = typer.Option(
+        None, "--stack", help="CloudFormation stack name [default: samconfig.toml's, or 'newsletter']."
+    ),
+    region: str | None = typer.Option(
+        None, "--region", help="AWS region [default: samconfig.toml's, or your AWS config's]."
+    ),
+    profile: str | None = typer.Option(None, "--profile", help="AWS profile."),
 ):
     """Preview, test-send and publish newsletter issues; steer them; manage subscribers."""
     if local and stack:
@@ -139,8 +156,12 @@ def _addresses(values: list[str]) -> list[str]:
 def preview(
     ctx: typer.Context,
     issue: Path = typer.Argument(..., help="The issue document (JSON)."),
-    out: Path = typer.Option(Path("out/preview"), "--out", help="Where to write the HTML, text, web page, .eml and screenshots."),
-    screenshots: bool = typer.Option(True, "--screenshots/--no-screenshots", help="Desktop and phone screenshots (needs Chromium)."),
+    out: Path = typer.Option(
+        Path("out/preview"), "--out", help="Where to write the HTML, text, web page, .eml and screenshots."
+    ),
+    screenshots: bool = typer.Option(
+        True, "--screenshots/--no-screenshots", help="Desktop and phone screenshots (needs Chromium)."
+    ),
 ):
     """Validate and render an issue as the publish function would, and check its deliverability. Sends nothing.
 
@@ -171,7 +192,11 @@ def _stack_sample(options: Options, path: Path) -> dict:
         list_id = json.loads(path.read_bytes()).get("list")
     except (OSError, ValueError, AttributeError):
         return {}  # the preview itself reports what is wrong with the document
-    found = lists.get_list(target.client("dynamodb"), target.ref("ListsTable"), list_id) if isinstance(list_id, str) else None
+    found = (
+        lists.get_list(target.client("dynamodb"), target.ref("ListsTable"), list_id)
+        if isinstance(list_id, str)
+        else None
+    )
     found = found or {}
     return {
         "sender_name": found.get("from_name") or env.get("SENDER_NAME", "Newsletter"),
@@ -191,8 +216,13 @@ def _progress_view(issue_id: str):
     from . import ops
 
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.fields[counts]}"), console=console, transient=False,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[counts]}"),
+        console=console,
+        transient=False,
     )
     task = progress.add_task(issue_id, total=None, counts="waiting for the publish function")
 
@@ -201,9 +231,11 @@ def _progress_view(issue_id: str):
             return
         c = ops.counts(record)
         progress.update(
-            task, completed=c["handled"], total=max(c["queued"], 1),  # grows while fan-out runs
+            task,
+            completed=c["handled"],
+            total=max(c["queued"], 1),  # grows while fan-out runs
             counts=f"{record.get('status')}: queued {c['queued']}, sent {c['sent']}, failed {c['failed']}, "
-                   f"bounced {c['bounced']}, complained {c['complained']}",
+            f"bounced {c['bounced']}, complained {c['complained']}",
         )
 
     return progress, update
@@ -219,7 +251,11 @@ def _finish(target: Target, issue_id: str, record: dict | None) -> None:
     _stats_table([record] if record else [])
     status = (record or {}).get("status")
     if status == "paused":
-        console.print(Text(f"paused: {record.get('paused_reason', '')}; resume with: newsletter resume {issue_id}", style="yellow"))
+        console.print(
+            Text(
+                f"paused: {record.get('paused_reason', '')}; resume with: newsletter resume {issue_id}", style="yellow"
+            )
+        )
     elif status not in ("sent", "cancelled"):
         console.print(f"still {status}: newsletter status {issue_id} shows how it goes on")
 
@@ -248,7 +284,9 @@ def send_test(
     _finish(target, test_id, record)
     c = ops.counts(record)
     if c["skipped"]:
-        console.print(Text(f"{c['skipped']} address(es) skipped: suppressed (bounced or complained earlier)", style="yellow"))
+        console.print(
+            Text(f"{c['skipped']} address(es) skipped: suppressed (bounced or complained earlier)", style="yellow")
+        )
     if c["failed"] or (record or {}).get("status") != "sent":
         raise typer.Exit(EXIT_ERROR)
 
@@ -259,7 +297,9 @@ def publish(
     ctx: typer.Context,
     issue: Path = typer.Argument(..., help="The issue document (JSON)."),
     follow: bool = typer.Option(True, "--follow/--no-follow", help="Follow the sending live until it is done."),
-    timeout: float = typer.Option(6 * 3600, "--timeout", help="Stop following after this many seconds (sending goes on)."),
+    timeout: float = typer.Option(
+        6 * 3600, "--timeout", help="Stop following after this many seconds (sending goes on)."
+    ),
 ):
     """Validate the issue, upload it to the stack's bucket (which publishes it), and follow the sending."""
     from . import ops
@@ -268,7 +308,10 @@ def publish(
     target = _target(ctx)
     up = ops.upload(target, document, raw)
     if up.already:
-        console.print(f"{document.issue_id} was already published from this document (status {up.already.get('status')}); not sent again")
+        console.print(
+            f"{document.issue_id} was already published from this document (status "
+            f"{up.already.get('status')}); not sent again"
+        )
     else:
         console.print(f"uploaded s3://{target.ref('NewsletterBucket')}/{up.key}")
     if not follow and not target.is_local:
@@ -305,10 +348,36 @@ def _stats_table(records: list[dict]) -> None:
         table.add_column("", style="bold")
         table.add_column("", justify="right")
         rows = [("status", str(r.get("status", "")))]
-        rows += [(k, str(c[k])) for k in ("queued", "sent", "skipped", "rejected", "uncertain", "delivered",
-                                          "bounced_hard", "bounced_soft", "complained", "unsubscribed", "opened", "clicked")]
-        rows += [(k, str(r[k])) for k in ("accepted_at", "fanout_started_at", "sent_at", "paused_at", "paused_reason",
-                                          "cancelled_at", "web_url") if r.get(k)]
+        rows += [
+            (k, str(c[k]))
+            for k in (
+                "queued",
+                "sent",
+                "skipped",
+                "rejected",
+                "uncertain",
+                "delivered",
+                "bounced_hard",
+                "bounced_soft",
+                "complained",
+                "unsubscribed",
+                "opened",
+                "clicked",
+            )
+        ]
+        rows += [
+            (k, str(r[k]))
+            for k in (
+                "accepted_at",
+                "fanout_started_at",
+                "sent_at",
+                "paused_at",
+                "paused_reason",
+                "cancelled_at",
+                "web_url",
+            )
+            if r.get(k)
+        ]
         for k, v in rows:
             table.add_row(k.replace("_", " "), Text(v))
         console.print(table)
@@ -323,8 +392,11 @@ def _stats_table(records: list[dict]) -> None:
         c = ops.counts(r)
         when = (r.get("sent_at") or r.get("fanout_started_at") or r.get("accepted_at") or "")[:10]
         table.add_row(
-            Text(r["issue_id"]), Text(str(r.get("status", ""))), f"{c['sent']}/{c['queued']}",
-            *(str(c[k]) for k in ("failed", "delivered", "bounced", "complained", "unsubscribed")), when,
+            Text(r["issue_id"]),
+            Text(str(r.get("status", ""))),
+            f"{c['sent']}/{c['queued']}",
+            *(str(c[k]) for k in ("failed", "delivered", "bounced", "complained", "unsubscribed")),
+            when,
         )
     console.print(table)
 
@@ -333,7 +405,7 @@ def _stats_table(records: list[dict]) -> None:
 @handled
 def status(
     ctx: typer.Context,
-    issue: Optional[str] = typer.Argument(None, help="One issue id; all issues without it."),
+    issue: str | None = typer.Argument(None, help="One issue id; all issues without it."),
     tests: bool = typer.Option(False, "--tests", help="Include test sends."),
 ):
     """Per-issue statistics: queued, sent, failed, delivered, bounced, complained, unsubscribed, opens, clicks."""
@@ -350,8 +422,12 @@ def status(
         if record.get("reconciled_at"):
             console.print(f"counters checked against the send ledger at {record['reconciled_at']}")
         if record.get("counters_corrected"):
-            console.print(Text(f"the ledger corrected them by {record['counters_corrected']} (see the fan-out function's log)",
-                               style="yellow"))
+            console.print(
+                Text(
+                    f"the ledger corrected them by {record['counters_corrected']} (see the fan-out function's log)",
+                    style="yellow",
+                )
+            )
         return
     records = [r for r in ops.all_records(target) if tests or not r.get("test")]
     if not records:
@@ -369,8 +445,11 @@ def _control(ctx: typer.Context, action: str, issue: str) -> None:
     ddb, table = target.client("dynamodb"), target.ref("IssuesTable")
     fn = {"pause": control.pause_issue, "resume": control.resume_issue, "cancel": control.cancel_issue}[action]
     if fn(ddb, table, issue):
-        done = {"pause": "paused: its batches wait on the queue", "resume": "sending again",
-                "cancel": "cancelled: nothing more of it is sent"}[action]
+        done = {
+            "pause": "paused: its batches wait on the queue",
+            "resume": "sending again",
+            "cancel": "cancelled: nothing more of it is sent",
+        }[action]
         console.print(f"{issue}: {done}")
         return
     record = ops.get_record(target, issue)
@@ -402,7 +481,9 @@ def cancel(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ):
     """Cancel an issue for good: nobody else receives it."""
-    if not yes and not typer.confirm(f"Cancel {issue} for good? Nobody who has not received it yet will.", default=False):
+    if not yes and not typer.confirm(
+        f"Cancel {issue} for good? Nobody who has not received it yet will.", default=False
+    ):
         raise typer.Exit(EXIT_ERROR)
     _control(ctx, "cancel", issue)
 
@@ -411,9 +492,9 @@ def cancel(
 
 
 def _when(at: float) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @secret_app.command("show")
@@ -423,7 +504,9 @@ def secret_show(ctx: typer.Context):
     target = _target(ctx)
     ring = target.token_keys()
     current = ring.current()
-    console.print(f"{target.token_secret_name()}: version {current.version} signs (written {_when(current.written_at)})")
+    console.print(
+        f"{target.token_secret_name()}: version {current.version} signs (written {_when(current.written_at)})"
+    )
     for version in range(current.version - 1, max(0, current.version - 10), -1):
         until = ring.honoured_until(version)
         if until is None:
@@ -449,13 +532,18 @@ def secret_rotate(
     days = ring.grace_s / 86400
     if not yes and not typer.confirm(
         f"Replace version {current.version} of {target.token_secret_name()}? Links already sent keep working "
-        f"{days:.0f} days.", default=False):
+        f"{days:.0f} days.",
+        default=False,
+    ):
         raise typer.Exit(EXIT_ERROR)
-    answer = target.client("ssm").put_parameter(Name=target.token_secret_name(), Value=secrets.token_urlsafe(48),
-                                                Type="SecureString", Overwrite=True)
-    console.print(f"version {answer['Version']} signs from now on (the functions read it within 5 minutes); "
-                  f"links signed with version {current.version} keep working until about "
-                  f"{_when(ring.current().written_at + ring.grace_s)}")
+    answer = target.client("ssm").put_parameter(
+        Name=target.token_secret_name(), Value=secrets.token_urlsafe(48), Type="SecureString", Overwrite=True
+    )
+    console.print(
+        f"version {answer['Version']} signs from now on (the functions read it within 5 minutes); "
+        f"links signed with version {current.version} keep working until about "
+        f"{_when(ring.current().written_at + ring.grace_s)}"
+    )
     console.print("the address hashes in the logs change with it: `newsletter subscribers hash` prints the new ones")
 
 
@@ -498,7 +586,9 @@ def dlq_list(ctx: typer.Context):
 
 @dlq_app.command("redrive")
 @handled
-def dlq_redrive(ctx: typer.Context, queue: str = typer.Argument(..., help="PublishDLQ, FanoutDLQ, SendDLQ or FeedbackDLQ.")):
+def dlq_redrive(
+    ctx: typer.Context, queue: str = typer.Argument(..., help="PublishDLQ, FanoutDLQ, SendDLQ or FeedbackDLQ.")
+):
     """Move a DLQ's messages back to be tried again (SQS's message move task; locally, the same)."""
     from . import dlq
 
@@ -507,7 +597,9 @@ def dlq_redrive(ctx: typer.Context, queue: str = typer.Argument(..., help="Publi
     result = dlq.redrive(target, which)
     where = which.source or f"{which.function} (invoked again)"
     if result.task:
-        console.print(f"{which.logical}: moving about {result.moved} message(s) back to {where} (SQS task {result.task})")
+        console.print(
+            f"{which.logical}: moving about {result.moved} message(s) back to {where} (SQS task {result.task})"
+        )
     else:
         console.print(f"{which.logical}: {result.moved} message(s) back to {where}")
 
@@ -521,7 +613,9 @@ def _check_list_id(list_id: str) -> None:
     from newsletter.issue import ID_PATTERN
 
     if not re.match(ID_PATTERN, list_id):
-        raise CliError(f"--list {list_id!r}: a list id is 1 to 64 letters, digits, '_' or '-', starting with a letter or digit")
+        raise CliError(
+            f"--list {list_id!r}: a list id is 1 to 64 letters, digits, '_' or '-', starting with a letter or digit"
+        )
 
 
 def _ensure_list(target: Target, list_id: str, name: str | None) -> bool:
@@ -538,10 +632,12 @@ def _ensure_list(target: Target, list_id: str, name: str | None) -> bool:
 @handled
 def subscribers_import(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., help="CSV with an email column; optional name, language, status; other columns become attributes."),
+    file: Path = typer.Argument(
+        ..., help="CSV with an email column; optional name, language, status; other columns become attributes."
+    ),
     list_id: str = typer.Option(..., "--list", help="The list to import into (created if new)."),
-    list_name: Optional[str] = typer.Option(None, "--list-name", help="Display name for a new list (List-Id, footer)."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write every skipped or invalid row here (CSV)."),
+    list_name: str | None = typer.Option(None, "--list-name", help="Display name for a new list (List-Id, footer)."),
+    report: Path | None = typer.Option(None, "--report", help="Write every skipped or invalid row here (CSV)."),
 ):
     """Add subscribers from a CSV file: validated, lowercased, without duplicates; never re-activates anyone."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
@@ -559,14 +655,24 @@ def subscribers_import(
             raise CliError(f"--list-name {why}")
     target = _target(ctx)
     size = file.stat().st_size
-    with Progress(TextColumn("importing"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[rows]} rows"),
-                  TimeRemainingColumn(), console=console) as progress:
+    with Progress(
+        TextColumn("importing"),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[rows]} rows"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
         task = progress.add_task("import", total=size, rows=0)
         try:
             result = subs.import_csv(
-                target.client("dynamodb"), subscribers_table=target.ref("SubscribersTable"),
-                suppressions_table=target.ref("SuppressionsTable"), list_id=list_id, path=file,
-                progress=lambda rows, done: progress.update(task, completed=done, rows=rows), report_path=report,
+                target.client("dynamodb"),
+                subscribers_table=target.ref("SubscribersTable"),
+                suppressions_table=target.ref("SuppressionsTable"),
+                list_id=list_id,
+                path=file,
+                progress=lambda rows, done: progress.update(task, completed=done, rows=rows),
+                report_path=report,
             )
         except subs.BadImport as exc:
             raise CliError(f"{exc}; nothing was imported") from None
@@ -578,7 +684,9 @@ def subscribers_import(
     table.add_column("rows", justify="right")
     for col in ("imported", "existing", "duplicates", "suppressed", "invalid"):
         table.add_column(col, justify="right")
-    table.add_row(*(str(getattr(result, k)) for k in ("rows", "imported", "existing", "duplicates", "suppressed", "invalid")))
+    table.add_row(
+        *(str(getattr(result, k)) for k in ("rows", "imported", "existing", "duplicates", "suppressed", "invalid"))
+    )
     console.print(table)
     shown = [p for p in result.problems if p.reason][:20]
     for p in shown:
@@ -595,9 +703,9 @@ def subscribers_import(
 @handled
 def subscribers_unsubscribe(
     ctx: typer.Context,
-    address: Optional[str] = typer.Argument(None, help="The address to unsubscribe (with --list)."),
-    list_id: Optional[str] = typer.Option(None, "--list", help="The list to unsubscribe ADDRESS from."),
-    token: Optional[str] = typer.Option(
+    address: str | None = typer.Argument(None, help="The address to unsubscribe (with --list)."),
+    list_id: str | None = typer.Option(None, "--list", help="The list to unsubscribe ADDRESS from."),
+    token: str | None = typer.Option(
         None, "--token", help="Instead: the token of an unsubscribe request by mail (its subject, 'unsubscribe TOKEN')."
     ),
 ):
@@ -623,8 +731,14 @@ def subscribers_unsubscribe(
         address = _addresses([address])[0]
         _check_list_id(list_id)
         target = _target(ctx)
-    if store.unsubscribe(target.client("dynamodb"), target.ref("SubscribersTable"), list_id, address, ops.now(),
-                         unsubscribed_via="operator"):
+    if store.unsubscribe(
+        target.client("dynamodb"),
+        target.ref("SubscribersTable"),
+        list_id,
+        address,
+        ops.now(),
+        unsubscribed_via="operator",
+    ):
         console.print(f"unsubscribed from {list_id}: {address}")
         return
     record = store.get_subscriber(target.client("dynamodb"), target.ref("SubscribersTable"), list_id, address)
@@ -638,8 +752,8 @@ def subscribers_unsubscribe(
 def subscribers_export(
     ctx: typer.Context,
     list_id: str = typer.Option(..., "--list", help="The list to export."),
-    out: Optional[Path] = typer.Option(None, "--out", help="CSV file to write [default: standard output]."),
-    status_filter: Optional[str] = typer.Option(None, "--status", help="Only subscribers with this status."),
+    out: Path | None = typer.Option(None, "--out", help="CSV file to write [default: standard output]."),
+    status_filter: str | None = typer.Option(None, "--status", help="Only subscribers with this status."),
 ):
     """Write a list's subscribers as CSV (the import format)."""
     from newsletter.store.subscribers import STATUSES
@@ -677,7 +791,9 @@ def subscribers_count(ctx: typer.Context, list_id: str = typer.Option(..., "--li
     from . import subscribers as subs
 
     target = _target(ctx)
-    counts = subs.count_by_status(target.client("dynamodb"), subscribers_table=target.ref("SubscribersTable"), list_id=list_id)
+    counts = subs.count_by_status(
+        target.client("dynamodb"), subscribers_table=target.ref("SubscribersTable"), list_id=list_id
+    )
     table = Table(title=Text(f"list {list_id}"), title_justify="left")
     table.add_column("status")
     table.add_column("subscribers", justify="right")
@@ -715,7 +831,9 @@ def local_status():
 
     state = server.running()
     if state:
-        console.print(f"local stack running at {state['endpoint_url']} (pid {state['pid']}, since {state['started_at']})")
+        console.print(
+            f"local stack running at {state['endpoint_url']} (pid {state['pid']}, since {state['started_at']})"
+        )
     else:
         console.print("no local stack is running")
         raise typer.Exit(EXIT_ERROR)

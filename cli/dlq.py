@@ -29,10 +29,16 @@ QUEUES = {
     q.logical: q
     for q in (
         DeadLetters("PublishDLQ", None, "PublishFunction", "issue uploads whose publish failed three times"),
-        DeadLetters("FanoutDLQ", "FanoutQueue", "FanoutFunction", "fan-out segments and reconcile jobs received 5 times"),
+        DeadLetters(
+            "FanoutDLQ", "FanoutQueue", "FanoutFunction", "fan-out segments and reconcile jobs received 5 times"
+        ),
         DeadLetters("SendDLQ", "SendQueue", "SendFunction", "recipient batches received 50 times"),
-        DeadLetters("FeedbackDLQ", "FeedbackQueue", "FeedbackFunction",
-                    "SES notifications received 5 times, or that SNS could not deliver"),
+        DeadLetters(
+            "FeedbackDLQ",
+            "FeedbackQueue",
+            "FeedbackFunction",
+            "SES notifications received 5 times, or that SNS could not deliver",
+        ),
     )
 }
 
@@ -62,11 +68,14 @@ def inspect(target: Target, now: float | None = None) -> list[Report]:
         attrs = sqs.get_queue_attributes(
             QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
         )["Attributes"]
-        report = Report(q, int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"]))
+        report = Report(
+            q, int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+        )
         if report.count:
             # VisibilityTimeout 0: a look that leaves them where they are.
-            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=SAMPLE, VisibilityTimeout=0,
-                                      AttributeNames=["SentTimestamp"]).get("Messages", [])
+            got = sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=SAMPLE, VisibilityTimeout=0, AttributeNames=["SentTimestamp"]
+            ).get("Messages", [])
             sent = [int(m.get("Attributes", {}).get("SentTimestamp", 0)) / 1000 for m in got]
             report.oldest_age_s = max(0.0, now - min(sent)) if sent else None
             report.samples = [describe(q, m.get("Body", "")) for m in got[:3]]
@@ -86,7 +95,10 @@ def describe(queue: DeadLetters, body: str) -> str:
         return "not a message of this stack"
     if queue.logical == "SendDLQ" and "recipients" in data:
         n = len(data.get("recipients") or [])
-        return f"issue {data.get('issue_id')}, batch {data.get('batch_id')}: {n} recipient(s), attempt {data.get('attempt', 0)}"
+        return (
+            f"issue {data.get('issue_id')}, batch {data.get('batch_id')}: {n} recipient(s), "
+            f"attempt {data.get('attempt', 0)}"
+        )
     if queue.logical == "FanoutDLQ":
         if data.get("kind") == "reconcile":
             return f"issue {data.get('issue_id')}: reconcile its counters with the ledger"
@@ -94,7 +106,10 @@ def describe(queue: DeadLetters, body: str) -> str:
     if queue.logical == "PublishDLQ" and "requestPayload" in data:
         keys = [r.get("s3", {}).get("object", {}).get("key") for r in (data["requestPayload"] or {}).get("Records", [])]
         error = data.get("responsePayload") or {}
-        return f"upload {', '.join(str(k) for k in keys)}: {error.get('errorType', '?')}: {str(error.get('errorMessage', ''))[:120]}"
+        return (
+            f"upload {', '.join(str(k) for k in keys)}: {error.get('errorType', '?')}: "
+            f"{str(error.get('errorMessage', ''))[:120]}"
+        )
     if queue.logical == "FeedbackDLQ":
         from newsletter import feedback
 
@@ -102,8 +117,10 @@ def describe(queue: DeadLetters, body: str) -> str:
             (event,) = feedback.classify(feedback.unwrap(body))[:1]
         except (feedback.Malformed, feedback.Unknown, feedback.Ignored, ValueError) as exc:
             return f"a notification that cannot be read: {type(exc).__name__}"
-        return (f"{event.kind} for issue {event.issue_id or '(untagged)'}, SES message {event.message_id}, "
-                f"{len(event.recipients)} recipient(s)")
+        return (
+            f"{event.kind} for issue {event.issue_id or '(untagged)'}, SES message {event.message_id}, "
+            f"{len(event.recipients)} recipient(s)"
+        )
     return "a message of an unknown shape"
 
 
@@ -122,8 +139,11 @@ def redrive(target: Target, queue: DeadLetters) -> Redrive:
     if queue.source is None:
         return Redrive(_reinvoke(target, queue))
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    count = int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
-        "ApproximateNumberOfMessages"])
+    count = int(
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
+            "ApproximateNumberOfMessages"
+        ]
+    )
     task = sqs.start_message_move_task(SourceArn=arn)  # back to the queue each message came from
     return Redrive(count, task.get("TaskHandle"))
 
@@ -139,8 +159,11 @@ def _reinvoke(target: Target, queue: DeadLetters) -> int:
             return moved
         for m in got:
             record = json.loads(m["Body"])
-            lam.invoke(FunctionName=target.ref(queue.function), InvocationType="Event",
-                       Payload=json.dumps(record["requestPayload"]).encode())
+            lam.invoke(
+                FunctionName=target.ref(queue.function),
+                InvocationType="Event",
+                Payload=json.dumps(record["requestPayload"]).encode(),
+            )
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
             moved += 1
 

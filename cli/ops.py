@@ -7,10 +7,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 from newsletter.issue import Issue, parse_document
 from newsletter.store import issues, lists
@@ -22,7 +22,7 @@ MAX_TEST_RECIPIENTS = 50  # one send batch
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def read_issue(path: Path, max_bytes: int = 512 * 1024) -> tuple[Issue, bytes]:
@@ -65,8 +65,10 @@ def all_records(target: Target) -> list[dict]:
     while True:
         kwargs = {"ExclusiveStartKey": start} if start else {}
         resp = ddb.scan(
-            TableName=target.ref("IssuesTable"), FilterExpression="sk = :issue",
-            ExpressionAttributeValues={":issue": {"S": issues.ISSUE}}, **kwargs,
+            TableName=target.ref("IssuesTable"),
+            FilterExpression="sk = :issue",
+            ExpressionAttributeValues={":issue": {"S": issues.ISSUE}},
+            **kwargs,
         )
         out += [from_item(i) for i in resp.get("Items", [])]
         start = resp.get("LastEvaluatedKey")
@@ -98,7 +100,9 @@ def upload(target: Target, issue: Issue, raw: bytes) -> Upload:
     key = f"{ISSUE_PREFIX}{issue.issue_id}.json"
     if record is not None and record.get("status") != "rendering":
         return Upload(key, issue, record)
-    target.client("s3").put_object(Bucket=target.ref("NewsletterBucket"), Key=key, Body=raw, ContentType="application/json")
+    target.client("s3").put_object(
+        Bucket=target.ref("NewsletterBucket"), Key=key, Body=raw, ContentType="application/json"
+    )
     return Upload(key, issue, None)
 
 
@@ -106,7 +110,9 @@ def error_report(target: Target, key: str) -> str | None:
     """The publish function's report on this document, if it wrote one."""
     s3 = target.client("s3")
     try:
-        return s3.get_object(Bucket=target.ref("NewsletterBucket"), Key=key + ".error.txt")["Body"].read().decode("utf-8")
+        return (
+            s3.get_object(Bucket=target.ref("NewsletterBucket"), Key=key + ".error.txt")["Body"].read().decode("utf-8")
+        )
     except s3.exceptions.NoSuchKey:
         return None
 
@@ -119,7 +125,7 @@ def done(record: dict | None) -> bool:
 
 
 def test_issue_id(issue_id: str, at: datetime | None = None) -> str:
-    stamp = (at or datetime.now(timezone.utc)).strftime("%Y%m%d%H%M%S")
+    stamp = (at or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
     return f"{issue_id[:44]}-test-{stamp}"  # within the 64 characters of an issue id
 
 
@@ -143,9 +149,16 @@ def send_test(target: Target, issue: Issue, raw: bytes, to: list[str]) -> str:
     settings = _publish_settings(target)
     ddb = target.client("dynamodb")
     record = {
-        "issue_id": test_id, "list_id": issue.list_id, "subject": test.subject, "key": f"(test of {issue.issue_id})",
-        "sha256": hashlib.sha256(raw).hexdigest(), "status": "rendering", "accepted_at": now(),
-        "test": True, "test_of": issue.issue_id, "test_recipients": list(to),
+        "issue_id": test_id,
+        "list_id": issue.list_id,
+        "subject": test.subject,
+        "key": f"(test of {issue.issue_id})",
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "status": "rendering",
+        "accepted_at": now(),
+        "test": True,
+        "test_of": issue.issue_id,
+        "test_recipients": list(to),
     }
     if issues.create_issue(ddb, target.ref("IssuesTable"), record) is not None:
         raise CliError(f"a test send {test_id!r} already exists; wait a second and try again")
@@ -154,8 +167,16 @@ def send_test(target: Target, issue: Issue, raw: bytes, to: list[str]) -> str:
     # One batch, no fan-out: counted as queued and fanned out, so the issue completes as any other;
     # `sending` (where pause and cancel act) before the batch is on the queue, as publish does.
     issues.add_counts(ddb, target.ref("IssuesTable"), test_id, {"queued": len(to), "segments_done": SHARDS})
-    issues.update_issue(ddb, target.ref("IssuesTable"), test_id, status="sending", fanout_started_at=now(),
-                        web_url=prepared["web_url"], prepared_key=prepared_key(test_id, digest), fanout_queued_at=now())
+    issues.update_issue(
+        ddb,
+        target.ref("IssuesTable"),
+        test_id,
+        status="sending",
+        fanout_started_at=now(),
+        web_url=prepared["web_url"],
+        prepared_key=prepared_key(test_id, digest),
+        fanout_queued_at=now(),
+    )
     batch = Batch(test_id, issue.list_id, "test-00", tuple((a, "") for a in to))
     target.client("sqs").send_message(QueueUrl=target.ref("SendQueue"), MessageBody=batch.to_message())
     return test_id
@@ -167,9 +188,13 @@ def _publish_settings(target: Target):
     env = target.publish_environment()
     try:
         return PublishSettings(
-            bucket_name=target.ref("NewsletterBucket"), lists_table=target.ref("ListsTable"),
-            issues_table=target.ref("IssuesTable"), fanout_queue_url=env["FANOUT_QUEUE_URL"],
-            web_base_url=env["WEB_BASE_URL"], sender_address=env["SENDER_ADDRESS"], sender_name=env["SENDER_NAME"],
+            bucket_name=target.ref("NewsletterBucket"),
+            lists_table=target.ref("ListsTable"),
+            issues_table=target.ref("IssuesTable"),
+            fanout_queue_url=env["FANOUT_QUEUE_URL"],
+            web_base_url=env["WEB_BASE_URL"],
+            sender_address=env["SENDER_ADDRESS"],
+            sender_name=env["SENDER_NAME"],
         )
     except KeyError as exc:
         raise CliError(f"the publish function's environment has no {exc.args[0]}: is the stack up to date?") from None
@@ -178,8 +203,17 @@ def _publish_settings(target: Target):
 # --- waiting for (deployed) or running (local) the functions ------------------------------------
 
 
-def follow(target: Target, issue_id: str, key: str | None, on_record: Callable[[dict | None], None], *,
-           timeout_s: float, interval_s: float = 3.0, sleep=time.sleep, clock=time.monotonic) -> dict | None:
+def follow(
+    target: Target,
+    issue_id: str,
+    key: str | None,
+    on_record: Callable[[dict | None], None],
+    *,
+    timeout_s: float,
+    interval_s: float = 3.0,
+    sleep=time.sleep,
+    clock=time.monotonic,
+) -> dict | None:
     """Watch a deployed issue until it is sent, cancelled or paused (or the time is up).
 
     Raises CliError with the publish function's report if it refused the document.
@@ -210,7 +244,9 @@ def function_logs(target: Target):
         yield path
 
 
-def run_local(target: Target, issue_id: str, on_record: Callable[[dict | None], None], *, key: str | None = None) -> dict | None:
+def run_local(
+    target: Target, issue_id: str, on_record: Callable[[dict | None], None], *, key: str | None = None
+) -> dict | None:
     """Locally, be Lambda: the publish event, then fan-out and send until their queues are empty,
     then SES's feedback for what was sent (the mailbox simulator's outcomes)."""
     from devstack import ses_feedback
@@ -231,7 +267,9 @@ def run_local(target: Target, issue_id: str, on_record: Callable[[dict | None], 
         if record:
             # Only the mailbox simulator's addresses answer locally (bounce, complaint, success): a
             # delivery notice for everyone would cost the local server minutes for nothing new.
-            outcomes = ses_feedback.simulator_outcomes(stack, record["list_id"], issue_id=issue_id, others_delivered=False)
+            outcomes = ses_feedback.simulator_outcomes(
+                stack, record["list_id"], issue_id=issue_id, others_delivered=False
+            )
             ses_feedback.deliver(stack, outcomes)
     record = get_record(target, issue_id)
     on_record(record)

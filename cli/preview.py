@@ -103,8 +103,13 @@ def render(issue: Issue, sample: Sample = Sample()) -> tuple[Rendered, dict]:
     from newsletter.publish import prepared_key, render_and_store, web_key
 
     settings = PublishSettings(
-        bucket_name="preview", lists_table="", issues_table="", fanout_queue_url="",
-        web_base_url=sample.web_base_url, sender_address=sample.sender_address, sender_name=sample.sender_name,
+        bucket_name="preview",
+        lists_table="",
+        issues_table="",
+        fanout_queue_url="",
+        web_base_url=sample.web_base_url,
+        sender_address=sample.sender_address,
+        sender_name=sample.sender_name,
     )
     bucket = _Bucket()
     mailing_list = {"name": sample.list_name} if sample.list_name else {}
@@ -391,9 +396,17 @@ def take_screenshots(html_file: Path, out_dir: Path, stem: str) -> tuple[dict[st
             png = (out_dir / f"{stem}.{view}.png").resolve()
             png.unlink(missing_ok=True)  # so an old file is never taken for a new one
             cmd = [
-                browser, "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars",
-                "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                f"--user-data-dir={profiles}/{view}", f"--screenshot={png}", f"--window-size={width},{height}",
+                browser,
+                "--headless",
+                "--disable-gpu",
+                "--no-sandbox",
+                "--hide-scrollbars",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                f"--user-data-dir={profiles}/{view}",
+                f"--screenshot={png}",
+                f"--window-size={width},{height}",
                 html_file.resolve().as_uri(),
             ]
             try:  # both at once: browser start-up is most of the time

@@ -146,8 +146,10 @@ def import_csv(
                 progress(report.rows, raw.tell())
     except Exception as exc:  # DynamoDB gave up, the disk is full...: say what is already done
         if report.rows:
-            exc.add_note(f"{report.imported} of {report.rows} rows read were imported before this error; "
-                         "importing the same file again is safe (they come back as existing).")
+            exc.add_note(
+                f"{report.imported} of {report.rows} rows read were imported before this error; "
+                "importing the same file again is safe (they come back as existing)."
+            )
         raise
     finally:
         problems.close()

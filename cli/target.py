@@ -128,7 +128,9 @@ def stack_target(name: str, *, region: str | None = None, profile: str | None = 
     except NoRegionError:
         raise CliError("no AWS region: pass --region, or set it in samconfig.toml or your AWS config") from None
     except NoCredentialsError:
-        raise CliError("no AWS credentials: configure a profile (aws configure) and pass --profile, or use --local") from None
+        raise CliError(
+            "no AWS credentials: configure a profile (aws configure) and pass --profile, or use --local"
+        ) from None
     except ClientError as exc:
         msg = exc.response.get("Error", {}).get("Message", str(exc))
         if "does not exist" in msg:
@@ -143,9 +145,12 @@ def stack_target(name: str, *, region: str | None = None, profile: str | None = 
     by_output = {o["OutputKey"]: o["OutputValue"] for o in outputs}
     missing = [out for out in OUTPUTS.values() if out not in by_output]
     if missing:
-        raise CliError(f"stack {name!r} has no output(s) {', '.join(missing)}: is it this project's stack, and up to date?")
-    return Target("stack", name, {logical: by_output[out] for logical, out in OUTPUTS.items()}, session=session,
-                  outputs=by_output)
+        raise CliError(
+            f"stack {name!r} has no output(s) {', '.join(missing)}: is it this project's stack, and up to date?"
+        )
+    return Target(
+        "stack", name, {logical: by_output[out] for logical, out in OUTPUTS.items()}, session=session, outputs=by_output
+    )
 
 
 def local_target(directory: Path | None = None) -> Target:

@@ -67,7 +67,9 @@ def write_outbox(out: Path, folder: str = "outbox", messages: list | None = None
     for n, m in enumerate(messages, 1):
         to = m.destinations[0] if m.destinations else ""
         digest = hashlib.sha256(to.encode()).hexdigest()[:10]
-        (outbox / f"{n:05d}-{digest}.eml").write_bytes(m.raw_data.encode("utf-8").replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+        (outbox / f"{n:05d}-{digest}.eml").write_bytes(
+            m.raw_data.encode("utf-8").replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        )
     return len(messages)
 
 
@@ -100,8 +102,14 @@ def suppressed(stack: LocalStack, addresses: list[str]) -> list[str]:
     return sorted(suppressed_among(stack.client("dynamodb"), stack.ref("SuppressionsTable"), addresses))
 
 
-def run(out: Path, issue_path: Path, subscribers_path: Path, quiet: bool = True, token_secret: str | None = None,
-        second_issue: Path | None = None) -> dict:
+def run(
+    out: Path,
+    issue_path: Path,
+    subscribers_path: Path,
+    quiet: bool = True,
+    token_secret: str | None = None,
+    second_issue: Path | None = None,
+) -> dict:
     """The demo: publish and deliver an issue, feed SES's answers back, unsubscribe one reader,
     then (if given) publish a second issue that must skip everyone who left or bounced."""
     import json
@@ -125,7 +133,11 @@ def run(out: Path, issue_path: Path, subscribers_path: Path, quiet: bool = True,
             runs = publish_and_deliver(stack, f"issues/{issue_path.name}", issue_path.read_bytes())
             sent = write_outbox(out)
             ses_feedback.deliver(stack, ses_feedback.simulator_outcomes(stack, list_id))
-            ordinary = next(p for p in sorted((out / "outbox").glob("*.eml")) if b"simulator.amazonses.com" not in p.read_bytes()[:2000])
+            ordinary = next(
+                p
+                for p in sorted((out / "outbox").glob("*.eml"))
+                if b"simulator.amazonses.com" not in p.read_bytes()[:2000]
+            )
             unsubscribed = one_click_unsubscribe(stack, ordinary)
             second = None
             if second_issue is not None:
@@ -143,8 +155,14 @@ def run(out: Path, issue_path: Path, subscribers_path: Path, quiet: bool = True,
         stats = issue_stats(stack, issue_id)
         left = suppressed(stack, sorted(ses_feedback.SIMULATOR))
     return {
-        "issue_id": issue_id, "recipients": recipients, "outbox": sent, "runs": runs, **stats,
-        "suppressed": left, "unsubscribed_reader": unsubscribed, "second": second,
+        "issue_id": issue_id,
+        "recipients": recipients,
+        "outbox": sent,
+        "runs": runs,
+        **stats,
+        "suppressed": left,
+        "unsubscribed_reader": unsubscribed,
+        "second": second,
     }
 
 
@@ -153,12 +171,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--issue", type=Path, default=EXAMPLES / "issues" / "2015-07.json")
     parser.add_argument("--subscribers", type=Path, default=EXAMPLES / "subscribers.csv")
     parser.add_argument("--out", type=Path, default=ROOT / "out")
-    parser.add_argument("--second-issue", type=Path, default=EXAMPLES / "issues" / "2015-08.json",
-                        help="published after the feedback, to show who is skipped")
-    parser.add_argument("--verbose", action="store_true", help="print the functions' logs instead of writing them to out/")
+    parser.add_argument(
+        "--second-issue",
+        type=Path,
+        default=EXAMPLES / "issues" / "2015-08.json",
+        help="published after the feedback, to show who is skipped",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="print the functions' logs instead of writing them to out/"
+    )
     args = parser.parse_args(argv)
     r = run(args.out, args.issue, args.subscribers, quiet=not args.verbose, second_issue=args.second_issue)
-    print(f"outbox: {args.out / 'outbox'} ({r['outbox']} messages)   web: {args.out / 'web'}   logs: {args.out / 'lambda-logs.jsonl'}")
+    print(
+        f"outbox: {args.out / 'outbox'} ({r['outbox']} messages)   web: {args.out / 'web'}   logs: "
+        f"{args.out / 'lambda-logs.jsonl'}"
+    )
     print(f"SES feedback: suppressed {', '.join(r['suppressed']) or 'nobody'}")
     u = r["unsubscribed_reader"]
     print(f"one-click unsubscribe: POST answered {u['status']} (reader's address is in the logs only as a hash)")
@@ -167,8 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     if second:
         gone = [a for a in r["suppressed"] + [u["address"]] if a in second["to"]]
         print(
-            f"second issue {second['issue_id']}: sent {second['sent']} to {args.out / ('outbox-' + second['issue_id'])}, "
-            f"queued {second['queued']}, skipped {second['skipped']}; suppressed or unsubscribed readers mailed: {len(gone)}"
+            f"second issue {second['issue_id']}: sent {second['sent']} to "
+            f"{args.out / ('outbox-' + second['issue_id'])}, "
+            f"queued {second['queued']}, skipped {second['skipped']}; suppressed or unsubscribed "
+            f"readers mailed: {len(gone)}"
         )
     print(
         f"recipients {r['recipients']}, queued {r['queued']}, sent {r['sent']}, "

@@ -37,7 +37,10 @@ class FakeDynamoDB:
         found = [{"email": {"S": i["email"]}, "name": {"S": ""}} for i in page if i["status"] == "active"]
         resp = {"Items": found, "Count": len(found), "ScannedCount": len(page)}
         if start + Limit < len(items):
-            resp["LastEvaluatedKey"] = {"pk": {"S": ExpressionAttributeValues[":pk"]["S"]}, "_pos": {"N": str(start + Limit - 1)}}
+            resp["LastEvaluatedKey"] = {
+                "pk": {"S": ExpressionAttributeValues[":pk"]["S"]},
+                "_pos": {"N": str(start + Limit - 1)},
+            }
         return resp
 
     def batch_get_item(self, *, RequestItems):
@@ -60,7 +63,10 @@ class FakeDynamoDB:
             from botocore.exceptions import ClientError
 
             raise ClientError(
-                {"Error": {"Code": "TransactionCanceledException"}, "CancellationReasons": [{"Code": "ConditionalCheckFailed"}]},
+                {
+                    "Error": {"Code": "TransactionCanceledException"},
+                    "CancellationReasons": [{"Code": "ConditionalCheckFailed"}],
+                },
                 "TransactWriteItems",
             )
         self.markers.add(marker)

@@ -32,7 +32,11 @@ SERVICES = ("dynamodb", "sqs", "s3", "sesv2")
 
 # Errors each service answers when it is having a bad moment (all retryable by their docs).
 TRANSIENT = {
-    "dynamodb": [("InternalServerError", 500), ("ProvisionedThroughputExceededException", 400), ("ThrottlingException", 400)],
+    "dynamodb": [
+        ("InternalServerError", 500),
+        ("ProvisionedThroughputExceededException", 400),
+        ("ThrottlingException", 400),
+    ],
     "sqs": [("InternalError", 500), ("ServiceUnavailable", 503), ("RequestThrottled", 403)],
     "s3": [("InternalError", 500), ("SlowDown", 503), ("ServiceUnavailable", 503)],
     "sesv2": [("InternalFailure", 500), ("ServiceUnavailable", 503), ("TooManyRequestsException", 429)],
@@ -47,7 +51,8 @@ class Crash(BaseException):
 def transient_error(service: str, operation: str, rnd: random.Random) -> ClientError:
     code, status = rnd.choice(TRANSIENT[service])
     return ClientError(
-        {"Error": {"Code": code, "Message": f"injected {code}"}, "ResponseMetadata": {"HTTPStatusCode": status}}, operation
+        {"Error": {"Code": code, "Message": f"injected {code}"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        operation,
     )
 
 
@@ -102,7 +107,12 @@ class FaultPlan:
     def _draw_send(self, service: str) -> str | None:
         """Below the SDK, for each HTTP attempt botocore makes: 'unreached', 'lost' or None."""
         with self._lock:
-            if not self._active or self.layer != "below" or service not in self.services or self._rnd.random() >= self.rate:
+            if (
+                not self._active
+                or self.layer != "below"
+                or service not in self.services
+                or self._rnd.random() >= self.rate
+            ):
                 return None
             return self._rnd.choice(("unreached", "lost"))
 
@@ -123,7 +133,11 @@ class FaultPlan:
         class Faulty:
             def __getattr__(self, name):
                 attr = getattr(client, name)
-                if name.startswith("_") or not callable(attr) or name in ("can_paginate", "get_paginator", "get_waiter"):
+                if (
+                    name.startswith("_")
+                    or not callable(attr)
+                    or name in ("can_paginate", "get_paginator", "get_waiter")
+                ):
                     return attr
 
                 def call(*args, **kwargs):
@@ -303,7 +317,9 @@ def run_pipeline(plan: FaultPlan, *, subscribers: int = 300, issue_path=None) ->
         ddb = stack.client("dynamodb")
         create_list(stack, LIST_ID, "ICMPD Infomail")
         put_subscribers(ddb, stack.ref("SubscribersTable"), LIST_ID, rows)
-        for address in sorted({r["email"] for r in rows} - expected - {r["email"] for r in rows if r["status"] != "active"}):
+        for address in sorted(
+            {r["email"] for r in rows} - expected - {r["email"] for r in rows if r["status"] != "active"}
+        ):
             suppress(ddb, stack.ref("SuppressionsTable"), address, "bounce", "2015-06-01T00:00:00Z")
         event = stack.upload_issue(f"issues/{issue_path.name}", issue_path.read_bytes())
         issue_id = __import__("json").loads(issue_path.read_text(encoding="utf-8"))["issue_id"]
@@ -317,13 +333,25 @@ def run_pipeline(plan: FaultPlan, *, subscribers: int = 300, issue_path=None) ->
         sent = ses_feedback.sent_ledger(stack, issue_id)
         notes, fb_expected = [], Count()
         for n, item in enumerate(sorted(sent, key=lambda i: i["email"])):
-            notes.append(ses_feedback.notification("Delivery", item["message_id"], [item["email"]], issue_id=issue_id, list_id=LIST_ID))
+            notes.append(
+                ses_feedback.notification(
+                    "Delivery", item["message_id"], [item["email"]], issue_id=issue_id, list_id=LIST_ID
+                )
+            )
             fb_expected["delivered"] += 1
             if n % 37 == 5:
-                notes.append(ses_feedback.notification("Bounce", item["message_id"], [item["email"]], issue_id=issue_id, list_id=LIST_ID))
+                notes.append(
+                    ses_feedback.notification(
+                        "Bounce", item["message_id"], [item["email"]], issue_id=issue_id, list_id=LIST_ID
+                    )
+                )
                 fb_expected["bounced_hard"] += 1
             elif n % 97 == 11:
-                notes.append(ses_feedback.notification("Complaint", item["message_id"], [item["email"]], issue_id=issue_id, list_id=LIST_ID))
+                notes.append(
+                    ses_feedback.notification(
+                        "Complaint", item["message_id"], [item["email"]], issue_id=issue_id, list_id=LIST_ID
+                    )
+                )
                 fb_expected["complained"] += 1
         ses_feedback.publish(stack, notes)
         stack.faults = plan
@@ -337,8 +365,14 @@ def run_pipeline(plan: FaultPlan, *, subscribers: int = 300, issue_path=None) ->
         dead = {}
         for q in DLQS:
             attrs = sqs.get_queue_attributes(QueueUrl=stack.ref(q), AttributeNames=["All"])["Attributes"]
-            dead[q] = sum(int(attrs[k]) for k in ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-                                                  "ApproximateNumberOfMessagesDelayed"))
+            dead[q] = sum(
+                int(attrs[k])
+                for k in (
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                )
+            )
         virtual_hours = (stack.clock.time() - start) / 3600
     aws.reset()
 
@@ -361,18 +395,46 @@ def run_pipeline(plan: FaultPlan, *, subscribers: int = 300, issue_path=None) ->
 
 
 def table(outcomes: list[Outcome]) -> str:
-    head = ("layer", "rate", "seed", "faults", "expected", "mailed once", "missing", "twice", "uncertain",
-            "dead letters", "status", "counters = ledger", "virtual h", "wall s")
+    head = (
+        "layer",
+        "rate",
+        "seed",
+        "faults",
+        "expected",
+        "mailed once",
+        "missing",
+        "twice",
+        "uncertain",
+        "dead letters",
+        "status",
+        "counters = ledger",
+        "virtual h",
+        "wall s",
+    )
     rows = [head]
     for o in outcomes:
         p = o.plan
         counters_ok = not any(x.startswith(("counters", "queued", "feedback")) for x in o.problems)
-        rows.append((p.layer, f"{p.rate:.0%}", str(p.seed), str(sum(p.injected.values())), str(o.expected), str(o.mailed),
-                     str(len(o.missing)), str(len(o.duplicated)), f"{o.uncertain} ({o.uncertain_unmailed} unmailed)",
-                     str(sum(o.dead_letters.values())), o.status, "yes" if counters_ok else "NO",
-                     f"{o.virtual_hours:.1f}", f"{o.wall_s:.1f}"))
+        rows.append(
+            (
+                p.layer,
+                f"{p.rate:.0%}",
+                str(p.seed),
+                str(sum(p.injected.values())),
+                str(o.expected),
+                str(o.mailed),
+                str(len(o.missing)),
+                str(len(o.duplicated)),
+                f"{o.uncertain} ({o.uncertain_unmailed} unmailed)",
+                str(sum(o.dead_letters.values())),
+                o.status,
+                "yes" if counters_ok else "NO",
+                f"{o.virtual_hours:.1f}",
+                f"{o.wall_s:.1f}",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows)
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=False)) for r in rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -386,8 +448,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--layers", nargs="+", default=["above", "below"], choices=["above", "below"])
     parser.add_argument("--subscribers", type=int, default=300)
-    parser.add_argument("--crashes", action="store_true",
-                        help="instead: the instance dies at each AWS call in turn (before, then after it acted), 6 readers")
+    parser.add_argument(
+        "--crashes",
+        action="store_true",
+        help="instead: the instance dies at each AWS call in turn (before, then after it acted), 6 readers",
+    )
     args = parser.parse_args(argv)
     if args.crashes:
         return crash_sweep()
@@ -432,10 +497,15 @@ def crash_sweep(subscribers: int = 6, stride: int = 1) -> int:
             if outcome.uncertain_unmailed > 1:
                 problems.append(f"{outcome.uncertain_unmailed} readers uncertain and unmailed (one crash, at most one)")
             broken += bool(problems)
-            print(f"crash at call {at:3d} of {total} ({'after' if after else 'before'} it acted): "
-                  + ("; ".join(problems) or f"ok (uncertain {outcome.uncertain}, unmailed {outcome.uncertain_unmailed})"),
-                  file=sys.stderr if problems else sys.stdout)
-    print(f"\n{2 * len(range(1, total + 1, stride)) - broken} of {2 * len(range(1, total + 1, stride))} crash points kept every promise.")
+            print(
+                f"crash at call {at:3d} of {total} ({'after' if after else 'before'} it acted): "
+                + ("; ".join(problems) or f"ok (uncertain {outcome.uncertain}, unmailed {outcome.uncertain_unmailed})"),
+                file=sys.stderr if problems else sys.stdout,
+            )
+    print(
+        f"\n{2 * len(range(1, total + 1, stride)) - broken} of {2 * len(range(1, total + 1, stride))} "
+        "crash points kept every promise."
+    )
     return 1 if broken else 0
 
 

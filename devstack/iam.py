@@ -15,8 +15,19 @@ from dataclasses import dataclass, field
 
 from . import template as tpl
 
-WRITES = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem", "dynamodb:Scan",
-          "s3:PutObject", "s3:DeleteObject", "sqs:SendMessage", "ses:SendEmail", "ses:SendRawEmail", "ssm:PutParameter")
+WRITES = (
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:Scan",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "sqs:SendMessage",
+    "ses:SendEmail",
+    "ses:SendRawEmail",
+    "ssm:PutParameter",
+)
 
 
 @dataclass(frozen=True)
@@ -50,7 +61,11 @@ class Recorder:
             class Recording:
                 def __getattr__(self, name):
                     attr = getattr(c, name)
-                    if name.startswith("_") or not callable(attr) or name in ("can_paginate", "get_paginator", "get_waiter"):
+                    if (
+                        name.startswith("_")
+                        or not callable(attr)
+                        or name in ("can_paginate", "get_paginator", "get_waiter")
+                    ):
                         return attr
 
                     def call(*args, **kwargs):
@@ -99,8 +114,12 @@ def needed(call: Call) -> list[tuple[str, str]]:
         return [(f"dynamodb:{_camel(call.operation)}", resource)]
     if call.service == "s3":
         obj = f"arn:aws:s3:::{p['Bucket']}/{p.get('Key', '')}"
-        action = {"get_object": "s3:GetObjectVersion" if p.get("VersionId") else "s3:GetObject",
-                  "head_object": "s3:GetObject", "put_object": "s3:PutObject", "delete_object": "s3:DeleteObject"}
+        action = {
+            "get_object": "s3:GetObjectVersion" if p.get("VersionId") else "s3:GetObject",
+            "head_object": "s3:GetObject",
+            "put_object": "s3:PutObject",
+            "delete_object": "s3:DeleteObject",
+        }
         return [(action.get(call.operation, f"s3:{_camel(call.operation)}"), obj)]
     if call.service == "sqs":
         name = p["QueueUrl"].rstrip("/").rsplit("/", 1)[1]
@@ -112,8 +131,10 @@ def needed(call: Call) -> list[tuple[str, str]]:
         # SES API v2's SendEmail is authorised as ses:SendEmail, for the From identity and the
         # configuration set (the template also grants ses:SendRawEmail: see test_iam.py).
         action = f"ses:{_camel(call.operation)}"
-        return [(action, f"arn:aws:ses:{region}:{account}:configuration-set/{p['ConfigurationSetName']}"),
-                (action, f"arn:aws:ses:{region}:{account}:identity/*")]
+        return [
+            (action, f"arn:aws:ses:{region}:{account}:configuration-set/{p['ConfigurationSetName']}"),
+            (action, f"arn:aws:ses:{region}:{account}:identity/*"),
+        ]
     if call.service == "ssm":
         name = p["Name"].lstrip("/").split(":", 1)[0]  # a version selector (name:3) names the same parameter
         return [(f"ssm:{_camel(call.operation)}", f"arn:aws:ssm:{region}:{account}:parameter/{name}")]

@@ -70,10 +70,17 @@ def start(directory: Path | None = None, *, timeout_s: float = 60.0) -> dict:
         return state
     directory.mkdir(parents=True, exist_ok=True)
     log = (directory / "server.log").open("ab")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "functions"), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "functions"), os.environ.get("PYTHONPATH", "")]),
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "devstack.server", "--dir", str(directory)],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=env,
         start_new_session=True,  # outlives the command that started it
     )
     deadline = time.monotonic() + timeout_s
@@ -82,7 +89,9 @@ def start(directory: Path | None = None, *, timeout_s: float = 60.0) -> dict:
         if state and state.get("pid") == proc.pid:
             return state
         if proc.poll() is not None:
-            raise RuntimeError(f"the local stack did not start (exit {proc.returncode}); see {directory / 'server.log'}")
+            raise RuntimeError(
+                f"the local stack did not start (exit {proc.returncode}); see {directory / 'server.log'}"
+            )
         time.sleep(0.1)
     proc.terminate()
     raise RuntimeError(f"the local stack did not start within {timeout_s:.0f} s; see {directory / 'server.log'}")
@@ -106,7 +115,11 @@ def serve(directory: Path, port: int = 0) -> None:
     from moto.server import ThreadedMotoServer
 
     # Credentials of nobody: everything goes to 127.0.0.1.
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", "us-east-1")):
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
         os.environ[name] = value
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -151,7 +164,9 @@ def _write_outbox(outbox: Path, done: threading.Event, interval_s: float = 0.1) 
             folder.mkdir(parents=True, exist_ok=True)
             to = (m.destinations or [""])[0]
             seen += 1
-            (folder / f"{seen:06d}-{hashlib.sha256(to.encode()).hexdigest()[:10]}.eml").write_bytes(m.raw_data.encode("utf-8"))
+            (folder / f"{seen:06d}-{hashlib.sha256(to.encode()).hexdigest()[:10]}.eml").write_bytes(
+                m.raw_data.encode("utf-8")
+            )
         if stopping:
             return
 

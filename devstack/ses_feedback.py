@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from . import template as tpl
 
@@ -34,7 +34,7 @@ SIMULATOR = {
 
 
 def _iso(when: datetime | None = None) -> str:
-    when = when or datetime.now(timezone.utc)
+    when = when or datetime.now(UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
@@ -76,53 +76,73 @@ def notification(
     feedback_id = feedback_id or f"0100{uuid.uuid4().hex[:12]}-{uuid.uuid4()}-000000"
     detail: dict
     if kind == "Bounce":
-        key, detail = "bounce", {
-            "bounceType": bounce_type,
-            "bounceSubType": bounce_subtype,
-            "bouncedRecipients": [
-                {"emailAddress": r, "action": "failed", "status": "5.1.1", "diagnosticCode": "smtp; 550 5.1.1 user unknown"}
-                for r in recipients
-            ],
-            "timestamp": when,
-            "feedbackId": feedback_id,
-            "reportingMTA": "dsn; a8-70.smtp-out.amazonses.com",
-        }
+        key, detail = (
+            "bounce",
+            {
+                "bounceType": bounce_type,
+                "bounceSubType": bounce_subtype,
+                "bouncedRecipients": [
+                    {
+                        "emailAddress": r,
+                        "action": "failed",
+                        "status": "5.1.1",
+                        "diagnosticCode": "smtp; 550 5.1.1 user unknown",
+                    }
+                    for r in recipients
+                ],
+                "timestamp": when,
+                "feedbackId": feedback_id,
+                "reportingMTA": "dsn; a8-70.smtp-out.amazonses.com",
+            },
+        )
     elif kind == "Complaint":
-        key, detail = "complaint", {
-            "complainedRecipients": [{"emailAddress": r} for r in recipients],
-            "timestamp": when,
-            "feedbackId": feedback_id,
-            "complaintFeedbackType": "abuse",
-            "arrivalDate": when,
-        }
+        key, detail = (
+            "complaint",
+            {
+                "complainedRecipients": [{"emailAddress": r} for r in recipients],
+                "timestamp": when,
+                "feedbackId": feedback_id,
+                "complaintFeedbackType": "abuse",
+                "arrivalDate": when,
+            },
+        )
     elif kind == "Delivery":
-        key, detail = "delivery", {
-            "timestamp": when,
-            "processingTimeMillis": 546,
-            "recipients": list(recipients),
-            "smtpResponse": "250 ok: Message accepted",
-            "reportingMTA": "a8-70.smtp-out.amazonses.com",
-        }
+        key, detail = (
+            "delivery",
+            {
+                "timestamp": when,
+                "processingTimeMillis": 546,
+                "recipients": list(recipients),
+                "smtpResponse": "250 ok: Message accepted",
+                "reportingMTA": "a8-70.smtp-out.amazonses.com",
+            },
+        )
     elif kind == "DeliveryDelay":
-        key, detail = "deliveryDelay", {
-            "timestamp": when,
-            "delayType": "TransientCommunicationFailure",
-            "expirationTime": when,
-            "delayedRecipients": [
-                {"emailAddress": r, "status": "4.4.1", "diagnosticCode": "smtp; 421 4.4.1 Unable to connect"}
-                for r in recipients
-            ],
-        }
+        key, detail = (
+            "deliveryDelay",
+            {
+                "timestamp": when,
+                "delayType": "TransientCommunicationFailure",
+                "expirationTime": when,
+                "delayedRecipients": [
+                    {"emailAddress": r, "status": "4.4.1", "diagnosticCode": "smtp; 421 4.4.1 Unable to connect"}
+                    for r in recipients
+                ],
+            },
+        )
     elif kind == "Open":
         key, detail = "open", {"ipAddress": "192.0.2.1", "timestamp": when, "userAgent": "Mozilla/5.0"}
     elif kind == "Click":
-        key, detail = "click", {
-            "ipAddress": "192.0.2.1",
-            "link": "https://www.icmpd.org/news",
-            "linkTags": {},
-            "timestamp": when,
-            "userAgent": "Mozilla/5.0",
-        }
+        key, detail = (
+            "click",
+            {
+                "ipAddress": "192.0.2.1",
+                "link": "https://www.icmpd.org/news",
+                "linkTags": {},
+                "timestamp": when,
+                "userAgent": "Mozilla/5.0",
+            },
+        )
     elif kind == "Send":
         key, detail = "send", {}
     elif kind == "Reject":
@@ -183,8 +203,11 @@ def ledger_items(stack, issue_id: str | None = None) -> list[dict]:
             resp = ddb.scan(TableName=stack.ref("SendsTable"), ConsistentRead=True, **kwargs)
         else:  # the ledger's partition key is the issue
             resp = ddb.query(
-                TableName=stack.ref("SendsTable"), KeyConditionExpression="issue_id = :i", ConsistentRead=True,
-                ExpressionAttributeValues={":i": {"S": issue_id}}, **kwargs,
+                TableName=stack.ref("SendsTable"),
+                KeyConditionExpression="issue_id = :i",
+                ConsistentRead=True,
+                ExpressionAttributeValues={":i": {"S": issue_id}},
+                **kwargs,
             )
         items += [from_item(i) for i in resp.get("Items", [])]
         start = resp.get("LastEvaluatedKey")
@@ -197,13 +220,17 @@ def sent_ledger(stack, issue_id: str | None = None) -> list[dict]:
     return [i for i in ledger_items(stack, issue_id) if i.get("status") == "sent" and i.get("message_id")]
 
 
-def simulator_outcomes(stack, list_id: str, *, others_delivered: bool = True, issue_id: str | None = None) -> list[dict]:
+def simulator_outcomes(
+    stack, list_id: str, *, others_delivered: bool = True, issue_id: str | None = None
+) -> list[dict]:
     """The notifications SES would publish for everything the ledger says was sent (of one issue if given)."""
     out = []
     for item in sent_ledger(stack, issue_id):
         outcomes = SIMULATOR.get(item["email"]) or ([("Delivery", {})] if others_delivered else [])
         for kind, extra in outcomes:
             out.append(
-                notification(kind, item["message_id"], [item["email"]], issue_id=item["issue_id"], list_id=list_id, **extra)
+                notification(
+                    kind, item["message_id"], [item["email"]], issue_id=item["issue_id"], list_id=list_id, **extra
+                )
             )
     return out

@@ -7,14 +7,15 @@ Call inside `moto.mock_aws()`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
-import contextlib
 import secrets
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC
 
 import boto3
 
@@ -102,8 +103,11 @@ class LocalStack:
                 found = boto3.client(service, region_name=tpl.REGION)
             else:  # the server takes any credentials; never hand it real ones
                 found = boto3.client(
-                    service, region_name=tpl.REGION, endpoint_url=self.endpoint_url,
-                    aws_access_key_id="testing", aws_secret_access_key="testing",
+                    service,
+                    region_name=tpl.REGION,
+                    endpoint_url=self.endpoint_url,
+                    aws_access_key_id="testing",
+                    aws_secret_access_key="testing",
                 )
             self._clients[service] = found
         return found
@@ -112,8 +116,12 @@ class LocalStack:
 
     @classmethod
     def create(
-        cls, parameters: dict[str, str] | None = None, *, token_secret: str | None = None, endpoint_url: str | None = None
-    ) -> "LocalStack":
+        cls,
+        parameters: dict[str, str] | None = None,
+        *,
+        token_secret: str | None = None,
+        endpoint_url: str | None = None,
+    ) -> LocalStack:
         new_deployment()
         template = tpl.load()
         params = {**LOCAL_PARAMETERS, **(parameters or {})}
@@ -147,7 +155,11 @@ class LocalStack:
                 KeySchema=props["KeySchema"],
                 AttributeDefinitions=props["AttributeDefinitions"],
                 BillingMode="PAY_PER_REQUEST",
-                **({"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]} if "GlobalSecondaryIndexes" in props else {}),
+                **(
+                    {"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]}
+                    if "GlobalSecondaryIndexes" in props
+                    else {}
+                ),
             )
             physical[logical] = {"Ref": name, "Arn": f"arn:aws:dynamodb:{region}:{tpl.ACCOUNT}:table/{name}"}
 
@@ -178,7 +190,7 @@ class LocalStack:
             # A topic's Ref is its ARN; the feedback function checks envelopes against it.
             arn = f"arn:aws:sns:{region}:{tpl.ACCOUNT}:newsletter-{logical}-1TQ7HEXAMPLE"
             physical[logical] = {"Ref": arn, "TopicName": arn.rsplit(":", 1)[1]}
-        for logical, res in template["Resources"].items():
+        for logical in template["Resources"]:
             physical.setdefault(logical, {"Ref": f"local-{logical}", "Arn": f"arn:aws:local:::{logical}"})
 
         stack._create_ses_and_secret(params, token_secret)
@@ -186,11 +198,13 @@ class LocalStack:
         return stack
 
     @classmethod
-    def attach(cls, state: dict) -> "LocalStack":
+    def attach(cls, state: dict) -> LocalStack:
         """The stack that `create` made earlier (in a moto server), from `state()`; creates nothing."""
         template = tpl.load()
         physical = state["physical"]
-        stack = cls(template, tpl.Resolver(template, state["params"], physical), physical, endpoint_url=state["endpoint_url"])
+        stack = cls(
+            template, tpl.Resolver(template, state["params"], physical), physical, endpoint_url=state["endpoint_url"]
+        )
         stack._read_functions()
         return stack
 
@@ -218,13 +232,19 @@ class LocalStack:
 
     def _read_functions(self) -> None:
         for logical, props in tpl.function_specs(self.template).items():
-            env = {k: str(v) for k, v in self.resolver.resolve(props["Environment"]["Variables"]).items() if v is not None}
-            function = Function(logical, props["Handler"], env, int(props.get("Timeout", 3)), int(props.get("MemorySize", 128)))
+            env = {
+                k: str(v) for k, v in self.resolver.resolve(props["Environment"]["Variables"]).items() if v is not None
+            }
+            function = Function(
+                logical, props["Handler"], env, int(props.get("Timeout", 3)), int(props.get("MemorySize", 128))
+            )
             for ev in (props.get("Events") or {}).values():
                 if ev.get("Type") == "SQS":
                     function.sqs_source = ev["Properties"]["Queue"]["Fn::GetAtt"][0]
                     function.batch_size = int(ev["Properties"].get("BatchSize", 10))
-                    function.reports_item_failures = "ReportBatchItemFailures" in (ev["Properties"].get("FunctionResponseTypes") or [])
+                    function.reports_item_failures = "ReportBatchItemFailures" in (
+                        ev["Properties"].get("FunctionResponseTypes") or []
+                    )
             invoke_config = props.get("EventInvokeConfig") or {}
             function.async_retries = int(invoke_config.get("MaximumRetryAttempts", 2))
             destination = ((invoke_config.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
@@ -257,7 +277,9 @@ class LocalStack:
             "AWS_DEFAULT_REGION": tpl.REGION,
             "AWS_LAMBDA_FUNCTION_NAME": function.logical_id,
             "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testing") if not self.endpoint_url else "testing",
-            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing") if not self.endpoint_url else "testing",
+            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing")
+            if not self.endpoint_url
+            else "testing",
         }
         # Each function keeps its own clients and cached secret between invocations, as a warm
         # container does.
@@ -273,9 +295,11 @@ class LocalStack:
     def _running(self):
         """While functions run: the stack's clock (and, in process, moto's SQS on it too), and
         the fault plan, if any, in the functions' AWS clients."""
-        with installed(self.clock, sqs=self.endpoint_url is None), (
-            self.faults.installed() if self.faults is not None else contextlib.nullcontext()
-        ), (self.recorder.installed() if self.recorder is not None else contextlib.nullcontext()):
+        with (
+            installed(self.clock, sqs=self.endpoint_url is None),
+            self.faults.installed() if self.faults is not None else contextlib.nullcontext(),
+            self.recorder.installed() if self.recorder is not None else contextlib.nullcontext(),
+        ):
             yield
 
     def context(self, logical_id: str) -> FakeContext:
@@ -326,7 +350,11 @@ class LocalStack:
                     },
                     "requestPayload": event,
                     "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-                    "responsePayload": {"errorType": type(error).__name__, "errorMessage": str(error)[:500], "stackTrace": []},
+                    "responsePayload": {
+                        "errorType": type(error).__name__,
+                        "errorMessage": str(error)[:500],
+                        "stackTrace": [],
+                    },
                 }
                 self.client("sqs").send_message(QueueUrl=self.ref(function.on_failure), MessageBody=json.dumps(record))
         return None
@@ -346,7 +374,9 @@ class LocalStack:
 
         self._sequencer = max(self._sequencer + 1, int(self.clock.time() * 1_000_000))
         record["s3"]["object"] = {
-            "key": quote_plus(key, safe="/"), "size": head["ContentLength"], "eTag": head["ETag"].strip('"'),
+            "key": quote_plus(key, safe="/"),
+            "size": head["ContentLength"],
+            "eTag": head["ETag"].strip('"'),
             **({"versionId": head["VersionId"]} if head.get("VersionId") else {}),
             # S3's sequencer orders the events of one key: a later upload has a greater one.
             "sequencer": f"{self._sequencer:018X}",
@@ -464,7 +494,8 @@ class LocalStack:
                     if invocations >= max_invocations:
                         break
                     got = sqs.receive_message(
-                        QueueUrl=self.ref(function.sqs_source), MaxNumberOfMessages=min(function.batch_size, 10),
+                        QueueUrl=self.ref(function.sqs_source),
+                        MaxNumberOfMessages=min(function.batch_size, 10),
                         AttributeNames=["All"],
                     ).get("Messages", [])
                     if got:
@@ -521,7 +552,6 @@ class LocalStack:
         return max(0.0, soonest - now_ms) / 1000.0 + 0.001
 
 
-
 def _failures():
     from .faults import Crash
 
@@ -549,14 +579,18 @@ def _reported_failures(result, ids: set[str]) -> set[str]:
 
 def _log_failure(function: str, exc: BaseException) -> None:
     """What Lambda writes to the function's log when an invocation fails."""
-    print(json.dumps({"level": "ERROR", "function": function, "errorType": type(exc).__name__,
-                      "errorMessage": str(exc)[:300]}), flush=True)
+    print(
+        json.dumps(
+            {"level": "ERROR", "function": function, "errorType": type(exc).__name__, "errorMessage": str(exc)[:300]}
+        ),
+        flush=True,
+    )
 
 
 def _iso_ms(at: float) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    when = datetime.fromtimestamp(at, timezone.utc)
+    when = datetime.fromtimestamp(at, UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 

@@ -39,8 +39,23 @@ def _tag(tag: str, name: str):
     _Loader.add_constructor(tag, construct)
 
 
-for _t in ("Sub", "GetAtt", "If", "Equals", "Not", "And", "Or", "Join", "Select", "Split", "FindInMap",
-           "Base64", "GetAZs", "ImportValue", "Cidr"):
+for _t in (
+    "Sub",
+    "GetAtt",
+    "If",
+    "Equals",
+    "Not",
+    "And",
+    "Or",
+    "Join",
+    "Select",
+    "Split",
+    "FindInMap",
+    "Base64",
+    "GetAZs",
+    "ImportValue",
+    "Cidr",
+):
     _tag(f"!{_t}", f"Fn::{_t}")
 _tag("!Ref", "Ref")
 _tag("!Condition", "Condition")
@@ -89,7 +104,7 @@ class Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (fn, arg), = value.items()
+            ((fn, arg),) = value.items()
             if fn == "Ref":
                 if arg in self.params:
                     return self.params[arg]

@@ -30,32 +30,191 @@ DOMAINS = ["example.com", "example.org", "example.net"]
 
 # (language, weight, first names, last names)
 POOLS = [
-    ("en", 66,
-     ["James", "Mary", "Sarah", "David", "Emma", "Michael", "Olivia", "Daniel", "Aisha", "Liam",
-      "Grace", "Thomas", "Priya", "John", "Fatima", "Chloe", "Samuel", "Amara", "Oliver", "Hannah",
-      "Chinedu", "Mei", "Ahmed", "Siobhán", "Zoë", "José", "Wei", "Ngozi", "Kwame", "Ana"],
-     ["Smith", "Johnson", "O'Brien", "Williams", "Brown", "Okafor", "Patel", "Taylor", "Nguyen",
-      "Davies", "Mensah", "Khan", "Murphy", "Álvarez", "Evans", "Hughes", "Adeyemi", "Clarke",
-      "Walker", "Hassan", "Diallo", "Chen", "Kowalski", "Mitchell", "Ó Súilleabháin"]),
-    ("fr", 12,
-     ["Camille", "Léa", "Hélène", "François", "Amadou", "Aïssatou", "Élodie", "Jérôme", "Moussa",
-      "Chloé", "Benoît", "Mariama", "Noël", "Océane", "Ousmane"],
-     ["Dubois", "Lefèvre", "Diop", "Ndiaye", "Moreau", "Traoré", "Girard", "Faure", "Coulibaly",
-      "Rousseau", "Ouédraogo", "Lemaître", "Sow", "Bâ"]),
-    ("de", 9,
-     ["Jürgen", "Zoë", "Lukas", "Anna", "Matthias", "Sophie", "Jörg", "Katharina", "Felix",
-      "Lena", "Łukasz", "Dragan", "Agnieszka", "Stefan"],
-     ["Müller", "Schröder", "Weiß", "Huber", "Bauer", "Gruber", "Wiśniewski", "Hofmann", "Köhler",
-      "Jovanović", "Wagner", "Nowak", "Steiner", "Meißner"]),
-    ("pt", 7,
-     ["João", "Maria", "António", "Inês", "Gonçalo", "Conceição", "Tomás", "Beatriz", "Amílcar",
-      "Fátima", "Sebastião", "Luísa"],
-     ["Silva", "Gonçalves", "Sá", "Fernandes", "Cabral", "Pereira", "Araújo", "Lopes", "Tavares",
-      "Monteiro", "Brandão", "Cardoso"]),
-    ("ka", 6,
-     ["Nino", "Giorgi", "Tamar", "Levan", "Ketevan", "Davit", "Mariam", "Irakli", "Salome", "Nika"],
-     ["Beridze", "Kapanadze", "Gelashvili", "Lomidze", "Tsiklauri", "Maisuradze", "Chkheidze",
-      "Javakhishvili", "Abashidze", "Kvaratskhelia"]),
+    (
+        "en",
+        66,
+        [
+            "James",
+            "Mary",
+            "Sarah",
+            "David",
+            "Emma",
+            "Michael",
+            "Olivia",
+            "Daniel",
+            "Aisha",
+            "Liam",
+            "Grace",
+            "Thomas",
+            "Priya",
+            "John",
+            "Fatima",
+            "Chloe",
+            "Samuel",
+            "Amara",
+            "Oliver",
+            "Hannah",
+            "Chinedu",
+            "Mei",
+            "Ahmed",
+            "Siobhán",
+            "Zoë",
+            "José",
+            "Wei",
+            "Ngozi",
+            "Kwame",
+            "Ana",
+        ],
+        [
+            "Smith",
+            "Johnson",
+            "O'Brien",
+            "Williams",
+            "Brown",
+            "Okafor",
+            "Patel",
+            "Taylor",
+            "Nguyen",
+            "Davies",
+            "Mensah",
+            "Khan",
+            "Murphy",
+            "Álvarez",
+            "Evans",
+            "Hughes",
+            "Adeyemi",
+            "Clarke",
+            "Walker",
+            "Hassan",
+            "Diallo",
+            "Chen",
+            "Kowalski",
+            "Mitchell",
+            "Ó Súilleabháin",
+        ],
+    ),
+    (
+        "fr",
+        12,
+        [
+            "Camille",
+            "Léa",
+            "Hélène",
+            "François",
+            "Amadou",
+            "Aïssatou",
+            "Élodie",
+            "Jérôme",
+            "Moussa",
+            "Chloé",
+            "Benoît",
+            "Mariama",
+            "Noël",
+            "Océane",
+            "Ousmane",
+        ],
+        [
+            "Dubois",
+            "Lefèvre",
+            "Diop",
+            "Ndiaye",
+            "Moreau",
+            "Traoré",
+            "Girard",
+            "Faure",
+            "Coulibaly",
+            "Rousseau",
+            "Ouédraogo",
+            "Lemaître",
+            "Sow",
+            "Bâ",
+        ],
+    ),
+    (
+        "de",
+        9,
+        [
+            "Jürgen",
+            "Zoë",
+            "Lukas",
+            "Anna",
+            "Matthias",
+            "Sophie",
+            "Jörg",
+            "Katharina",
+            "Felix",
+            "Lena",
+            "Łukasz",
+            "Dragan",
+            "Agnieszka",
+            "Stefan",
+        ],
+        [
+            "Müller",
+            "Schröder",
+            "Weiß",
+            "Huber",
+            "Bauer",
+            "Gruber",
+            "Wiśniewski",
+            "Hofmann",
+            "Köhler",
+            "Jovanović",
+            "Wagner",
+            "Nowak",
+            "Steiner",
+            "Meißner",
+        ],
+    ),
+    (
+        "pt",
+        7,
+        [
+            "João",
+            "Maria",
+            "António",
+            "Inês",
+            "Gonçalo",
+            "Conceição",
+            "Tomás",
+            "Beatriz",
+            "Amílcar",
+            "Fátima",
+            "Sebastião",
+            "Luísa",
+        ],
+        [
+            "Silva",
+            "Gonçalves",
+            "Sá",
+            "Fernandes",
+            "Cabral",
+            "Pereira",
+            "Araújo",
+            "Lopes",
+            "Tavares",
+            "Monteiro",
+            "Brandão",
+            "Cardoso",
+        ],
+    ),
+    (
+        "ka",
+        6,
+        ["Nino", "Giorgi", "Tamar", "Levan", "Ketevan", "Davit", "Mariam", "Irakli", "Salome", "Nika"],
+        [
+            "Beridze",
+            "Kapanadze",
+            "Gelashvili",
+            "Lomidze",
+            "Tsiklauri",
+            "Maisuradze",
+            "Chkheidze",
+            "Javakhishvili",
+            "Abashidze",
+            "Kvaratskhelia",
+        ],
+    ),
 ]
 # People who always appear (names the tests and demos refer to), several written in their own
 # script; the address comes from the romanisation.
@@ -93,13 +252,14 @@ ORGANISATIONS = [
     "UNHCR",
     "Caritas",
     "Independent consultant",
-    "\"Migration Matters\" Foundation",
+    '"Migration Matters" Foundation',
     "Österreichisches Rotes Kreuz",
     "Ilia State University",
 ]
 
-_FOLD = str.maketrans({"ł": "l", "Ł": "L", "ø": "o", "ß": "ss", "đ": "d", "ı": "i", "æ": "ae",
-                       "œ": "oe", "'": "", " ": "."})
+_FOLD = str.maketrans(
+    {"ł": "l", "Ł": "L", "ø": "o", "ß": "ss", "đ": "d", "ı": "i", "æ": "ae", "œ": "oe", "'": "", " ": "."}
+)
 
 
 def local_part(name: str) -> str:
@@ -142,13 +302,21 @@ def generate() -> list[dict[str, str]]:
             email = f"{local}{k}@{domain}"
         seen.add(email)
         organisation = rng.choice(ORGANISATIONS) if rng.random() < 0.45 else ""
-        rows.append({"email": email, "name": name, "language": language,
-                     "status": statuses[i], "organisation": organisation})
+        rows.append(
+            {"email": email, "name": name, "language": language, "status": statuses[i], "organisation": organisation}
+        )
 
     for address in SIMULATOR:
-        rows.insert(rng.randrange(len(rows) + 1), {
-            "email": address, "name": "", "language": "en",
-            "status": "active", "organisation": "Amazon SES mailbox simulator"})
+        rows.insert(
+            rng.randrange(len(rows) + 1),
+            {
+                "email": address,
+                "name": "",
+                "language": "en",
+                "status": "active",
+                "organisation": "Amazon SES mailbox simulator",
+            },
+        )
     assert len(rows) == ROWS
     return rows
 
@@ -156,8 +324,7 @@ def generate() -> list[dict[str, str]]:
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("subscribers.csv")
     with out.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, ["email", "name", "language", "status", "organisation"],
-                                lineterminator="\n")
+        writer = csv.DictWriter(fh, ["email", "name", "language", "status", "organisation"], lineterminator="\n")
         writer.writeheader()
         writer.writerows(generate())
     print(f"wrote {ROWS} rows to {out}")

@@ -123,7 +123,11 @@ def queue_depth(stack, logical: str) -> int:
     import boto3
 
     sqs = boto3.client("sqs", region_name="us-east-1")
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
     attrs = sqs.get_queue_attributes(QueueUrl=stack.ref(logical), AttributeNames=names)["Attributes"]
     return sum(int(attrs[n]) for n in names)
 
@@ -131,7 +135,10 @@ def queue_depth(stack, logical: str) -> int:
 def client_error(code: str, status: int = 400, operation: str = "SendEmail"):
     from botocore.exceptions import ClientError
 
-    return ClientError({"Error": {"Code": code, "Message": f"injected {code}"}, "ResponseMetadata": {"HTTPStatusCode": status}}, operation)
+    return ClientError(
+        {"Error": {"Code": code, "Message": f"injected {code}"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        operation,
+    )
 
 
 class FaultySES:

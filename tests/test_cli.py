@@ -14,9 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from conftest import EXAMPLE_ISSUE, ROOT, issue_doc
+from typer.testing import CliRunner
 
 runner = CliRunner()
 
@@ -93,7 +92,9 @@ def test_preview_exits_non_zero_on_errors_and_zero_on_warnings(tmp_path):
     bad.write_text(json.dumps(doc), encoding="utf-8")
     result = cli("preview", str(bad), "--out", str(tmp_path / "out"), "--no-screenshots")
     assert result.exit_code == 1 and "html-size" in result.output and "1 error" in result.output
-    long_subject = write_issue(tmp_path / "warn.json", subject="A subject line that goes on well past what a phone shows in a list")
+    long_subject = write_issue(
+        tmp_path / "warn.json", subject="A subject line that goes on well past what a phone shows in a list"
+    )
     result = cli("preview", str(long_subject), "--out", str(tmp_path / "out2"), "--no-screenshots")
     assert result.exit_code == 0 and "0 errors" in result.output and "subject" in result.output
 
@@ -101,8 +102,11 @@ def test_preview_exits_non_zero_on_errors_and_zero_on_warnings(tmp_path):
 def test_a_broken_issue_gets_a_message_not_a_traceback(tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text('{"issue_id": "2015-09", "subject": }', encoding="utf-8")
-    for command in (["preview", str(broken), "--no-screenshots"], ["--local", "publish", str(broken)],
-                    ["--local", "send-test", str(broken), "--to", "a@example.org"]):
+    for command in (
+        ["preview", str(broken), "--no-screenshots"],
+        ["--local", "publish", str(broken)],
+        ["--local", "send-test", str(broken), "--to", "a@example.org"],
+    ):
         result = cli(*command)
         assert result.exit_code == 2, command
         assert "not valid" in result.output and "line 1" in result.output
@@ -115,8 +119,11 @@ def test_a_broken_issue_gets_a_message_not_a_traceback(tmp_path):
 
 
 def test_import_count_export_and_reimport(local, tmp_path):
-    rows = readers(12, "imp") + ["IMP000@example.com,Again,en,active", "not-an-address,X,en,active",
-                                 "gone@example.com,Gone,en,unsubscribed"]
+    rows = readers(12, "imp") + [
+        "IMP000@example.com,Again,en,active",
+        "not-an-address,X,en,active",
+        "gone@example.com,Gone,en,unsubscribed",
+    ]
     csv_file = write_csv(tmp_path / "list.csv", rows)
     result = cli("--local", "subscribers", "import", str(csv_file), "--list", "imports", "--list-name", "Imports")
     assert result.exit_code == 0, result.output
@@ -125,7 +132,9 @@ def test_import_count_export_and_reimport(local, tmp_path):
     assert "line 14" in result.output  # the duplicate (other case)
     count = cli("--local", "subscribers", "count", "--list", "imports")
     assert count.exit_code == 0
-    assert [line.split() for line in count.output.splitlines() if "active" in line and "inactive" not in line][0][-2] == "12"
+    assert [line.split() for line in count.output.splitlines() if "active" in line and "inactive" not in line][0][
+        -2
+    ] == "12"
     assert "unsubscribed" in count.output and " 13 " in count.output.replace("│", " ")  # total
 
     again = cli("--local", "subscribers", "import", str(csv_file), "--list", "imports")
@@ -203,9 +212,15 @@ def test_send_test_refuses_bad_addresses_and_unknown_lists(local, tmp_path):
 
 
 def test_publish_follows_to_the_end_and_never_sends_twice(local, tmp_path):
-    rows = readers(30, "pub") + ["bounce@simulator.amazonses.com,,en,active", "complaint@simulator.amazonses.com,,en,active",
-                                 "off@example.com,Off,en,unsubscribed"]
-    assert cli("--local", "subscribers", "import", str(write_csv(tmp_path / "p.csv", rows)), "--list", "pubs").exit_code == 0
+    rows = readers(30, "pub") + [
+        "bounce@simulator.amazonses.com,,en,active",
+        "complaint@simulator.amazonses.com,,en,active",
+        "off@example.com,Off,en,unsubscribed",
+    ]
+    assert (
+        cli("--local", "subscribers", "import", str(write_csv(tmp_path / "p.csv", rows)), "--list", "pubs").exit_code
+        == 0
+    )
     doc = write_issue(tmp_path / "p.json", issue_id="p-2015-07", list="pubs")
     result = cli("--local", "publish", str(doc))
     assert result.exit_code == 0, result.output
@@ -213,7 +228,9 @@ def test_publish_follows_to_the_end_and_never_sends_twice(local, tmp_path):
     to = [m["To"].addresses[0].addr_spec for m in eml_files(local, "p-2015-07")]
     assert len(to) == len(set(to)) == 32 and "off@example.com" not in to
     status = cli("--local", "status", "p-2015-07").output
-    figures = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in status.splitlines() if line.count("│") == 3}
+    figures = {
+        line.split("│")[1].strip(): line.split("│")[2].strip() for line in status.splitlines() if line.count("│") == 3
+    }
     assert figures["status"] == "sent" and figures["queued"] == "32" and figures["sent"] == "32"
     assert figures["bounced hard"] == "1" and figures["complained"] == "1"  # the simulator's answers, fed back
     assert "counters checked against the send ledger at" in status
@@ -236,7 +253,9 @@ def test_pause_resume_cancel(local, tmp_path):
 
     target = local_target()
     ddb, table = target.client("dynamodb"), target.ref("IssuesTable")
-    issues.create_issue(ddb, table, {"issue_id": "c-1", "list_id": "x", "status": "sending", "accepted_at": "2026-11-27T00:00:00Z"})
+    issues.create_issue(
+        ddb, table, {"issue_id": "c-1", "list_id": "x", "status": "sending", "accepted_at": "2026-11-27T00:00:00Z"}
+    )
     assert cli("--local", "pause", "c-1").exit_code == 0
     assert issues.get_issue(ddb, table, "c-1")["status"] == "paused"
     twice = cli("--local", "pause", "c-1")
@@ -258,10 +277,12 @@ def test_pause_resume_cancel(local, tmp_path):
 def outputs_template(stack) -> str:
     from newsletter_cli.target import OUTPUTS
 
-    return json.dumps({
-        "Resources": {"Nothing": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
-        "Outputs": {out: {"Value": stack.ref(logical)} for logical, out in OUTPUTS.items()},
-    })
+    return json.dumps(
+        {
+            "Resources": {"Nothing": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+            "Outputs": {out: {"Value": stack.ref(logical)} for logical, out in OUTPUTS.items()},
+        }
+    )
 
 
 def test_a_missing_stack_is_a_clear_error(aws_mock):
@@ -274,14 +295,25 @@ def test_a_missing_stack_is_a_clear_error(aws_mock):
 def test_commands_find_the_stack_by_its_outputs(stack, tmp_path):
     import boto3
 
-    boto3.client("cloudformation", region_name="us-east-1").create_stack(StackName="newsletter", TemplateBody=outputs_template(stack))
+    boto3.client("cloudformation", region_name="us-east-1").create_stack(
+        StackName="newsletter", TemplateBody=outputs_template(stack)
+    )
     csv_file = write_csv(tmp_path / "s.csv", readers(4, "dep"))
-    result = cli("--stack", "newsletter", "--region", "us-east-1", "subscribers", "import", str(csv_file), "--list", "infomail")
+    result = cli(
+        "--stack", "newsletter", "--region", "us-east-1", "subscribers", "import", str(csv_file), "--list", "infomail"
+    )
     assert result.exit_code == 0, result.output
-    assert "4" in cli("--stack", "newsletter", "--region", "us-east-1", "subscribers", "count", "--list", "infomail").output
+    assert (
+        "4"
+        in cli("--stack", "newsletter", "--region", "us-east-1", "subscribers", "count", "--list", "infomail").output
+    )
     up = cli("--stack", "newsletter", "--region", "us-east-1", "publish", str(EXAMPLE_ISSUE), "--no-follow")
     assert up.exit_code == 0 and "issues/2015-07.json" in up.output
-    body = boto3.client("s3", region_name="us-east-1").get_object(Bucket=stack.bucket, Key="issues/2015-07.json")["Body"].read()
+    body = (
+        boto3.client("s3", region_name="us-east-1")
+        .get_object(Bucket=stack.bucket, Key="issues/2015-07.json")["Body"]
+        .read()
+    )
     assert body == EXAMPLE_ISSUE.read_bytes()  # what S3 hands the publish function
 
 
@@ -291,7 +323,9 @@ def test_follow_reports_a_refused_document(stack):
     from newsletter_cli import ops
     from newsletter_cli.target import OUTPUTS, CliError, Target
 
-    target = Target("stack", "newsletter", {logical: stack.ref(logical) for logical in OUTPUTS}, session=boto3.Session())
+    target = Target(
+        "stack", "newsletter", {logical: stack.ref(logical) for logical in OUTPUTS}, session=boto3.Session()
+    )
     boto3.client("s3").put_object(Bucket=stack.bucket, Key="issues/x.json.error.txt", Body=b"subject: missing")
     seen = []
     with pytest.raises(CliError, match="subject: missing"):
@@ -306,7 +340,9 @@ def test_follow_stops_when_the_issue_is_sent_or_paused(stack):
     from newsletter_cli import ops
     from newsletter_cli.target import OUTPUTS, Target
 
-    target = Target("stack", "newsletter", {logical: stack.ref(logical) for logical in OUTPUTS}, session=boto3.Session())
+    target = Target(
+        "stack", "newsletter", {logical: stack.ref(logical) for logical in OUTPUTS}, session=boto3.Session()
+    )
     ddb, table = boto3.client("dynamodb"), stack.ref("IssuesTable")
     issues.create_issue(ddb, table, {"issue_id": "f-1", "list_id": "infomail", "status": "sending"})
     polls = []
@@ -330,7 +366,9 @@ def test_the_console_script_is_installed_and_never_prints_a_traceback(tmp_path):
     assert exe.exists(), "pip install -e . installs the newsletter command"
     broken = tmp_path / "x.json"
     broken.write_bytes(b"\xff\xfe not json")
-    run = subprocess.run([str(exe), "preview", str(broken), "--no-screenshots"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    run = subprocess.run(
+        [str(exe), "preview", str(broken), "--no-screenshots"], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert run.returncode == 2 and "Traceback" not in run.stderr + run.stdout
     assert "UTF-8" in run.stderr
 
@@ -339,10 +377,11 @@ def test_a_huge_import_through_the_command(tmp_path, monkeypatch):
     """60,000 rows through `subscribers import`: every row accounted for, the problems in a file."""
     import types
 
+    from test_cli_subscribers import SUBS, SUPP, FakeDynamo, write_huge
+
     from newsletter.store import subscribers as store
     from newsletter_cli import app as app_module
     from newsletter_cli.target import OUTPUTS, Target
-    from test_cli_subscribers import SUBS, SUPP, FakeDynamo, write_huge
 
     class Dynamo(FakeDynamo):  # plus the list's own item
         lists: dict = {}
@@ -367,10 +406,16 @@ def test_a_huge_import_through_the_command(tmp_path, monkeypatch):
     result = cli("--stack", "newsletter", "subscribers", "import", str(path), "--list", "big")
     assert result.exit_code == 0, result.output
     figures = [line for line in result.output.splitlines() if line.count("│") >= 6][-1].replace("│", " ").split()
-    assert figures == [str(rows), *(str(expected[k]) for k in ("imported", "existing", "duplicates", "suppressed", "invalid"))]
+    assert figures == [
+        str(rows),
+        *(str(expected[k]) for k in ("imported", "existing", "duplicates", "suppressed", "invalid")),
+    ]
     report = path.with_name(path.name + ".problems.csv")
     assert str(report) in result.output.replace("\n", "")
-    assert len(report.read_text(encoding="utf-8-sig").splitlines()) == 1 + expected["invalid"] + expected["duplicates"] + expected["suppressed"]
+    assert (
+        len(report.read_text(encoding="utf-8-sig").splitlines())
+        == 1 + expected["invalid"] + expected["duplicates"] + expected["suppressed"]
+    )
 
 
 def test_send_test_on_a_deployed_stack_uses_the_publish_functions_settings(stack):
@@ -378,18 +423,23 @@ def test_send_test_on_a_deployed_stack_uses_the_publish_functions_settings(stack
     deployed send function then sends: here the send function is run by hand."""
     import boto3
     from botocore.stub import Stubber
-
     from conftest import add_subscribers, mailed, people
+
     from newsletter_cli import ops
     from newsletter_cli.target import OUTPUTS, Target
 
     add_subscribers(stack, people(3))
-    target = Target("stack", "newsletter", {logical: stack.ref(logical) for logical in OUTPUTS}, session=boto3.Session())
+    target = Target(
+        "stack", "newsletter", {logical: stack.ref(logical) for logical in OUTPUTS}, session=boto3.Session()
+    )
     lam = boto3.client("lambda", region_name="us-east-1")
     env = stack.functions["PublishFunction"].environment
     with Stubber(lam) as stub:
-        stub.add_response("get_function_configuration", {"Environment": {"Variables": env}},
-                          {"FunctionName": stack.ref("PublishFunction")})
+        stub.add_response(
+            "get_function_configuration",
+            {"Environment": {"Variables": env}},
+            {"FunctionName": stack.ref("PublishFunction")},
+        )
         target._clients["lambda"] = lam
         issue, raw = ops.read_issue(EXAMPLE_ISSUE)
         test_id = ops.send_test(target, issue, raw, ["editor@example.org"])
@@ -399,13 +449,20 @@ def test_send_test_on_a_deployed_stack_uses_the_publish_functions_settings(stack
     record = ops.get_record(target, test_id)
     assert record["status"] == "sent" and record["test_of"] == "2015-07" and record["subject"].startswith("[TEST] ")
     assert ops.get_record(target, "2015-07") is None
-    assert env["SENDER_ADDRESS"] in boto3.client("s3").get_object(
-        Bucket=stack.bucket, Key=record["prepared_key"])["Body"].read().decode()
+    assert (
+        env["SENDER_ADDRESS"]
+        in boto3.client("s3").get_object(Bucket=stack.bucket, Key=record["prepared_key"])["Body"].read().decode()
+    )
 
 
 def test_preview_with_a_stack_uses_its_sender_and_list_name(local, tmp_path):
     csv_file = write_csv(tmp_path / "v.csv", readers(1, "prev"))
-    assert cli("--local", "subscribers", "import", str(csv_file), "--list", "previews", "--list-name", "Preview Readers").exit_code == 0
+    assert (
+        cli(
+            "--local", "subscribers", "import", str(csv_file), "--list", "previews", "--list-name", "Preview Readers"
+        ).exit_code
+        == 0
+    )
     doc = write_issue(tmp_path / "v.json", issue_id="v-1", list="previews")
     result = cli("--local", "preview", str(doc), "--out", str(tmp_path / "out"), "--no-screenshots")
     assert result.exit_code == 0, result.output
@@ -445,7 +502,13 @@ def test_unsubscribe_by_hand_by_address_or_by_a_mailto_token(local, tmp_path):
     token = tokens.sign(local_target().token_secret(), "mailtos", "mail001@example.com")
     by_mail = cli("--local", "subscribers", "unsubscribe", "--token", f"unsubscribe {token}")
     assert by_mail.exit_code == 0 and "mail001@example.com" in by_mail.output
-    forged = cli("--local", "subscribers", "unsubscribe", "--token", tokens.sign(b"another secret", "mailtos", "mail002@example.com"))
+    forged = cli(
+        "--local",
+        "subscribers",
+        "unsubscribe",
+        "--token",
+        tokens.sign(b"another secret", "mailtos", "mail002@example.com"),
+    )
     assert forged.exit_code == 2 and "not one of ours" in forged.output
     out = tmp_path / "active.csv"
     cli("--local", "subscribers", "export", "--list", "mailtos", "--status", "active", "--out", str(out))
@@ -456,8 +519,17 @@ def test_unsubscribe_by_hand_by_address_or_by_a_mailto_token(local, tmp_path):
 def test_an_interrupted_local_publish_goes_on_where_it_stopped(local, tmp_path, monkeypatch):
     from devstack.stack import LocalStack
 
-    assert cli("--local", "subscribers", "import", str(write_csv(tmp_path / "r.csv", readers(120, "int"))),
-               "--list", "interrupts").exit_code == 0
+    assert (
+        cli(
+            "--local",
+            "subscribers",
+            "import",
+            str(write_csv(tmp_path / "r.csv", readers(120, "int"))),
+            "--list",
+            "interrupts",
+        ).exit_code
+        == 0
+    )
     doc = write_issue(tmp_path / "r.json", issue_id="r-1", list="interrupts")
     real_poll = LocalStack.poll
     sends = {"n": 0}
@@ -492,11 +564,20 @@ def test_dlq_lists_dead_letters_without_addresses_and_redrives_them(local, tmp_p
     from newsletter.sending import Batch
     from newsletter_cli.target import local_target
 
-    assert cli("--local", "subscribers", "import", str(write_csv(tmp_path / "d.csv", readers(2, "dlq"))),
-               "--list", "dlqs").exit_code == 0
-    assert cli("--local", "publish", str(write_issue(tmp_path / "d.json", issue_id="dlq-1", list="dlqs"))).exit_code == 0
+    assert (
+        cli(
+            "--local", "subscribers", "import", str(write_csv(tmp_path / "d.csv", readers(2, "dlq"))), "--list", "dlqs"
+        ).exit_code
+        == 0
+    )
+    assert (
+        cli("--local", "publish", str(write_issue(tmp_path / "d.json", issue_id="dlq-1", list="dlqs"))).exit_code == 0
+    )
     late = readers(2, "dlqlate")
-    assert cli("--local", "subscribers", "import", str(write_csv(tmp_path / "l.csv", late)), "--list", "dlqs").exit_code == 0
+    assert (
+        cli("--local", "subscribers", "import", str(write_csv(tmp_path / "l.csv", late)), "--list", "dlqs").exit_code
+        == 0
+    )
     target = local_target()
     sqs = target.client("sqs")
     # As if they had failed their last receive: a batch for the two late readers, a notification.
@@ -507,7 +588,11 @@ def test_dlq_lists_dead_letters_without_addresses_and_redrives_them(local, tmp_p
 
     listed = cli("--local", "dlq")
     assert listed.exit_code == 0, listed.output
-    rows = {line.split("│")[1].strip(): line.split("│")[3].strip() for line in listed.output.splitlines() if line.count("│") == 5}
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[3].strip()
+        for line in listed.output.splitlines()
+        if line.count("│") == 5
+    }
     assert rows == {"PublishDLQ": "0", "FanoutDLQ": "0", "SendDLQ": "1", "FeedbackDLQ": "1"}
     assert "issue dlq-1, batch 07-000000-00: 2 recipient(s)" in listed.output
     assert "delivery for issue dlq-1, SES message 0100-dlq, 1 recipient(s)" in listed.output
@@ -527,25 +612,36 @@ def test_dlq_lists_dead_letters_without_addresses_and_redrives_them(local, tmp_p
 
 
 def test_dlq_redrive_on_aws_starts_the_move_task_or_invokes_publish_again(aws_mock):
+    import boto3
     from botocore.stub import Stubber
 
-    import boto3
     from newsletter_cli import dlq
     from newsletter_cli.target import Target
 
     sqs, lam = boto3.client("sqs", region_name="us-east-1"), boto3.client("lambda", region_name="us-east-1")
-    names = {"SendDLQ": "https://sqs/q/send-dlq", "PublishDLQ": "https://sqs/q/publish-dlq", "PublishFunction": "publish-fn"}
+    names = {
+        "SendDLQ": "https://sqs/q/send-dlq",
+        "PublishDLQ": "https://sqs/q/publish-dlq",
+        "PublishFunction": "publish-fn",
+    }
     target = Target("stack", "newsletter", names, _clients={"sqs": sqs, "lambda": lam})
     with Stubber(sqs) as s:
         s.add_response("get_queue_attributes", {"Attributes": {"QueueArn": "arn:aws:sqs:us-east-1:1:send-dlq"}})
         s.add_response("get_queue_attributes", {"Attributes": {"ApproximateNumberOfMessages": "3"}})
-        s.add_response("start_message_move_task", {"TaskHandle": "task-1"}, {"SourceArn": "arn:aws:sqs:us-east-1:1:send-dlq"})
+        s.add_response(
+            "start_message_move_task", {"TaskHandle": "task-1"}, {"SourceArn": "arn:aws:sqs:us-east-1:1:send-dlq"}
+        )
         assert dlq.redrive(target, dlq.queue_named("SendDLQ")) == dlq.Redrive(3, "task-1")
     event = {"Records": [{"s3": {"object": {"key": "issues/2015-07.json"}}}]}
     with Stubber(sqs) as s, Stubber(lam) as l:
-        s.add_response("receive_message", {"Messages": [{"ReceiptHandle": "r", "Body": json.dumps({"requestPayload": event})}]})
-        l.add_response("invoke", {"StatusCode": 202},
-                       {"FunctionName": "publish-fn", "InvocationType": "Event", "Payload": json.dumps(event).encode()})
+        s.add_response(
+            "receive_message", {"Messages": [{"ReceiptHandle": "r", "Body": json.dumps({"requestPayload": event})}]}
+        )
+        l.add_response(
+            "invoke",
+            {"StatusCode": 202},
+            {"FunctionName": "publish-fn", "InvocationType": "Event", "Payload": json.dumps(event).encode()},
+        )
         s.add_response("delete_message", {}, {"QueueUrl": "https://sqs/q/publish-dlq", "ReceiptHandle": "r"})
         s.add_response("receive_message", {})
         assert dlq.redrive(target, dlq.queue_named("publish")).moved == 1

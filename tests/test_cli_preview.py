@@ -18,8 +18,16 @@ from newsletter_cli import preview
 from newsletter_cli.preview import Finding, PreviewResult, Report
 
 RULES = [
-    "html-size", "subject", "preheader", "images", "links", "list-unsubscribe",
-    "unsubscribe-link", "postal-address", "text-headings", "text-length",
+    "html-size",
+    "subject",
+    "preheader",
+    "images",
+    "links",
+    "list-unsubscribe",
+    "unsubscribe-link",
+    "postal-address",
+    "text-headings",
+    "text-length",
 ]
 UNSUBSCRIBE = marker("unsubscribe_url")
 
@@ -74,7 +82,10 @@ def test_preview_writes_what_a_reader_gets(tmp_path):
     assert isinstance(result, PreviewResult) and result.issue.issue_id == "2015-07"
     assert result.report.errors == []
     assert {k: p.name for k, p in result.files.items()} == {
-        "html": "2015-07.html", "text": "2015-07.txt", "web": "2015-07.web.html", "eml": "2015-07.eml",
+        "html": "2015-07.html",
+        "text": "2015-07.txt",
+        "web": "2015-07.web.html",
+        "eml": "2015-07.eml",
     }
     msg = email.message_from_bytes(result.files["eml"].read_bytes(), policy=email.policy.default)
     html, text = result.files["html"].read_text("utf-8"), result.files["text"].read_text("utf-8")
@@ -91,8 +102,12 @@ def test_preview_writes_what_a_reader_gets(tmp_path):
 
 def test_rendering_goes_through_publish_with_the_given_settings(tmp_path):
     result = preview.preview(
-        EXAMPLE_ISSUE, out_dir=tmp_path, sender_name="ICMPD", sender_address="infomail@news.icmpd.org",
-        web_base_url="https://news.icmpd.org/web/", list_name="ICMPD Infomail",
+        EXAMPLE_ISSUE,
+        out_dir=tmp_path,
+        sender_name="ICMPD",
+        sender_address="infomail@news.icmpd.org",
+        web_base_url="https://news.icmpd.org/web/",
+        list_name="ICMPD Infomail",
     )
     msg = email.message_from_bytes(result.files["eml"].read_bytes(), policy=email.policy.default)
     assert str(msg["From"]) == "ICMPD <infomail@news.icmpd.org>"

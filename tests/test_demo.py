@@ -18,9 +18,17 @@ def demo(tmp_path_factory, subset):
     from devstack import demo
 
     out = tmp_path_factory.mktemp("demo")
-    summary = demo.run(out, ROOT / "examples" / "issues" / "2015-07.json", subset, token_secret="demo-secret",
-                       second_issue=ROOT / "examples" / "issues" / "2015-08.json")
-    messages = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in sorted((out / "outbox").glob("*.eml"))]
+    summary = demo.run(
+        out,
+        ROOT / "examples" / "issues" / "2015-07.json",
+        subset,
+        token_secret="demo-secret",
+        second_issue=ROOT / "examples" / "issues" / "2015-08.json",
+    )
+    messages = [
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+        for p in sorted((out / "outbox").glob("*.eml"))
+    ]
     return summary, messages, out
 
 
@@ -34,8 +42,11 @@ def _subset(path):
     subscriber and every mailbox simulator address, and the first 150 others."""
     lines = (ROOT / "examples" / "subscribers.csv").read_text(encoding="utf-8").splitlines(keepends=True)
     rows = list(csv.DictReader(lines))
-    keep = [lines[0]] + [line for n, (line, row) in enumerate(zip(lines[1:], rows))
-                         if n < 150 or row["status"] != "active" or "simulator" in row["email"]]
+    keep = [lines[0]] + [
+        line
+        for n, (line, row) in enumerate(zip(lines[1:], rows, strict=False))
+        if n < 150 or row["status"] != "active" or "simulator" in row["email"]
+    ]
     path.write_text("".join(keep), encoding="utf-8")
     return path
 
@@ -97,7 +108,9 @@ def test_functions_logged_no_address(demo):
 def test_feedback_and_one_click_unsubscribe_keep_the_next_issue_clean(demo):
     summary, _, out = demo
     assert summary["suppressed"] == [
-        "bounce@simulator.amazonses.com", "complaint@simulator.amazonses.com", "suppressionlist@simulator.amazonses.com"
+        "bounce@simulator.amazonses.com",
+        "complaint@simulator.amazonses.com",
+        "suppressionlist@simulator.amazonses.com",
     ]
     assert (summary["bounced_hard"], summary["complained"], summary["unsubscribed"]) == (2, 1, 1)
     assert summary["unsubscribed_reader"]["status"] == 200

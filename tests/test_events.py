@@ -91,20 +91,43 @@ def test_feedback_event_is_counted_and_acted_on(stack, published, name):
         # Identity notifications carry no tags: the issue is found through the send ledger.
         address = ses["mail"]["destination"][0]
         ledger.claim(ddb, stack.ref("SendsTable"), "2015-07", address, claim_id="c", status="sending", now=1435737600)
-        ledger.settle(ddb, stack.ref("SendsTable"), "2015-07", address, "c", "sent", 1435737601,
-                      message_id=ses["mail"]["messageId"])
+        ledger.settle(
+            ddb,
+            stack.ref("SendsTable"),
+            "2015-07",
+            address,
+            "c",
+            "sent",
+            1435737601,
+            message_id=ses["mail"]["messageId"],
+        )
     counter, suppressed, status = FEEDBACK[name]
     assert stack.invoke("FeedbackFunction", event) == {"batchItemFailures": []}
     record = issue_record(stack, "2015-07")
-    counted = {k for k in ("delivered", "bounced_hard", "bounced_soft", "complained", "opened", "clicked",
-                           "ses_rejected", "delivery_delayed", "rendering_failed") if record.get(k)}
+    counted = {
+        k
+        for k in (
+            "delivered",
+            "bounced_hard",
+            "bounced_soft",
+            "complained",
+            "opened",
+            "clicked",
+            "ses_rejected",
+            "delivery_delayed",
+            "rendering_failed",
+        )
+        if record.get(k)
+    }
     assert counted == ({counter} if counter else set())
     if counter:
         assert record[counter] == 1
     found = ddb.scan(TableName=stack.ref("SuppressionsTable"))["Items"]
     assert [i["email"]["S"] for i in found] == ([suppressed] if suppressed else [])
     if suppressed:
-        assert subscribers.get_subscriber(ddb, stack.ref("SubscribersTable"), "infomail", suppressed)["status"] == status
+        assert (
+            subscribers.get_subscriber(ddb, stack.ref("SubscribersTable"), "infomail", suppressed)["status"] == status
+        )
 
 
 # Function URL samples for UnsubscribeFunction: a browser's GET, a mail provider's one-click POST

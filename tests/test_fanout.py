@@ -96,7 +96,9 @@ def test_a_million_subscribers_fan_out_within_lambda_limits():
             budget["ms"] -= 20_000
             return budget["ms"]
 
-        progress = fan_out(Segment.from_message(body), settings=settings, ddb=ddb, sqs=sqs, time_left_ms=time_left, logger=logger)
+        progress = fan_out(
+            Segment.from_message(body), settings=settings, ddb=ddb, sqs=sqs, time_left_ms=time_left, logger=logger
+        )
         invocations += 1
         pages_per_invocation.append(progress.pages)
         pending.extend(sqs.take("fanout-queue"))

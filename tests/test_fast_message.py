@@ -18,12 +18,22 @@ BASE, MAILBOX = "https://news.example.org/unsubscribe", "unsubscribe@news.exampl
 
 def prepared(subject="July 2015 Monthly Update", html=None, text=None, from_name="ICMPD Infomail"):
     issue = Issue.model_validate_json((ROOT / "examples" / "issues" / "2015-07.json").read_text(encoding="utf-8"))
-    r = render_issue(issue, web_url="https://news.example.org/web/2015-07.html", list_name="ICMPD Infomail", sender_name=from_name)
+    r = render_issue(
+        issue, web_url="https://news.example.org/web/2015-07.html", list_name="ICMPD Infomail", sender_name=from_name
+    )
     return PreparedIssue.from_json(
-        {"issue_id": "2015-07", "list_id": "infomail", "list_name": "ICMPD Infomail", "subject": subject,
-         "from_name": from_name, "from_address": "news@news.example.org", "reply_to": "info@example.org",
-         "web_url": "https://news.example.org/web/2015-07.html",
-         "html": r.html if html is None else html, "text": r.text if text is None else text}
+        {
+            "issue_id": "2015-07",
+            "list_id": "infomail",
+            "list_name": "ICMPD Infomail",
+            "subject": subject,
+            "from_name": from_name,
+            "from_address": "news@news.example.org",
+            "reply_to": "info@example.org",
+            "web_url": "https://news.example.org/web/2015-07.html",
+            "html": r.html if html is None else html,
+            "text": r.text if text is None else text,
+        }
     )
 
 
@@ -47,8 +57,18 @@ def test_fast_path_equals_the_stdlib_message(address, name):
     token = tokens.sign(b"k", "infomail", address)
     fast = parse(MessageTemplate(p, base_url=BASE, mailbox=MAILBOX).render(address=address, name=name, token=token))
     slow = parse(build(p, address=address, name=name, token=token, base_url=BASE, mailbox=MAILBOX))
-    for header in ("From", "To", "Reply-To", "Subject", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post",
-                   "List-Archive", "Feedback-ID", "MIME-Version"):
+    for header in (
+        "From",
+        "To",
+        "Reply-To",
+        "Subject",
+        "List-Id",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+        "List-Archive",
+        "Feedback-ID",
+        "MIME-Version",
+    ):
         assert str(fast[header]) == str(slow[header]), header
     assert fast.get_content_type() == "multipart/alternative"
     parts = [(p.get_content_type(), p.get_content().replace("\r\n", "\n")) for p in fast.iter_parts()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import collections
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -17,8 +17,17 @@ from newsletter import control, feedback
 from newsletter.store import feedback as feedback_store
 from newsletter.store import issues, subscribers
 
-COUNTERS = ("delivered", "bounced_hard", "bounced_soft", "complained", "opened", "clicked", "ses_rejected",
-            "delivery_delayed", "rendering_failed")
+COUNTERS = (
+    "delivered",
+    "bounced_hard",
+    "bounced_soft",
+    "complained",
+    "opened",
+    "clicked",
+    "ses_rejected",
+    "delivery_delayed",
+    "rendering_failed",
+)
 KINDS = {
     "Bounce": ("bounce", "bounced_hard"),
     "Complaint": ("complaint", "complained"),
@@ -39,7 +48,9 @@ def ddb():
 
 def feed(stack, *notifications) -> dict:
     """Invoke FeedbackFunction with one SQS record per notification (SES JSON or raw text)."""
-    return stack.invoke("FeedbackFunction", ses_feedback.sqs_event(stack, [ses_feedback.sns_body(n) for n in notifications]))
+    return stack.invoke(
+        "FeedbackFunction", ses_feedback.sqs_event(stack, [ses_feedback.sns_body(n) for n in notifications])
+    )
 
 
 def feed_bodies(stack, *bodies: str) -> dict:
@@ -103,7 +114,11 @@ def test_event_publishing_format_is_classified(kind):
     n = notification(kind, "m-1", ["Reader@Example.COM"], issue_id="2015-07", list_id="infomail", feedback_id="fb-1")
     (event,) = feedback.classify(feedback.unwrap(ses_feedback.sns_body(n)))
     assert (event.kind, event.issue_id, event.list_id, event.recipients) == (
-        KINDS[kind][0], "2015-07", "infomail", ("reader@example.com",))
+        KINDS[kind][0],
+        "2015-07",
+        "infomail",
+        ("reader@example.com",),
+    )
     assert event.event_publishing and event.message_id == "m-1" and event.occurred_at.endswith("Z")
     assert event.feedback_id == ("fb-1" if kind in ("Bounce", "Complaint") else f"m-1#{KINDS[kind][0]}")
 
@@ -127,7 +142,7 @@ def test_bounce_types_and_the_raw_delivery_body():
 
 def test_several_recipients_are_normalised_and_unknown_fields_ignored():
     n = notification("Bounce", "m", ["A@Example.com", "b@example.com", "a@example.com"])
-    n["bounce"]["bouncedRecipients"].append({"emailAddress": "\"Carol\" <Carol@Example.com>", "future": 1})
+    n["bounce"]["bouncedRecipients"].append({"emailAddress": '"Carol" <Carol@Example.com>', "future": 1})
     n["bounce"]["bouncedRecipients"].append({"action": "failed"})  # no address: counted as unusable
     n["somethingNew"] = {"x": [1, 2]}
     n["mail"]["anotherField"] = True
@@ -159,11 +174,17 @@ MALFORMED = {
     "type not a string": ses_feedback.sns_body({**GOOD, "eventType": ["Bounce"]}),
     "missing mail": ses_feedback.sns_body({k: v for k, v in GOOD.items() if k != "mail"}),
     "mail not an object": ses_feedback.sns_body({**GOOD, "mail": "victim@example.com"}),
-    "missing messageId": ses_feedback.sns_body({**GOOD, "mail": {k: v for k, v in GOOD["mail"].items() if k != "messageId"}}),
+    "missing messageId": ses_feedback.sns_body(
+        {**GOOD, "mail": {k: v for k, v in GOOD["mail"].items() if k != "messageId"}}
+    ),
     "missing bounce": ses_feedback.sns_body({k: v for k, v in GOOD.items() if k != "bounce"}),
     "missing feedbackId": ses_feedback.sns_body({**GOOD, "bounce": {**GOOD["bounce"], "feedbackId": None}}),
-    "bouncedRecipients not a list": ses_feedback.sns_body({**GOOD, "bounce": {**GOOD["bounce"], "bouncedRecipients": "victim@example.com"}}),
-    "no usable address": ses_feedback.sns_body({**GOOD, "bounce": {**GOOD["bounce"], "bouncedRecipients": [{"emailAddress": "nobody"}]}}),
+    "bouncedRecipients not a list": ses_feedback.sns_body(
+        {**GOOD, "bounce": {**GOOD["bounce"], "bouncedRecipients": "victim@example.com"}}
+    ),
+    "no usable address": ses_feedback.sns_body(
+        {**GOOD, "bounce": {**GOOD["bounce"], "bouncedRecipients": [{"emailAddress": "nobody"}]}}
+    ),
 }
 
 
@@ -190,7 +211,9 @@ def test_unknown_notification_types_are_dropped(stack, capsys, kind):
 
 def test_ses_and_sns_housekeeping_messages_are_ignored(stack, capsys):
     check = {"notificationType": "AmazonSnsSubscriptionSucceeded", "message": "You have successfully subscribed"}
-    confirmation = json.dumps({**ENVELOPE, "Type": "SubscriptionConfirmation", "Message": "confirm", "SubscribeURL": "https://x"})
+    confirmation = json.dumps(
+        {**ENVELOPE, "Type": "SubscriptionConfirmation", "Message": "confirm", "SubscribeURL": "https://x"}
+    )
     assert feed_bodies(stack, ses_feedback.sns_body(check), confirmation) == {"batchItemFailures": []}
     out = capsys.readouterr().out
     assert out.count("feedback ignored") == 2 and "dropped" not in out
@@ -199,7 +222,9 @@ def test_ses_and_sns_housekeeping_messages_are_ignored(stack, capsys):
 def test_one_bad_record_does_not_hold_up_the_batch(stack):
     open_issue(stack, sent=10)
     good = notification("Delivery", "m-1", ["a@example.com"], issue_id="2015-07", list_id="infomail")
-    result = feed_bodies(stack, "garbage", ses_feedback.sns_body(good), ses_feedback.sns_body({**GOOD, "eventType": "Nope"}))
+    result = feed_bodies(
+        stack, "garbage", ses_feedback.sns_body(good), ses_feedback.sns_body({**GOOD, "eventType": "Nope"})
+    )
     assert result == {"batchItemFailures": []}
     assert counts(stack) == {"delivered": 1}
 
@@ -254,16 +279,18 @@ def test_each_kind_counts_on_its_issue(stack, event_publishing):
     sent = sent_issue(stack, 12)
     kinds = sorted(KINDS) if event_publishing else IDENTITY_KINDS
     notes = []
-    for (address, message_id), kind in zip(sorted(sent.items()), kinds):
+    for (address, message_id), kind in zip(sorted(sent.items()), kinds, strict=False):
         tags = {"issue_id": "2015-07", "list_id": "infomail"} if event_publishing else {}
         notes.append(notification(kind, message_id, [address], event_publishing=event_publishing, **tags))
     assert feed(stack, *notes) == {"batchItemFailures": []}
     expected = {KINDS[k][1]: 1 for k in kinds if KINDS[k][1]}
     assert counts(stack) == expected
     # The one bounced and the one who complained, in this list and everywhere.
-    by_kind = dict(zip(kinds, sorted(sent)))
+    by_kind = dict(zip(kinds, sorted(sent), strict=False))
     assert {a: s["reason"] for a, s in suppressed(stack).items()} == {
-        by_kind["Bounce"]: "bounce", by_kind["Complaint"]: "complaint"}
+        by_kind["Bounce"]: "bounce",
+        by_kind["Complaint"]: "complaint",
+    }
     assert status(stack, by_kind["Bounce"]) == "bounced" and status(stack, by_kind["Complaint"]) == "complained"
     assert status(stack, by_kind["Delivery"]) == "active"
 
@@ -272,7 +299,10 @@ def test_identity_notification_is_tied_to_its_issue_through_the_ledger(stack):
     sent = sent_issue(stack, 3)
     address, message_id = sorted(sent.items())[0]
     assert feedback_store.sent_message(ddb(), stack.ref("SendsTable"), message_id) == {
-        "issue_id": "2015-07", "email": address, "message_id": message_id}
+        "issue_id": "2015-07",
+        "email": address,
+        "message_id": message_id,
+    }
     feed(stack, notification("Bounce", message_id, [address], event_publishing=False))
     assert counts(stack) == {"bounced_hard": 1}
     assert suppressed(stack)[address]["issue_id"] == "2015-07"
@@ -331,9 +361,17 @@ def test_a_later_bounce_does_not_overwrite_a_complaint(stack):
 
 
 def soft(address: str, n: int, *, days_ago: float = 0) -> dict:
-    at = datetime.now(timezone.utc) - timedelta(days=days_ago)
-    return notification("Bounce", f"m-soft-{n}", [address], issue_id="2015-07", list_id="infomail",
-                        bounce_type="Transient", bounce_subtype="MailboxFull", at=at)
+    at = datetime.now(UTC) - timedelta(days=days_ago)
+    return notification(
+        "Bounce",
+        f"m-soft-{n}",
+        [address],
+        issue_id="2015-07",
+        list_id="infomail",
+        bounce_type="Transient",
+        bounce_subtype="MailboxFull",
+        at=at,
+    )
 
 
 def test_third_soft_bounce_within_the_window_suppresses(stack):
@@ -490,7 +528,8 @@ def test_pause_rule():
     resumed = {**record, "complained": 5, "pause_baseline": {"sent": 900, "bounced": 40, "complained": 5}}
     assert control.pause_reason(resumed, **rule) is None  # 100 sent since the resume: too few to judge
     assert control.pause_reason({**resumed, "sent": 1400, "bounced_hard": 51}, **rule).startswith(
-        "bounce rate 4.20% (21 of 500 sent)")
+        "bounce rate 4.20% (21 of 500 sent)"
+    )
 
 
 # --- the promise --------------------------------------------------------------------------------
@@ -499,8 +538,12 @@ def test_pause_rule():
 def test_who_bounced_or_complained_gets_nothing_from_any_later_issue(stack):
     from devstack.demo import create_list
 
-    simulator = ["success@simulator.amazonses.com", "bounce@simulator.amazonses.com",
-                 "complaint@simulator.amazonses.com", "suppressionlist@simulator.amazonses.com"]
+    simulator = [
+        "success@simulator.amazonses.com",
+        "bounce@simulator.amazonses.com",
+        "complaint@simulator.amazonses.com",
+        "suppressionlist@simulator.amazonses.com",
+    ]
     readers = people(6) + [{"email": a, "name": "", "status": "active", "language": "en"} for a in simulator]
     add_subscribers(stack, readers)
     publish(stack, issue_doc("2015-07"))
@@ -510,8 +553,12 @@ def test_who_bounced_or_complained_gets_nothing_from_any_later_issue(stack):
     for n in (1, 2, 3):  # three soft bounces within the window
         outcomes.append(soft(flaky, 10 + n, days_ago=n))
     assert ses_feedback.deliver(stack, outcomes)["failures"] == 0
-    gone = {"bounce@simulator.amazonses.com", "complaint@simulator.amazonses.com",
-            "suppressionlist@simulator.amazonses.com", flaky}
+    gone = {
+        "bounce@simulator.amazonses.com",
+        "complaint@simulator.amazonses.com",
+        "suppressionlist@simulator.amazonses.com",
+        flaky,
+    }
     assert set(suppressed(stack)) == gone
     record = issue_record(stack, "2015-07")
     assert (record["bounced_hard"], record["bounced_soft"], record["complained"]) == (2, 3, 1)
@@ -532,8 +579,10 @@ def test_who_bounced_or_complained_gets_nothing_from_any_later_issue(stack):
 
 def test_logs_never_carry_an_address(stack, capsys):
     sent = sent_issue(stack, 4)
-    notes = [notification(k, m, [a], issue_id="2015-07", list_id="infomail")
-             for (a, m), k in zip(sorted(sent.items()), ("Bounce", "Complaint", "Open", "Delivery"))]
+    notes = [
+        notification(k, m, [a], issue_id="2015-07", list_id="infomail")
+        for (a, m), k in zip(sorted(sent.items()), ("Bounce", "Complaint", "Open", "Delivery"), strict=False)
+    ]
     notes.append(notification("Bounce", "x", ["stranger@example.org"], event_publishing=False))
     capsys.readouterr()
     feed(stack, *notes)
@@ -571,7 +620,8 @@ def test_feedback_function_does_not_load_the_renderer():
 
     code = (
         "import sys, newsletter.handlers.feedback; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'jinja2', 'pydantic', 'css_inline', 'markdown_it', 'nh3'}))"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'jinja2', 'pydantic', 'css_inline', 'markdown_it', 'nh3'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -580,15 +630,21 @@ def test_feedback_function_does_not_load_the_renderer():
 # --- trusted feedback only ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("how", ["raw body, no envelope", "another topic's envelope", "the topic's ARN in the body only"])
+@pytest.mark.parametrize(
+    "how", ["raw body, no envelope", "another topic's envelope", "the topic's ARN in the body only"]
+)
 def test_feedback_not_from_the_stacks_topic_is_dropped_and_acts_on_nothing(stack, capsys, how):
     """A forged complaint for an address never mailed must neither suppress it nor pause the issue."""
     open_issue(stack, sent=600)
     forged = notification("Complaint", "m-forged", ["victim@example.com"], issue_id="2015-07", list_id="infomail")
     body = {
         "raw body, no envelope": json.dumps(forged),
-        "another topic's envelope": json.dumps({**json.loads(ses_feedback.sns_body(forged)),
-                                                "TopicArn": "arn:aws:sns:us-east-1:999999999999:someone-elses"}),
+        "another topic's envelope": json.dumps(
+            {
+                **json.loads(ses_feedback.sns_body(forged)),
+                "TopicArn": "arn:aws:sns:us-east-1:999999999999:someone-elses",
+            }
+        ),
         "the topic's ARN in the body only": json.dumps({**forged, "TopicArn": ses_feedback.TOPIC_ARN}),
     }[how]
     capsys.readouterr()

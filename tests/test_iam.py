@@ -35,8 +35,15 @@ def run():
         stack = LocalStack.create(token_secret=SECRET)
         ddb = stack.client("dynamodb")
         create_list(stack, "infomail", "ICMPD Infomail")
-        rows = [{"email": f"r{i:03d}@example.com", "name": f"R {i}", "language": "en",
-                 "status": "unsubscribed" if i == 3 else "active"} for i in range(60)]
+        rows = [
+            {
+                "email": f"r{i:03d}@example.com",
+                "name": f"R {i}",
+                "language": "en",
+                "status": "unsubscribed" if i == 3 else "active",
+            }
+            for i in range(60)
+        ]
         rows += [{"email": a, "name": "", "status": "active", "language": "en"} for a in ses_feedback.SIMULATOR]
         put_subscribers(ddb, stack.ref("SubscribersTable"), "infomail", rows)
         suppress(ddb, stack.ref("SuppressionsTable"), "r004@example.com", "bounce", "2015-01-01T00:00:00Z")
@@ -60,10 +67,17 @@ def run():
                 def send_email(self, **kwargs):
                     calls["n"] += 1
                     if 2 <= calls["n"] <= 5:
-                        raise ClientError({"Error": {"Code": "TooManyRequestsException"},
-                                           "ResponseMetadata": {"HTTPStatusCode": 429}}, "SendEmail")
+                        raise ClientError(
+                            {
+                                "Error": {"Code": "TooManyRequestsException"},
+                                "ResponseMetadata": {"HTTPStatusCode": 429},
+                            },
+                            "SendEmail",
+                        )
                     if kwargs["Destination"]["ToAddresses"] == ["r007@example.com"]:
-                        raise ClientError({"Error": {"Code": "MessageRejected", "Message": "no such user"}}, "SendEmail")
+                        raise ClientError(
+                            {"Error": {"Code": "MessageRejected", "Message": "no such user"}}, "SendEmail"
+                        )
                     return c.send_email(**kwargs)
 
             return SES()
@@ -80,14 +94,23 @@ def run():
         notes = ses_feedback.simulator_outcomes(stack, "infomail")
         one = next(i for i in ses_feedback.sent_ledger(stack, "2015-07") if i["email"].startswith("r"))
         notes += [
-            ses_feedback.notification("Bounce", one["message_id"], [one["email"]], issue_id="2015-07", list_id="infomail",
-                                      bounce_type="Transient", bounce_subtype="MailboxFull"),
+            ses_feedback.notification(
+                "Bounce",
+                one["message_id"],
+                [one["email"]],
+                issue_id="2015-07",
+                list_id="infomail",
+                bounce_type="Transient",
+                bounce_subtype="MailboxFull",
+            ),
             ses_feedback.notification("Delivery", one["message_id"], [one["email"]], event_publishing=False),
         ]
         ses_feedback.deliver(stack, notes)
         token = tokens.sign(SECRET.encode(), "infomail", "r001@example.com")
         for method, body in (("GET", None), ("POST", "List-Unsubscribe=One-Click")):
-            stack.invoke("UnsubscribeFunction", stack.function_url_event(method, {"token": token, "issue": "2015-07"}, body))
+            stack.invoke(
+                "UnsubscribeFunction", stack.function_url_event(method, {"token": token, "issue": "2015-07"}, body)
+            )
         grants = {f: iam.statements(stack, f) for f in FUNCTIONS}
         yield stack.recorder.calls, grants
     new_deployment()
@@ -96,17 +119,30 @@ def run():
 def test_the_run_reached_every_function_and_path(run):
     calls, _ = run
     seen = {(c.function, c.operation) for c in calls}
-    for expected in [("PublishFunction", "delete_object"), ("FanoutFunction", "send_message"),
-                     ("SendFunction", "delete_item"), ("SendFunction", "batch_get_item"), ("FeedbackFunction", "query"),
-                     ("UnsubscribeFunction", "update_item"), ("FeedbackFunction", "get_parameter")]:
+    for expected in [
+        ("PublishFunction", "delete_object"),
+        ("FanoutFunction", "send_message"),
+        ("SendFunction", "delete_item"),
+        ("SendFunction", "batch_get_item"),
+        ("FeedbackFunction", "query"),
+        ("UnsubscribeFunction", "update_item"),
+        ("FeedbackFunction", "get_parameter"),
+    ]:
         assert expected in seen, expected
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_the_template_allows_every_call_the_function_makes(run, function):
     calls, grants = run
-    missing = sorted({(a, r) for c in calls if c.function == function for a, r in iam.needed(c)
-                      if not iam.allowed(grants[function], a, r)})
+    missing = sorted(
+        {
+            (a, r)
+            for c in calls
+            if c.function == function
+            for a, r in iam.needed(c)
+            if not iam.allowed(grants[function], a, r)
+        }
+    )
     assert missing == [], f"{function} makes calls its policy does not allow"
 
 
@@ -140,14 +176,18 @@ def test_the_public_function_has_a_reserved_concurrency_by_default():
     template = tpl.load()
     props = template["Resources"]["UnsubscribeFunction"]["Properties"]
     assert props["ReservedConcurrentExecutions"] == {
-        "Fn::If": ["ReservesUnsubscribeConcurrency", {"Ref": "UnsubscribeConcurrency"}, {"Ref": "AWS::NoValue"}]}
+        "Fn::If": ["ReservesUnsubscribeConcurrency", {"Ref": "UnsubscribeConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
     assert template["Parameters"]["UnsubscribeConcurrency"]["Default"] >= 1
 
 
 def test_the_security_page_lists_every_statement_of_every_function():
     page = (tpl.ROOT / "docs" / "security.md").read_text(encoding="utf-8")
-    rows = {(line.split("|")[1].strip(), line.split("|")[2].strip().strip("`")) for line in page.splitlines()
-            if line.startswith("| ") and line.count("|") == 5}
+    rows = {
+        (line.split("|")[1].strip(), line.split("|")[2].strip().strip("`"))
+        for line in page.splitlines()
+        if line.startswith("| ") and line.count("|") == 5
+    }
     for name, props in tpl.function_specs(tpl.load()).items():
         for policy in props.get("Policies") or []:
             for st in policy["Statement"]:

@@ -16,8 +16,11 @@ from devstack import template as tpl
 from devstack.faults import FaultPlan
 
 EVENTS = ROOT / "events"
-SQS_FUNCTIONS = {name: spec for name, spec in tpl.function_specs(tpl.load()).items()
-                 if any(e["Type"] == "SQS" for e in (spec.get("Events") or {}).values())}
+SQS_FUNCTIONS = {
+    name: spec
+    for name, spec in tpl.function_specs(tpl.load()).items()
+    if any(e["Type"] == "SQS" for e in (spec.get("Events") or {}).values())
+}
 
 
 def sample_events_for(queue_logical: str) -> list[str]:
@@ -104,7 +107,9 @@ def test_reported_failures_come_back_after_the_visibility_timeout_then_go_to_the
         from newsletter import clock
 
         times.append(clock.now())
-        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"] if r["body"] == "bad"]}
+        return {
+            "batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"] if r["body"] == "bad"]
+        }
 
     _fake_handler(monkeypatch, "newsletter.handlers.feedback", handler)
     _send(stack, "FeedbackQueue", ["bad", "good"])
@@ -112,7 +117,7 @@ def test_reported_failures_come_back_after_the_visibility_timeout_then_go_to_the
     queue = tpl.load()["Resources"]["FeedbackQueue"]["Properties"]
     receives = queue["RedrivePolicy"]["maxReceiveCount"]
     assert stats["invocations"] == receives  # "good" went with the first batch (or the second)
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     # Retried when the message is visible again (give or take the handler's own milliseconds).
     assert all(g >= queue["VisibilityTimeout"] - 1 for g in gaps)
     assert _depth(stack, "FeedbackQueue") == 0 and _depth(stack, "FeedbackDLQ") == 1

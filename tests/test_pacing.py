@@ -86,7 +86,9 @@ def test_each_instance_takes_its_share_of_the_rate(monkeypatch):
     monkeypatch.setattr(send, "_limiter", None)
     from dataclasses import fields
 
-    settings = SendSettings(**{f.name: "x" for f in fields(SendSettings) if f.name != "send_concurrency"}, send_concurrency=4)
+    settings = SendSettings(
+        **{f.name: "x" for f in fields(SendSettings) if f.name != "send_concurrency"}, send_concurrency=4
+    )
     limiter = send.pacer(FakeAccountSES({"SendQuota": {"MaxSendRate": 100.0}, "SendingEnabled": True}), settings)
     assert limiter.rate == 25.0
 
@@ -102,8 +104,12 @@ def test_parallel_workers_send_each_recipient_once(stack):
     publish(stack, issue_doc())
     with stack.environment(stack.functions["SendFunction"]):
         deps = sending.Deps(
-            ddb=boto3.client("dynamodb"), ses=boto3.client("sesv2"), settings=send_settings(),
-            secret=SECRET.encode(), workers=8, limiter=RateLimiter(rate=10_000, burst=50),
+            ddb=boto3.client("dynamodb"),
+            ses=boto3.client("sesv2"),
+            settings=send_settings(),
+            secret=SECRET.encode(),
+            workers=8,
+            limiter=RateLimiter(rate=10_000, burst=50),
         )
         counts = sending.Counts()
         for n in range(0, 120, 50):
@@ -130,11 +136,16 @@ def test_a_throttle_in_one_worker_returns_everyone_not_yet_sent(stack, ses_fault
 
     with stack.environment(stack.functions["SendFunction"]):
         deps = sending.Deps(
-            ddb=boto3.client("dynamodb"), ses=aws.client("sesv2"), settings=send_settings(), secret=SECRET.encode(), workers=4,
+            ddb=boto3.client("dynamodb"),
+            ses=aws.client("sesv2"),
+            settings=send_settings(),
+            secret=SECRET.encode(),
+            workers=4,
         )
         batch = sending.Batch("2015-07", "infomail", "b", tuple((r["email"], "") for r in readers))
-        result = sending.send_batch(batch, message_template("2015-07", issue_record(stack, "2015-07")), deps,
-                                    sending.Counts(), logger)
+        result = sending.send_batch(
+            batch, message_template("2015-07", issue_record(stack, "2015-07")), deps, sending.Counts(), logger
+        )
     sent = set(mailed())
     remaining = {r.address for r in result.rest}
     assert result.stop and "paused" in result.reason

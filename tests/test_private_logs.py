@@ -36,9 +36,14 @@ def test_a_whole_run_logs_no_address_and_only_keyed_hashes(stack, ses_faults, ca
     publish(stack, issue_doc())
     deliver(stack)
     ses_feedback.deliver(stack, ses_feedback.simulator_outcomes(stack, "infomail"))
-    stack.invoke("UnsubscribeFunction", stack.function_url_event(
-        "POST", {"token": __import__("newsletter.tokens", fromlist=["sign"]).sign(SECRET.encode(), "infomail", unlucky)},
-        "List-Unsubscribe=One-Click"))
+    stack.invoke(
+        "UnsubscribeFunction",
+        stack.function_url_event(
+            "POST",
+            {"token": __import__("newsletter.tokens", fromlist=["sign"]).sign(SECRET.encode(), "infomail", unlucky)},
+            "List-Unsubscribe=One-Click",
+        ),
+    )
     out = capsys.readouterr().out
     assert failed and "something broke while sending to <address " in out  # scrubbed, not dropped
     assert ADDRESS.findall(out) == [], ADDRESS.findall(out)[:3]
@@ -54,9 +59,13 @@ def test_the_cli_prints_the_hash_the_logs_carry(stack, capsys):
     from newsletter_cli import app as module
     from newsletter_cli.target import OUTPUTS, Target
 
-    target = Target("stack", "newsletter", {logical: stack.ref(logical) for logical in OUTPUTS},
-                    session=boto3.Session(region_name="us-east-1"),
-                    outputs={"TokenSecretParameterName": "/" + stack.param("TokenSecretParameter")})
+    target = Target(
+        "stack",
+        "newsletter",
+        {logical: stack.ref(logical) for logical in OUTPUTS},
+        session=boto3.Session(region_name="us-east-1"),
+        outputs={"TokenSecretParameterName": "/" + stack.param("TokenSecretParameter")},
+    )
     import unittest.mock
 
     with unittest.mock.patch.object(module.Options, "target", lambda self: target):

@@ -139,7 +139,10 @@ def test_events_that_are_not_issue_uploads_are_ignored(stack):
 def test_url_encoded_keys_are_decoded(stack):
     result = publish(stack, issue_doc(), key="issues/July 2015 (final).json")
     assert result["outcomes"][0] == {
-        "key": "issues/July 2015 (final).json", "status": "published", "issue_id": "2015-07", "detail": ""
+        "key": "issues/July 2015 (final).json",
+        "status": "published",
+        "issue_id": "2015-07",
+        "detail": "",
     }
 
 
@@ -170,7 +173,8 @@ def test_senders_do_not_load_the_renderer(handler):
 
     code = (
         f"import sys, newsletter.handlers.{handler}; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'jinja2', 'pydantic', 'css_inline', 'markdown_it', 'nh3', 'email_validator', 'dns'}))"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'jinja2', 'pydantic', 'css_inline', 'markdown_it', 'nh3', 'email_validator', 'dns'}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

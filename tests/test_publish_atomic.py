@@ -111,7 +111,9 @@ def test_a_publish_that_dies_after_sending_began_is_finished_by_its_retry(stack,
 
     readers = people(6)
     add_subscribers(stack, readers)
-    monkeypatch.setattr(publishing, "start_fanout", lambda *a, **k: (_ for _ in ()).throw(EndpointConnectionError(endpoint_url="x")))
+    monkeypatch.setattr(
+        publishing, "start_fanout", lambda *a, **k: (_ for _ in ()).throw(EndpointConnectionError(endpoint_url="x"))
+    )
     event = stack.upload_issue(KEY, json.dumps(issue_doc()).encode())
     with pytest.raises(EndpointConnectionError):
         stack.invoke("PublishFunction", event)
@@ -158,8 +160,13 @@ def test_a_value_that_would_break_a_header_is_refused_at_publish(stack, field, v
 def test_list_settings_that_would_break_a_header_are_refused_at_publish(stack, settings, says):
     from newsletter.store.lists import put_list
 
-    put_list(boto3.client("dynamodb", region_name="us-east-1"), stack.ref("ListsTable"), "infomail",
-             settings.pop("name", "ICMPD Infomail"), **settings)
+    put_list(
+        boto3.client("dynamodb", region_name="us-east-1"),
+        stack.ref("ListsTable"),
+        "infomail",
+        settings.pop("name", "ICMPD Infomail"),
+        **settings,
+    )
     result = publish(stack, issue_doc())["outcomes"][0]
     assert result["status"] == "invalid"
     assert says in s3_text(stack, KEY + ".error.txt")
@@ -199,8 +206,10 @@ def test_a_document_nested_deeply_gets_a_report_not_a_recursion_error(stack):
     assert "line 1, column" in s3_text(stack, KEY + ".error.txt")
 
 
-@pytest.mark.parametrize("function, queue", [("SendFunction", "SendQueue"), ("FanoutFunction", "FanoutQueue"),
-                                             ("FeedbackFunction", "FeedbackQueue")])
+@pytest.mark.parametrize(
+    "function, queue",
+    [("SendFunction", "SendQueue"), ("FanoutFunction", "FanoutQueue"), ("FeedbackFunction", "FeedbackQueue")],
+)
 def test_a_deeply_nested_message_is_dropped_with_an_error(stack, function, queue, capsys):
     body = '{"issue_id": "2015-07", "x": ' + "[" * 200_000 + "]" * 200_000 + "}"
     event = stack.sqs_event(queue, [{"MessageId": "deep", "ReceiptHandle": "rh", "Body": body}])

@@ -306,7 +306,7 @@ def test_no_toc_when_heading_is_null():
 
 HOSTILE = (
     "Hello <script>alert(1)</script> and <img src=x onerror=alert(1)>\n\n"
-    "[click](javascript:alert(1)) [also](JAVASCRIPT:alert(1)) <a href=\"javascript:alert(1)\">x</a> "
+    '[click](javascript:alert(1)) [also](JAVASCRIPT:alert(1)) <a href="javascript:alert(1)">x</a> '
     "[data](data:text/html;base64,PHNjcmlwdD4=) <javascript:alert(1)>"
 )
 

@@ -69,8 +69,9 @@ def test_links_already_sent_keep_working_through_a_rotation_and_stop_after_the_g
     assert all(t.startswith("v2.1.") for t in old.values())
     legacy = tokens.sign(SECRET.encode(), "infomail", readers[3]["email"])  # from before versions
     name = "/" + stack.param("TokenSecretParameter")
-    boto3.client("ssm", region_name="us-east-1").put_parameter(Name=name, Value="a-new-secret", Type="SecureString",
-                                                             Overwrite=True)
+    boto3.client("ssm", region_name="us-east-1").put_parameter(
+        Name=name, Value="a-new-secret", Type="SecureString", Overwrite=True
+    )
     stack.clock.advance(301)  # five minutes: the functions read the new version
     publish(stack, issue_doc(issue_id="2015-08"))
     deliver(stack)
@@ -91,9 +92,13 @@ def test_newsletter_secret_rotate_and_show(stack):
     from newsletter_cli import app as module
     from newsletter_cli.target import OUTPUTS, Target
 
-    target = Target("stack", "newsletter", {logical: stack.ref(logical) for logical in OUTPUTS},
-                    session=boto3.Session(region_name="us-east-1"),
-                    outputs={"TokenSecretParameterName": "/" + stack.param("TokenSecretParameter"), "TokenGraceDays": "90"})
+    target = Target(
+        "stack",
+        "newsletter",
+        {logical: stack.ref(logical) for logical in OUTPUTS},
+        session=boto3.Session(region_name="us-east-1"),
+        outputs={"TokenSecretParameterName": "/" + stack.param("TokenSecretParameter"), "TokenGraceDays": "90"},
+    )
     with unittest.mock.patch.object(module.Options, "target", lambda self: target):
         rotated = CliRunner().invoke(module.app, ["secret", "rotate", "--yes"])
         shown = CliRunner().invoke(module.app, ["secret", "show"])

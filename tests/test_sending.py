@@ -23,8 +23,12 @@ from newsletter.store import ledger
 
 def send_event(stack, recipients, issue_id="2015-07", message_id="m-1", batch_id="00-000000-00"):
     body = json.dumps(
-        {"issue_id": issue_id, "list_id": "infomail", "batch_id": batch_id,
-         "recipients": [{"email": r["email"], "name": r.get("name", "")} for r in recipients]}
+        {
+            "issue_id": issue_id,
+            "list_id": "infomail",
+            "batch_id": batch_id,
+            "recipients": [{"email": r["email"], "name": r.get("name", "")} for r in recipients],
+        }
     )
     return stack.sqs_event("SendQueue", [{"MessageId": message_id, "ReceiptHandle": "rh", "Body": body}])
 
@@ -81,12 +85,24 @@ def test_a_test_send_reaches_its_named_non_subscribers_but_never_a_suppressed_ad
     ddb = boto3.client("dynamodb", region_name="us-east-1")
     table = stack.ref("IssuesTable")
     for issue_id, test in (("2015-07-test-1", True), ("2015-07-fake", False)):
-        issues.create_issue(ddb, table, {"issue_id": issue_id, "list_id": "infomail", "status": "sending", "test": test,
-                                         "test_recipients": ["editor@example.org", "blocked@example.org"]})
+        issues.create_issue(
+            ddb,
+            table,
+            {
+                "issue_id": issue_id,
+                "list_id": "infomail",
+                "status": "sending",
+                "test": test,
+                "test_recipients": ["editor@example.org", "blocked@example.org"],
+            },
+        )
         key = issue_record(stack, "2015-07")["prepared_key"]
         prepared = boto3.client("s3").get_object(Bucket=stack.bucket, Key=key)["Body"].read()
-        boto3.client("s3").put_object(Bucket=stack.bucket, Key=f"rendered/{issue_id}/message.json",
-                                      Body=prepared.replace(b'"2015-07"', f'"{issue_id}"'.encode()))
+        boto3.client("s3").put_object(
+            Bucket=stack.bucket,
+            Key=f"rendered/{issue_id}/message.json",
+            Body=prepared.replace(b'"2015-07"', f'"{issue_id}"'.encode()),
+        )
     suppressions.suppress(ddb, stack.ref("SuppressionsTable"), "blocked@example.org", "bounce", "now")
     outsiders = [{"email": "editor@example.org"}, {"email": "blocked@example.org"}, {"email": "stranger@example.org"}]
     stack.invoke("SendFunction", send_event(stack, outsiders, issue_id="2015-07-test-1"))
@@ -124,7 +140,9 @@ def queue_batch(stack, recipients, batch_id="00-000000-00"):
     from newsletter.sending import Batch, Recipient
 
     batch = Batch("2015-07", "infomail", batch_id, tuple(Recipient(r["email"], r.get("name", "")) for r in recipients))
-    boto3.client("sqs", region_name="us-east-1").send_message(QueueUrl=stack.ref("SendQueue"), MessageBody=batch.to_message())
+    boto3.client("sqs", region_name="us-east-1").send_message(
+        QueueUrl=stack.ref("SendQueue"), MessageBody=batch.to_message()
+    )
 
 
 def test_an_instance_that_dies_before_the_ses_call_leaves_that_reader_uncertain_and_the_rest_sent(stack, ses_faults):
@@ -145,7 +163,9 @@ def test_an_instance_that_dies_before_the_ses_call_leaves_that_reader_uncertain_
     assert (record["sent"], record["uncertain"], record["status"]) == (9, 1, "sent")
 
 
-def test_an_unexpected_error_before_the_ses_request_fails_the_batch_and_its_redelivery_sends_the_rest(stack, ses_faults):
+def test_an_unexpected_error_before_the_ses_request_fails_the_batch_and_its_redelivery_sends_the_rest(
+    stack, ses_faults
+):
     """Not botocore's error, so the request was never made: the claim goes back, the batch fails
     (no pause: nothing says a retry cannot help), and SQS's redelivery sends the rest, once."""
     readers = published(stack, 10)
@@ -202,7 +222,10 @@ def test_throttled_or_paused_batches_are_requeued_and_the_rest_fails_fast(stack,
 
     readers = published(stack, 4)
     ses_faults.rule = lambda n, address: client_error(code)
-    records = send_event(stack, readers[:2], message_id="a")["Records"] + send_event(stack, readers[2:], message_id="b")["Records"]
+    records = (
+        send_event(stack, readers[:2], message_id="a")["Records"]
+        + send_event(stack, readers[2:], message_id="b")["Records"]
+    )
     result = stack.invoke("SendFunction", {"Records": records})
     # Both batches are back on the queue as new (delayed) messages, not failures heading for the DLQ.
     assert result == {"batchItemFailures": []}
@@ -228,10 +251,14 @@ def test_permanent_rejection_is_recorded_and_the_rest_is_sent(stack, ses_faults)
     assert issue_record(stack, "2015-07")["rejected"] == 1
 
 
-@pytest.mark.parametrize("message", [
-    "Email address is not verified. The following identities failed the check in region US-EAST-1: news@news.example.org",
-    "User 'arn:aws:iam::123456789012:user/x' is not authorized to send from 'news.example.org'",
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Email address is not verified. The following identities failed the check in region "
+        "US-EAST-1: news@news.example.org",
+        "User 'arn:aws:iam::123456789012:user/x' is not authorized to send from 'news.example.org'",
+    ],
+)
 def test_a_refused_sender_pauses_the_issue_instead_of_rejecting_everyone(stack, ses_faults, message):
     from botocore.exceptions import ClientError
 
@@ -256,7 +283,9 @@ def test_a_used_up_quota_holds_the_batch_back_without_pausing(stack, ses_faults)
     from botocore.exceptions import ClientError
 
     readers = published(stack, 3)
-    refused = ClientError({"Error": {"Code": "MessageRejected", "Message": "Daily message quota exceeded."}}, "SendEmail")
+    refused = ClientError(
+        {"Error": {"Code": "MessageRejected", "Message": "Daily message quota exceeded."}}, "SendEmail"
+    )
     ses_faults.rule = lambda n, address: refused if n == 1 else None
     assert stack.invoke("SendFunction", send_event(stack, readers)) == {"batchItemFailures": []}
     assert issue_record(stack, "2015-07")["status"] == "sending"
@@ -270,7 +299,9 @@ def test_a_sandbox_refusal_naming_only_the_recipient_rejects_that_recipient(stac
     readers = published(stack, 3)
     bad = readers[1]["email"]
     text = f"Email address is not verified. The following identities failed the check in region US-EAST-1: {bad}"
-    ses_faults.rule = lambda n, address: ClientError({"Error": {"Code": "MessageRejected", "Message": text}}, "SendEmail") if address == bad else None
+    ses_faults.rule = lambda n, address: (
+        ClientError({"Error": {"Code": "MessageRejected", "Message": text}}, "SendEmail") if address == bad else None
+    )
     stack.invoke("SendFunction", send_event(stack, readers))
     assert ledger_status(stack, bad) == "rejected"
     assert sorted(mailed()) == sorted(r["email"] for r in readers if r["email"] != bad)
@@ -401,8 +432,11 @@ def test_botocore_never_sends_an_ses_call_again_after_its_answer_was_lost(aws_mo
 
     ses.meta.events.register_last("before-send", answer_lost)  # after moto (SES) acted
     with pytest.raises(ReadTimeoutError):
-        ses.send_email(FromEmailAddress="news@news.example.org", Destination={"ToAddresses": ["a@example.com"]},
-                       Content={"Raw": {"Data": b"From: news@news.example.org\r\nSubject: x\r\n\r\nx"}})
+        ses.send_email(
+            FromEmailAddress="news@news.example.org",
+            Destination={"ToAddresses": ["a@example.com"]},
+            Content={"Raw": {"Data": b"From: news@news.example.org\r\nSubject: x\r\n\r\nx"}},
+        )
     assert len(sent_messages()) == 1
 
 
@@ -427,11 +461,17 @@ def test_a_batch_starts_no_send_it_could_not_finish_in_time(stack):
     with stack.environment(stack.functions["SendFunction"]):
         from newsletter.config import send_settings
 
-        deps = sending.Deps(ddb=boto3.client("dynamodb"), ses=boto3.client("sesv2"), settings=send_settings(),
-                            secret=SECRET.encode(), time_left_ms=lambda: sending.SAFETY_MS - 1)
+        deps = sending.Deps(
+            ddb=boto3.client("dynamodb"),
+            ses=boto3.client("sesv2"),
+            settings=send_settings(),
+            secret=SECRET.encode(),
+            time_left_ms=lambda: sending.SAFETY_MS - 1,
+        )
         batch = sending.Batch("2015-07", "infomail", "b", tuple((r["email"], "") for r in readers))
-        result = sending.send_batch(batch, message_template("2015-07", issue_record(stack, "2015-07")), deps,
-                                    sending.Counts(), logger)
+        result = sending.send_batch(
+            batch, message_template("2015-07", issue_record(stack, "2015-07")), deps, sending.Counts(), logger
+        )
     assert result.reason == "out of time" and len(result.rest) == 5 and result.delay_s == 0
     assert mailed() == [] and all(ledger_status(stack, r["email"]) is None for r in readers)
 

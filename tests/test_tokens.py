@@ -102,7 +102,11 @@ def test_bad_tokens_are_refused(make):
 
 @pytest.mark.parametrize(
     "make",
-    [lambda: _valid().replace(".", ".!*$", 1), lambda: _valid() + "==", lambda: _valid().replace("-", "+").replace("_", "/")],
+    [
+        lambda: _valid().replace(".", ".!*$", 1),
+        lambda: _valid() + "==",
+        lambda: _valid().replace("-", "+").replace("_", "/"),
+    ],
     ids=["junk characters", "padding", "standard base64 alphabet"],
 )
 def test_non_base64url_characters_are_refused(make):

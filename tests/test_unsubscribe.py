@@ -137,12 +137,14 @@ def test_rfc8058_one_click_post(stack, readers, encoded):
 
 
 def test_one_click_as_multipart_form_data(stack, readers):
-    body = (
-        "--b0undary\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\n"
-        "One-Click\r\n--b0undary--\r\n"
-    )
+    body = '--b0undary\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\nOne-Click\r\n--b0undary--\r\n'
     response = call(
-        stack, "POST", {"token": token_for()}, body, base64_body=True, content_type="multipart/form-data; boundary=b0undary"
+        stack,
+        "POST",
+        {"token": token_for()},
+        body,
+        base64_body=True,
+        content_type="multipart/form-data; boundary=b0undary",
     )
     assert response["statusCode"] == 200
     assert record(stack)["unsubscribed_via"] == "one-click"
@@ -207,13 +209,20 @@ def test_the_issue_hint_is_counted_once_for_an_issue_of_that_list(stack, readers
     token = token_for()
     call(stack, "POST", {"token": token, "issue": "2015-07"}, "List-Unsubscribe=One-Click")
     call(stack, "POST", {"token": token, "issue": "2015-07"}, "List-Unsubscribe=One-Click")  # repeated
-    call(stack, "POST", {"token": token_for("reader99999@example.com"), "issue": "2015-07"}, "List-Unsubscribe=One-Click")
+    call(
+        stack, "POST", {"token": token_for("reader99999@example.com"), "issue": "2015-07"}, "List-Unsubscribe=One-Click"
+    )
     assert issue_record(stack, "2015-07")["unsubscribed"] == 1
 
 
 @pytest.mark.parametrize(
     "hint, why",
-    [("2015-08", "no such issue"), ("2015-07", "issue of another list"), ("../2015-07", "malformed"), ("x" * 65, "too long")],
+    [
+        ("2015-08", "no such issue"),
+        ("2015-07", "issue of another list"),
+        ("../2015-07", "malformed"),
+        ("x" * 65, "too long"),
+    ],
 )
 def test_an_issue_hint_that_does_not_fit_is_ignored(stack, readers, hint, why):
     publish(stack, issue_doc("2015-07"))

@@ -9,7 +9,7 @@ as they do on AWS, without the waiting.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def now() -> float:
@@ -22,4 +22,4 @@ def sleep(seconds: float) -> None:
 
 def iso(at: float | None = None) -> str:
     """UTC, to the second: 2015-07-01T08:00:00Z."""
-    return datetime.fromtimestamp(now() if at is None else at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(now() if at is None else at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -34,7 +34,9 @@ def finish_if_done(ddb, issues_table: str, record: dict | None, *, sqs, fanout_q
         now = retry.call(issues.get_issue, ddb, issues_table, record["issue_id"]) or {}
         if now.get("completed_by") != token:
             return False
-    logger.info("issue sent: every queued recipient handled", extra={k: int(record.get(k) or 0) for k in issues.HANDLED})
+    logger.info(
+        "issue sent: every queued recipient handled", extra={k: int(record.get(k) or 0) for k in issues.HANDLED}
+    )
     retry.call(sqs.send_message, QueueUrl=fanout_queue_url, MessageBody=reconcile_message(record["issue_id"]))
     return True
 
@@ -49,7 +51,9 @@ def reconcile(ddb, issues_table: str, sends_table: str, issue_id: str, logger) -
     if counters != ledger:
         values.update(ledger)
         values["counters_corrected"] = {k: ledger[k] - counters[k] for k in ledger if ledger[k] != counters[k]}
-        logger.error("issue counters differed from the send ledger; set to the ledger's",
-                     extra={"counters": counters, "ledger": ledger})
+        logger.error(
+            "issue counters differed from the send ledger; set to the ledger's",
+            extra={"counters": counters, "ledger": ledger},
+        )
     issues.update_issue(ddb, issues_table, issue_id, **values)
     return values

@@ -29,8 +29,7 @@ def _read(cls):
             missing.append(name)
     if missing:
         raise ConfigError(
-            f"{cls.__name__}: missing environment variable(s) {', '.join(missing)}; "
-            "they are set by template.yaml"
+            f"{cls.__name__}: missing environment variable(s) {', '.join(missing)}; they are set by template.yaml"
         )
     return cls(**values)
 

@@ -140,9 +140,9 @@ def _block(node, width: int | None) -> str | None:
     if kind in ("bullet_list", "ordered_list"):
         start = int(node.attrs.get("start", 1)) if kind == "ordered_list" else 1
         # Tight lists (no blank lines between items) hide their paragraphs.
-        gap = "\n" if all(
-            p.hidden for item in node.children for p in item.children if p.type == "paragraph"
-        ) else "\n\n"
+        gap = (
+            "\n" if all(p.hidden for item in node.children for p in item.children if p.type == "paragraph") else "\n\n"
+        )
         items = []
         for n, item in enumerate(node.children):
             bullet = f"{start + n}. " if kind == "ordered_list" else "- "

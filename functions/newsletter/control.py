@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
 from . import clock
 from .store import issues
 
@@ -31,9 +32,13 @@ def _now() -> str:
     return clock.iso()
 
 
-def pause_issue(ddb, table: str, issue_id: str, *, reason: str = "paused by an operator", at: str | None = None) -> bool:
+def pause_issue(
+    ddb, table: str, issue_id: str, *, reason: str = "paused by an operator", at: str | None = None
+) -> bool:
     """sending → paused; False if the issue is not sending."""
-    return issues.change_status(ddb, table, issue_id, PAUSED, allowed_from=(SENDING,), paused_reason=reason, paused_at=at or _now())
+    return issues.change_status(
+        ddb, table, issue_id, PAUSED, allowed_from=(SENDING,), paused_reason=reason, paused_at=at or _now()
+    )
 
 
 def resume_issue(ddb, table: str, issue_id: str, *, at: str | None = None) -> bool:
@@ -57,8 +62,9 @@ def resume_issue(ddb, table: str, issue_id: str, *, at: str | None = None) -> bo
 
 def cancel_issue(ddb, table: str, issue_id: str, *, at: str | None = None) -> bool:
     """rendering, sending or paused → cancelled (the rest of the issue is never sent); False otherwise."""
-    return issues.change_status(ddb, table, issue_id, CANCELLED, allowed_from=(RENDERING, SENDING, PAUSED),
-                                cancelled_at=at or _now())
+    return issues.change_status(
+        ddb, table, issue_id, CANCELLED, allowed_from=(RENDERING, SENDING, PAUSED), cancelled_at=at or _now()
+    )
 
 
 def pause_reason(record: dict, *, bounce_rate: float, complaint_rate: float, min_sent: int) -> str | None:
@@ -92,12 +98,17 @@ def _n(record: dict, name: str) -> int:
 
 # --- the command ------------------------------------------------------------------------------
 
-ACTIONS = {"pause": (pause_issue, SENDING), "resume": (resume_issue, PAUSED),
-           "cancel": (cancel_issue, "rendering, sending or paused")}
+ACTIONS = {
+    "pause": (pause_issue, SENDING),
+    "resume": (resume_issue, PAUSED),
+    "cancel": (cancel_issue, "rendering, sending or paused"),
+}
 
 
 def main(argv: list[str] | None = None, ddb=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m newsletter.control", description="Pause, resume or cancel an issue.")
+    parser = argparse.ArgumentParser(
+        prog="python -m newsletter.control", description="Pause, resume or cancel an issue."
+    )
     parser.add_argument("action", choices=sorted(ACTIONS))
     parser.add_argument("issue", metavar="ISSUE", help="issue id, e.g. 2015-07")
     parser.add_argument(

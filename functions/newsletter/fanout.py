@@ -9,8 +9,8 @@ Pages are counted once (a marker per page); recipients are deduplicated by the s
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from . import completion, retry
 from .config import FanoutSettings
@@ -31,7 +31,7 @@ class Segment:
     cursor: dict | None = None
 
     @classmethod
-    def from_message(cls, body: str) -> "Segment":
+    def from_message(cls, body: str) -> Segment:
         from .jsontext import loads
 
         data = loads(body)
@@ -42,7 +42,13 @@ class Segment:
 
     def to_message(self) -> str:
         return json.dumps(
-            {"issue_id": self.issue_id, "list_id": self.list_id, "shard": self.shard, "page": self.page, "cursor": self.cursor}
+            {
+                "issue_id": self.issue_id,
+                "list_id": self.list_id,
+                "shard": self.shard,
+                "page": self.page,
+                "cursor": self.cursor,
+            }
         )
 
 
@@ -55,7 +61,9 @@ class Progress:
     stopped: str = ""
 
 
-def fan_out(segment: Segment, *, settings: FanoutSettings, ddb, sqs, time_left_ms: Callable[[], int], logger) -> Progress:
+def fan_out(
+    segment: Segment, *, settings: FanoutSettings, ddb, sqs, time_left_ms: Callable[[], int], logger
+) -> Progress:
     """Queue this segment's recipients, page by page, continuing itself if time runs short.
 
     Every step can be repeated (a page queued twice is sent once: the ledger; counted once: its
@@ -75,24 +83,25 @@ def fan_out(segment: Segment, *, settings: FanoutSettings, ddb, sqs, time_left_m
         found, next_cursor = retry.call(
             subscribers.query_active, ddb, settings.subscribers_table, segment.list_id, segment.shard, cursor, PAGE_SIZE
         )
-        recipients = [
-            {"email": normalise_address(s["email"]), "name": s.get("name") or ""} for s in found
-        ]
+        recipients = [{"email": normalise_address(s["email"]), "name": s.get("name") or ""} for s in found]
         if recipients:
-            suppressed = retry.call(subscribers.suppressed_among, ddb, settings.suppressions_table,
-                                    [r["email"] for r in recipients])
+            suppressed = retry.call(
+                subscribers.suppressed_among, ddb, settings.suppressions_table, [r["email"] for r in recipients]
+            )
             recipients = [r for r in recipients if r["email"] not in suppressed]
         progress.batches += queue_batches(sqs, settings.send_queue_url, segment, page, recipients)
         last = next_cursor is None
-        if retry.call(issues.record_page, ddb, settings.issues_table, segment.issue_id, segment.shard, page,
-                      len(recipients), last):
+        if retry.call(
+            issues.record_page, ddb, settings.issues_table, segment.issue_id, segment.shard, page, len(recipients), last
+        ):
             progress.queued += len(recipients)
         if last:
             # The senders may have finished before this last page was counted (or before an
             # earlier delivery of it was): whoever sees the last count completes the issue.
             record = retry.call(issues.get_issue, ddb, settings.issues_table, segment.issue_id)
-            completion.finish_if_done(ddb, settings.issues_table, record, sqs=sqs,
-                                      fanout_queue_url=settings.fanout_queue_url, logger=logger)
+            completion.finish_if_done(
+                ddb, settings.issues_table, record, sqs=sqs, fanout_queue_url=settings.fanout_queue_url, logger=logger
+            )
         progress.pages += 1
         page, cursor = page + 1, next_cursor
         if last:

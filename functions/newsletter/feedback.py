@@ -14,7 +14,7 @@ the documented shape raises `Malformed`. Neither error's text ever contains an a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parseaddr
 
 from . import jsontext
@@ -216,7 +216,7 @@ def parse_time(value) -> datetime | None:
         when = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ class Request:
     base64_body: bool
 
     @classmethod
-    def from_event(cls, event: dict) -> "Request":
+    def from_event(cls, event: dict) -> Request:
         """The request in a Function URL event; BadRequest if it cannot be read (whatever it holds)."""
         if not isinstance(event, dict):
             raise BadRequest("not a Function URL event")

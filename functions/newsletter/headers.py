@@ -16,9 +16,18 @@ import unicodedata
 # TAB is whitespace a header may hold; every other C0 control, DEL and the C1 controls may not.
 _UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ue000\ue001]")
 _BREAKS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
-_NAMES = {"\r": "CARRIAGE RETURN", "\n": "LINE FEED", "\x0b": "LINE TABULATION", "\x0c": "FORM FEED",
-          "\x1c": "FILE SEPARATOR", "\x1d": "GROUP SEPARATOR", "\x1e": "RECORD SEPARATOR", "\x85": "NEXT LINE",
-          "\x00": "NULL", "\x7f": "DELETE"}
+_NAMES = {
+    "\r": "CARRIAGE RETURN",
+    "\n": "LINE FEED",
+    "\x0b": "LINE TABULATION",
+    "\x0c": "FORM FEED",
+    "\x1c": "FILE SEPARATOR",
+    "\x1d": "GROUP SEPARATOR",
+    "\x1e": "RECORD SEPARATOR",
+    "\x85": "NEXT LINE",
+    "\x00": "NULL",
+    "\x7f": "DELETE",
+}
 # An address we put in From or Reply-To: an ASCII dot-atom local part at a domain of LDH labels
 # (IDNs in their xn-- form). No display name, no comment, no list: exactly one mailbox.
 ADDRESS_PATTERN = (
@@ -48,7 +57,13 @@ def problem(value: str) -> str | None:
     if found is None:
         return None
     char = found.group()
-    kind = "a line break" if char in _BREAKS else "a reserved character" if char in "\ue000\ue001" else "a control character"
+    kind = (
+        "a line break"
+        if char in _BREAKS
+        else "a reserved character"
+        if char in "\ue000\ue001"
+        else "a control character"
+    )
     return f"must be a single line of text: it contains {kind} ({_name(char)}) at character {found.start() + 1}"
 
 
@@ -57,8 +72,10 @@ def encoded_word(value: str) -> str | None:
     found = _ENCODED_WORD.search(value)
     if found is None:
         return None
-    return (f"contains {found.group()[:40]!r} at character {found.start() + 1}, which mail software would decode "
-            "as an encoded word (=?charset?q?...?=): write the text itself")
+    return (
+        f"contains {found.group()[:40]!r} at character {found.start() + 1}, which mail software would decode "
+        "as an encoded word (=?charset?q?...?=): write the text itself"
+    )
 
 
 def refused(value: str) -> str | None:

@@ -171,9 +171,7 @@ class Issue(Model):
     preheader: Annotated[Line, Field(max_length=250)] | None = None
     title: Annotated[Line, Field(max_length=200)] = Field(description="Heading of the issue.")
     language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] = "en"
-    view_in_browser_text: Annotated[Line, Field(max_length=200)] = (
-        "Not displayed properly? View it in your browser"
-    )
+    view_in_browser_text: Annotated[Line, Field(max_length=200)] = "Not displayed properly? View it in your browser"
     toc_heading: Annotated[Line, Field(max_length=80)] | None = Field(
         default="In this issue", description="Heading of the list of contents; null hides it."
     )
@@ -182,9 +180,10 @@ class Issue(Model):
     read_more: Link | None = None
     sections: Annotated[list[Section], Field(max_length=12)] = []
     footer: Footer
-    reply_to: Annotated[str, StringConstraints(pattern=headers.ADDRESS_PATTERN), AfterValidator(headers.validate_address)] | None = Field(
-        default=None, description="One plain email address (ASCII local part) for replies."
-    )
+    reply_to: (
+        Annotated[str, StringConstraints(pattern=headers.ADDRESS_PATTERN), AfterValidator(headers.validate_address)]
+        | None
+    ) = Field(default=None, description="One plain email address (ASCII local part) for replies.")
 
 
 def json_schema() -> dict:
@@ -196,6 +195,7 @@ def json_schema() -> dict:
 
 
 # --- Reading an uploaded document -------------------------------------------------------------
+
 
 class InvalidIssue(ValueError):
     """An uploaded document that cannot be published; `problems` say what is wrong and where."""
@@ -271,9 +271,14 @@ def parse_document(raw: bytes, *, max_bytes: int) -> Issue:
                 msg = "unknown field (check its spelling against the issue format)"
             elif err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == ID_PATTERN:
                 msg = "must be 1 to 64 letters, digits, '-' or '_', starting with a letter or digit"
-            elif err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == headers.ADDRESS_PATTERN:
-                msg = ("must be one plain email address: ASCII letters, digits and .!#$%&'*+/=?^_`{|}~- before "
-                       "the @, a domain after it; no name, comma or angle brackets")
+            elif (
+                err["type"] == "string_pattern_mismatch"
+                and err.get("ctx", {}).get("pattern") == headers.ADDRESS_PATTERN
+            ):
+                msg = (
+                    "must be one plain email address: ASCII letters, digits and .!#$%&'*+/=?^_`{|}~- before "
+                    "the @, a domain after it; no name, comma or angle brackets"
+                )
             if err["type"] not in ("missing", "extra_forbidden") and isinstance(err.get("input"), (str, int, float)):
                 shown = repr(err["input"])
                 msg += f" (got {shown[:60] + '...' if len(shown) > 60 else shown})"

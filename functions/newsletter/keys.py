@@ -9,8 +9,8 @@ and then stop. Tokens from before versions (v1) are checked against every versio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from . import clock
 

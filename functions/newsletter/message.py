@@ -7,14 +7,14 @@ https link and a mailto, and RFC 8058 one-click List-Unsubscribe-Post.
 
 from __future__ import annotations
 
+import html
+import time
 from dataclasses import dataclass
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from urllib.parse import quote
-import html
-import time
 
 from . import headers
 from .personalize import Splice
@@ -60,7 +60,7 @@ class PreparedIssue:
     text: Splice
 
     @classmethod
-    def from_json(cls, data: dict) -> "PreparedIssue":
+    def from_json(cls, data: dict) -> PreparedIssue:
         return cls(
             issue_id=data["issue_id"],
             list_id=data["list_id"],
@@ -92,8 +92,13 @@ def unsubscribe_mailto(mailbox: str, token: str) -> str:
 def check_headers(prepared: PreparedIssue) -> None:
     """What every message of the issue puts in its headers, checked with the one header rule
     (headers.py): UnsafeHeader names the field. Publish checks the same before anything is sent."""
-    for what, value in (("subject", prepared.subject), ("sender name", prepared.from_name),
-                        ("list name", prepared.list_name), ("issue id", prepared.issue_id), ("list id", prepared.list_id)):
+    for what, value in (
+        ("subject", prepared.subject),
+        ("sender name", prepared.from_name),
+        ("list name", prepared.list_name),
+        ("issue id", prepared.issue_id),
+        ("list id", prepared.list_id),
+    ):
         why = headers.problem(value)
         if why:
             raise headers.UnsafeHeader(f"{what}: {why}")
@@ -210,7 +215,7 @@ class MessageTemplate:
             b"MIME-Version: 1.0\r\n"
             b'Content-Type: multipart/alternative; boundary="' + self.boundary.encode() + b'"\r\n\r\n'
         )
-        part = b"Content-Type: text/%s; charset=\"utf-8\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        part = b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
         b = self.boundary.encode()
         self.text_open = b"--" + b + _CRLF + part % b"plain"
         self.html_open = _CRLF + b"--" + b + _CRLF + part % b"html"
@@ -238,10 +243,22 @@ class MessageTemplate:
         values = {"name": name or "", "email": address, "unsubscribe_url": https}
         out = [
             self.head,
-            b"To: ", to.encode("ascii"), _CRLF,
-            b"Date: ", self._date_header(), _CRLF,
-            b"Message-ID: <", os.urandom(10).hex().encode(), self.msgid_tail, _CRLF,
-            b"List-Unsubscribe: <", https.encode("ascii"), b">, <", mailto.encode("ascii"), b">", _CRLF,
+            b"To: ",
+            to.encode("ascii"),
+            _CRLF,
+            b"Date: ",
+            self._date_header(),
+            _CRLF,
+            b"Message-ID: <",
+            os.urandom(10).hex().encode(),
+            self.msgid_tail,
+            _CRLF,
+            b"List-Unsubscribe: <",
+            https.encode("ascii"),
+            b">, <",
+            mailto.encode("ascii"),
+            b">",
+            _CRLF,
             self.tail_headers,
             self.text_open,
         ]

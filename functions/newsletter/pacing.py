@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 DEFAULT_MAX_SEND_RATE = 14.0  # what SES grants a new production account; used if GetAccount fails
 QUOTA_TTL_S = 300.0
@@ -20,8 +20,13 @@ SES_LATENCY_S = 0.15  # a generous SES call time: how many calls must be in flig
 class RateLimiter:
     """A thread-safe token bucket: `acquire()` returns when the caller may make one call."""
 
-    def __init__(self, rate: float, burst: float = 1.0, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        rate: float,
+        burst: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate, self.burst = rate, max(burst, 1.0)

@@ -41,7 +41,7 @@ class Splice:
 
     def fill(self, values: dict[str, str], *, escape: bool) -> str:
         out = [self.parts[0]]
-        for field, part in zip(self.fields, self.parts[1:]):
+        for field, part in zip(self.fields, self.parts[1:], strict=False):
             value = values.get(field, "")
             out.append(html.escape(value) if escape else value)
             out.append(part)

@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import os
 import re
-from typing import Callable
+from collections.abc import Callable
 
 _LABEL = b"newsletter log hash v1"
 # Until a function says where its secret is, a key of this process alone: nothing can be matched

@@ -54,7 +54,9 @@ def write_report(s3, settings: PublishSettings, key: str, problems: list[str], h
         "Nothing was sent. Fix the document and upload it again to the same key.",
         "",
     ]
-    retry.call(bucket.put_text, s3, settings.bucket_name, report_key(key), "\n".join(lines), "text/plain; charset=utf-8")
+    retry.call(
+        bucket.put_text, s3, settings.bucket_name, report_key(key), "\n".join(lines), "text/plain; charset=utf-8"
+    )
 
 
 def later(sequencer: str | None, than: str | None) -> bool:
@@ -65,14 +67,33 @@ def later(sequencer: str | None, than: str | None) -> bool:
         return False
 
 
-def publish(key: str, *, settings: PublishSettings, s3, ddb, sqs, logger, version_id: str | None = None,
-            etag: str | None = None, sequencer: str | None = None) -> Outcome:
+def publish(
+    key: str,
+    *,
+    settings: PublishSettings,
+    s3,
+    ddb,
+    sqs,
+    logger,
+    version_id: str | None = None,
+    etag: str | None = None,
+    sequencer: str | None = None,
+) -> Outcome:
     """Publish the document version an upload event names, once, however often the event arrives."""
     try:
-        raw = retry.call(bucket.read_capped, s3, settings.bucket_name, key, settings.max_issue_bytes,
-                         version_id=version_id, etag=etag)
+        raw = retry.call(
+            bucket.read_capped,
+            s3,
+            settings.bucket_name,
+            key,
+            settings.max_issue_bytes,
+            version_id=version_id,
+            etag=etag,
+        )
     except bucket.Replaced:
-        logger.info("document replaced before it was read; the newer upload's own event publishes it", extra={"key": key})
+        logger.info(
+            "document replaced before it was read; the newer upload's own event publishes it", extra={"key": key}
+        )
         return Outcome("superseded")
     if raw is None or (version_id and not retry.call(bucket.exists, s3, settings.bucket_name, key)):
         # The version is still kept, but the editor deleted the document: it is not to be sent.
@@ -94,7 +115,9 @@ def publish(key: str, *, settings: PublishSettings, s3, ddb, sqs, logger, versio
         return Outcome("invalid", issue.issue_id, problem)
     problems = check_list_settings(mailing_list, settings)
     if problems:
-        write_report(s3, settings, key, problems, "This issue document was NOT published: its list's settings cannot be sent.")
+        write_report(
+            s3, settings, key, problems, "This issue document was NOT published: its list's settings cannot be sent."
+        )
         return Outcome("invalid", issue.issue_id, "; ".join(problems))
 
     record = {
@@ -115,14 +138,25 @@ def publish(key: str, *, settings: PublishSettings, s3, ddb, sqs, logger, versio
             return decided
         if existing.get("status") != "rendering" and existing.get("sha256") == digest:
             # Published, but its fan-out was never queued (a failure after step 5): finish it.
-            return _start_sending(issue, mailing_list, existing, s3=s3, ddb=ddb, sqs=sqs, settings=settings, logger=logger)
+            return _start_sending(
+                issue, mailing_list, existing, s3=s3, ddb=ddb, sqs=sqs, settings=settings, logger=logger
+            )
 
     prepared, _ = render(issue, mailing_list, settings=settings)
     key_prepared = prepared_key(issue.issue_id, digest)
     retry.call(bucket.put_json, s3, settings.bucket_name, key_prepared, prepared)
-    started = retry.call(issues.update_issue, ddb, settings.issues_table, issue.issue_id, expect_status="rendering",
-                         expect={"sha256": digest}, status="sending", prepared_key=key_prepared,
-                         web_url=prepared["web_url"], sending_at=_now())
+    started = retry.call(
+        issues.update_issue,
+        ddb,
+        settings.issues_table,
+        issue.issue_id,
+        expect_status="rendering",
+        expect={"sha256": digest},
+        status="sending",
+        prepared_key=key_prepared,
+        web_url=prepared["web_url"],
+        sending_at=_now(),
+    )
     if not started:
         now = retry.call(issues.get_issue, ddb, settings.issues_table, issue.issue_id) or {}
         if now.get("sha256") != digest:
@@ -141,8 +175,9 @@ def _against(existing: dict, record: dict, *, s3, ddb, settings: PublishSettings
     a newer upload of the same key taking over an issue still rendering), else the outcome."""
     key, issue_id, digest = record["key"], record["issue_id"], record["sha256"]
     if existing.get("sha256") == digest:
-        if existing.get("status") == "rendering" or (existing.get("status") in ("sending", "paused")
-                                                    and not existing.get("fanout_queued_at")):
+        if existing.get("status") == "rendering" or (
+            existing.get("status") in ("sending", "paused") and not existing.get("fanout_queued_at")
+        ):
             return None  # left half-way by a failed attempt: finish it (every step is repeatable)
         if existing.get("status") == "cancelled" and not existing.get("fanout_queued_at"):
             logger.info("issue cancelled before it was sent; nothing to publish", extra={"key": key})
@@ -156,9 +191,15 @@ def _against(existing: dict, record: dict, *, s3, ddb, settings: PublishSettings
             return Outcome("superseded", issue_id)
         if existing.get("status") == "rendering":
             # A corrected upload while the first one's publish had not started sending: this one wins.
-            took = retry.call(issues.update_issue, ddb, settings.issues_table, issue_id, expect_status="rendering",
-                              expect={"sha256": existing.get("sha256")},
-                              **{k: v for k, v in record.items() if k not in ("issue_id", "status") and v is not None})
+            took = retry.call(
+                issues.update_issue,
+                ddb,
+                settings.issues_table,
+                issue_id,
+                expect_status="rendering",
+                expect={"sha256": existing.get("sha256")},
+                **{k: v for k, v in record.items() if k not in ("issue_id", "status") and v is not None},
+            )
             if took:
                 logger.info("a newer upload of this document takes the issue over", extra={"key": key})
                 return None
@@ -176,16 +217,30 @@ def _against(existing: dict, record: dict, *, s3, ddb, settings: PublishSettings
     return Outcome("refused", issue_id, problem)
 
 
-def _start_sending(issue: Issue, mailing_list: dict, record: dict, *, s3, ddb, sqs, settings: PublishSettings,
-                   logger) -> Outcome:
+def _start_sending(
+    issue: Issue, mailing_list: dict, record: dict, *, s3, ddb, sqs, settings: PublishSettings, logger
+) -> Outcome:
     """Steps after `sending`: the web version, the fan-out, the mark that it is queued."""
     _, web = render(issue, mailing_list, settings=settings)
-    retry.call(bucket.put_text, s3, settings.bucket_name, web_key(issue.issue_id), web, "text/html; charset=utf-8",
-               CacheControl="public, max-age=300")
+    retry.call(
+        bucket.put_text,
+        s3,
+        settings.bucket_name,
+        web_key(issue.issue_id),
+        web,
+        "text/html; charset=utf-8",
+        CacheControl="public, max-age=300",
+    )
     if record.get("status") in ("sending", "paused"):
         start_fanout(sqs, settings.fanout_queue_url, issue.issue_id, issue.list_id)
-        retry.call(issues.update_issue, ddb, settings.issues_table, issue.issue_id, fanout_queued_at=_now(),
-                   fanout_started_at=record.get("fanout_started_at") or _now())
+        retry.call(
+            issues.update_issue,
+            ddb,
+            settings.issues_table,
+            issue.issue_id,
+            fanout_queued_at=_now(),
+            fanout_started_at=record.get("fanout_started_at") or _now(),
+        )
     retry.call(bucket.delete_if_exists, s3, settings.bucket_name, report_key(record["key"]))
     logger.info("issue published", extra={"key": record["key"], "segments": SHARDS})
     return Outcome("published", issue.issue_id)
@@ -229,7 +284,9 @@ def render(issue: Issue, mailing_list: dict, *, settings: PublishSettings) -> tu
 
     web_url = f"{settings.web_base_url.rstrip('/')}/{issue.issue_id}.html"
     from_name = mailing_list.get("from_name") or settings.sender_name
-    rendered = render_issue(issue, web_url=web_url, list_name=mailing_list.get("name", issue.list_id), sender_name=from_name)
+    rendered = render_issue(
+        issue, web_url=web_url, list_name=mailing_list.get("name", issue.list_id), sender_name=from_name
+    )
     prepared = {
         "issue_id": issue.issue_id,
         "list_id": issue.list_id,
@@ -245,11 +302,19 @@ def render(issue: Issue, mailing_list: dict, *, settings: PublishSettings) -> tu
     return prepared, rendered.web
 
 
-def render_and_store(issue: Issue, mailing_list: dict, *, settings: PublishSettings, s3, digest: str | None = None) -> dict:
+def render_and_store(
+    issue: Issue, mailing_list: dict, *, settings: PublishSettings, s3, digest: str | None = None
+) -> dict:
     """Render the issue and store both parts at once (previews and test sends: nobody races them)."""
     prepared, web = render(issue, mailing_list, settings=settings)
-    bucket.put_text(s3, settings.bucket_name, web_key(issue.issue_id), web, "text/html; charset=utf-8",
-                    CacheControl="public, max-age=300")
+    bucket.put_text(
+        s3,
+        settings.bucket_name,
+        web_key(issue.issue_id),
+        web,
+        "text/html; charset=utf-8",
+        CacheControl="public, max-age=300",
+    )
     bucket.put_json(s3, settings.bucket_name, prepared_key(issue.issue_id, digest), prepared)
     return prepared
 
@@ -257,7 +322,10 @@ def render_and_store(issue: Issue, mailing_list: dict, *, settings: PublishSetti
 def start_fanout(sqs, queue_url: str, issue_id: str, list_id: str) -> None:
     """One message per subscriber shard; each fan-out segment then continues itself."""
     messages = [
-        {"Id": str(shard), "MessageBody": json.dumps({"issue_id": issue_id, "list_id": list_id, "shard": shard, "page": 0})}
+        {
+            "Id": str(shard),
+            "MessageBody": json.dumps({"issue_id": issue_id, "list_id": list_id, "shard": shard, "page": 0}),
+        }
         for shard in range(SHARDS)
     ]
     for i in range(0, len(messages), 10):

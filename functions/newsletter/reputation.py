@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from datetime import UTC, datetime, timedelta
 
 from . import control
 from .config import FeedbackSettings
@@ -78,7 +78,7 @@ class Totals:
 def apply(fb: Feedback, deps: Deps, totals: Totals, logger) -> None:
     """Act on one classified notification (see the module docstring)."""
     s = deps.settings
-    now = datetime.fromtimestamp(deps.clock(), timezone.utc)
+    now = datetime.fromtimestamp(deps.clock(), UTC)
     now_iso = _iso(now)
     # When it happened, as SES says (never in the future): the soft-bounce window ends there.
     when = min(parse_time(fb.occurred_at) or now, now)
@@ -93,14 +93,26 @@ def apply(fb: Feedback, deps: Deps, totals: Totals, logger) -> None:
     for address in fb.recipients:
         if fb.soft_bounce:
             feedback_store.add_soft_bounce(
-                deps.ddb, s.feedback_table, address, at=_iso(when), feedback_id=fb.feedback_id,
+                deps.ddb,
+                s.feedback_table,
+                address,
+                at=_iso(when),
+                feedback_id=fb.feedback_id,
                 expires_at=int((when + timedelta(days=s.soft_bounce_days + 1)).timestamp()),
-                bounce_type=fb.bounce_type, bounce_subtype=fb.bounce_subtype, issue_id=issue_id,
+                bounce_type=fb.bounce_type,
+                bounce_subtype=fb.bounce_subtype,
+                issue_id=issue_id,
             )
         if issue_id and counter:
             counted = feedback_store.count_once(
-                deps.ddb, s.feedback_table, s.issues_table, feedback_id=fb.feedback_id, address=address,
-                issue_id=issue_id, counter=counter, expires_at=int(now.timestamp()) + SEEN_DAYS * 86400,
+                deps.ddb,
+                s.feedback_table,
+                s.issues_table,
+                feedback_id=fb.feedback_id,
+                address=address,
+                issue_id=issue_id,
+                counter=counter,
+                expires_at=int(now.timestamp()) + SEEN_DAYS * 86400,
             )
             if counted:
                 totals.issue(issue_id)[metric_name(counter)] += 1
@@ -117,7 +129,9 @@ def apply(fb: Feedback, deps: Deps, totals: Totals, logger) -> None:
         _pause_if_due(issue_id, now_iso, deps, totals, logger)
 
 
-def _suppress_if_due(fb: Feedback, address: str, issue_id, list_id, when, now_iso, deps: Deps, totals: Totals, logger) -> None:
+def _suppress_if_due(
+    fb: Feedback, address: str, issue_id, list_id, when, now_iso, deps: Deps, totals: Totals, logger
+) -> None:
     s = deps.settings
     if fb.soft_bounce:
         since = _iso(when - timedelta(days=s.soft_bounce_days))

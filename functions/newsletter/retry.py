@@ -14,15 +14,18 @@ error may be repeated; a timeout after the request left is an unknown outcome.
 from __future__ import annotations
 
 import random
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from botocore.exceptions import (
     ClientError,
-    ConnectionError as TransportConnectionError,
     ConnectTimeoutError,
     EndpointConnectionError,
     HTTPClientError,
     ProxyConnectionError,
+)
+from botocore.exceptions import (
+    ConnectionError as TransportConnectionError,
 )
 
 from . import clock
@@ -32,17 +35,39 @@ T = TypeVar("T")
 # Error codes AWS services answer for a condition that passes (their documentation says retry).
 TRANSIENT_CODES = frozenset(
     {
-        "InternalError", "InternalFailure", "InternalServerError", "ServiceUnavailable", "ServiceUnavailableException",
-        "RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete",
-        "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled", "RequestThrottledException",
-        "TooManyRequestsException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
-        "LimitExceededException", "SlowDown", "BandwidthLimitExceeded", "TransactionInProgressException",
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "LimitExceededException",
+        "SlowDown",
+        "BandwidthLimitExceeded",
+        "TransactionInProgressException",
         "KMSThrottlingException",
     }
 )
 # Why DynamoDB cancels a transaction when trying it again may work.
-TRANSIENT_CANCELLATIONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded",
-                                     "RequestLimitExceeded", "InternalServerError"})
+TRANSIENT_CANCELLATIONS = frozenset(
+    {
+        "TransactionConflict",
+        "ThrottlingError",
+        "ProvisionedThroughputExceeded",
+        "RequestLimitExceeded",
+        "InternalServerError",
+    }
+)
 
 BACKOFF_S = 0.1  # before the 2nd try; doubled (with jitter) before each later one
 
@@ -92,8 +117,14 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__} ({code})" if code else type(exc).__name__
 
 
-def call(fn: Callable[..., T], *args, attempts: int = 3, time_left_s: Callable[[], float] | None = None,
-         needs_s: float = 0.0, **kwargs) -> T:
+def call(
+    fn: Callable[..., T],
+    *args,
+    attempts: int = 3,
+    time_left_s: Callable[[], float] | None = None,
+    needs_s: float = 0.0,
+    **kwargs,
+) -> T:
     """fn(*args, **kwargs), tried up to `attempts` times while it fails transiently.
 
     Only for operations that are safe to repeat. With `time_left_s`, a try is only made again

@@ -25,9 +25,10 @@ import random
 import re
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -85,21 +86,28 @@ class Batch:
     def __post_init__(self):
         object.__setattr__(self, "recipients", tuple(Recipient(*r) for r in self.recipients))
 
-    def rest(self, recipients) -> "Batch":
+    def rest(self, recipients) -> Batch:
         """What comes back through the queue: the recipients left, one attempt later."""
         return Batch(self.issue_id, self.list_id, self.batch_id, tuple(recipients), self.attempt + 1)
 
     def to_message(self) -> str:
-        people = [{"email": r.address, "name": r.name, **({"claim": r.claim} if r.claim else {})} for r in self.recipients]
+        people = [
+            {"email": r.address, "name": r.name, **({"claim": r.claim} if r.claim else {})} for r in self.recipients
+        ]
         return json.dumps(
-            {"issue_id": self.issue_id, "list_id": self.list_id, "batch_id": self.batch_id, "attempt": self.attempt,
-             "recipients": people},
+            {
+                "issue_id": self.issue_id,
+                "list_id": self.list_id,
+                "batch_id": self.batch_id,
+                "attempt": self.attempt,
+                "recipients": people,
+            },
             ensure_ascii=False,
             separators=(",", ":"),
         )
 
     @classmethod
-    def from_message(cls, body: str) -> "Batch":
+    def from_message(cls, body: str) -> Batch:
         from .jsontext import loads
 
         try:
@@ -111,7 +119,8 @@ class Batch:
             if not 0 < len(people) <= MAX_RECIPIENTS:
                 raise ValueError(f"a batch holds 1 to {MAX_RECIPIENTS} recipients, not {len(people)}")
             recipients = tuple(
-                Recipient(normalise_address(p["email"]), str(p.get("name") or ""), p.get("claim") or None) for p in people
+                Recipient(normalise_address(p["email"]), str(p.get("name") or ""), p.get("claim") or None)
+                for p in people
             )
             if any("@" not in r.address for r in recipients):
                 raise ValueError("a recipient address has no '@'")
@@ -175,8 +184,16 @@ class Result:
 _PENDING, _RETRY = "pending", "retry"
 
 
-def send_batch(batch: Batch, template: MessageTemplate, deps: Deps, counts: Counts, logger, *,
-               test_recipients: frozenset[str] = frozenset(), redelivered: bool = False) -> Result:
+def send_batch(
+    batch: Batch,
+    template: MessageTemplate,
+    deps: Deps,
+    counts: Counts,
+    logger,
+    *,
+    test_recipients: frozenset[str] = frozenset(),
+    redelivered: bool = False,
+) -> Result:
     """One delivery of a batch: everyone settled, sent, or handed back in `Result.rest`.
 
     `redelivered` (or a requeued rest): the ledger is read first, so that recipients already
@@ -190,8 +207,11 @@ def send_batch(batch: Batch, template: MessageTemplate, deps: Deps, counts: Coun
     records, suppressed = retry.call(
         subscribers.states, deps.ddb, s.subscribers_table, s.suppressions_table, batch.list_id, addresses
     )
-    prior = retry.call(ledger.get_many, deps.ddb, s.sends_table, batch.issue_id, addresses) if (
-        redelivered or batch.attempt) else {}
+    prior = (
+        retry.call(ledger.get_many, deps.ddb, s.sends_table, batch.issue_id, addresses)
+        if (redelivered or batch.attempt)
+        else {}
+    )
 
     to_send: list[Recipient] = []
     for r in batch.recipients:
@@ -234,17 +254,25 @@ class _Attempt:
         now = self.deps.clock()
         if ledger.abandoned(item, now):
             s = self.deps.settings
-            after = retry.call(ledger.resolve_abandoned, self.deps.ddb, s.sends_table, self.batch.issue_id, r.address, item, now)
+            after = retry.call(
+                ledger.resolve_abandoned, self.deps.ddb, s.sends_table, self.batch.issue_id, r.address, item, now
+            )
             if after.get("status") in ledger.FINAL:
                 if after.get("claim") == item.get("claim") and after.get("status") == "uncertain":
-                    self.logger.warning("abandoned claim resolved as uncertain; never resent",
-                                        extra={"recipient": address_hash(r.address)})
-                self._final(r.address, after["status"], owner=after.get("batch_id") or item.get("batch_id"), duplicate=True)
+                    self.logger.warning(
+                        "abandoned claim resolved as uncertain; never resent",
+                        extra={"recipient": address_hash(r.address)},
+                    )
+                self._final(
+                    r.address, after["status"], owner=after.get("batch_id") or item.get("batch_id"), duplicate=True
+                )
                 return False
             item = after
         with self.lock:
             self.result.rest.append(r._replace(claim=None))
-            self.result.wait(float(item.get("until") or now) + ledger.CLOCK_SKEW_S + 1 - now, "claimed by another attempt")
+            self.result.wait(
+                float(item.get("until") or now) + ledger.CLOCK_SKEW_S + 1 - now, "claimed by another attempt"
+            )
         return False
 
     def _final(self, address: str, status: str, *, owner: str | None = None, duplicate: bool = False) -> None:
@@ -260,8 +288,18 @@ class _Attempt:
     def skip(self, r: Recipient, reason: str) -> None:
         s, now = self.deps.settings, self.deps.clock()
         try:
-            old = retry.call(ledger.claim, self.deps.ddb, s.sends_table, self.batch.issue_id, r.address,
-                             claim_id=self.claim_id, status="skipped", now=now, reason=reason, batch_id=self.batch.batch_id)
+            old = retry.call(
+                ledger.claim,
+                self.deps.ddb,
+                s.sends_table,
+                self.batch.issue_id,
+                r.address,
+                claim_id=self.claim_id,
+                status="skipped",
+                now=now,
+                reason=reason,
+                batch_id=self.batch.batch_id,
+            )
         except Exception as exc:
             if not retry.transient(exc):
                 raise
@@ -319,15 +357,27 @@ class _Attempt:
         with self.lock:
             self.counts.retried += 1
             self.result.rest.append(r._replace(claim=claim))
-            self.result.wait(retry_delay(self.batch.attempt), f"transient failure ({retry.describe(exc)})" if exc else "retry")
+            self.result.wait(
+                retry_delay(self.batch.attempt), f"transient failure ({retry.describe(exc)})" if exc else "retry"
+            )
 
     def send_one(self, r: Recipient) -> None:
         deps, s, batch = self.deps, self.deps.settings, self.batch
         now = deps.clock()
         until = now + deps.time_left_s()
         try:
-            old = ledger.claim(deps.ddb, s.sends_table, batch.issue_id, r.address, claim_id=self.claim_id,
-                               status=ledger.SENDING, now=now, until=until, take_over=r.claim, batch_id=batch.batch_id)
+            old = ledger.claim(
+                deps.ddb,
+                s.sends_table,
+                batch.issue_id,
+                r.address,
+                claim_id=self.claim_id,
+                status=ledger.SENDING,
+                now=now,
+                until=until,
+                take_over=r.claim,
+                batch_id=batch.batch_id,
+            )
         except Exception as exc:
             if not retry.transient(exc):
                 raise
@@ -338,16 +388,20 @@ class _Attempt:
                 self._retry_later(r, None, claim=r.claim)
             return
         try:
-            raw = self.template.render(address=r.address, name=r.name,
-                                       token=tokens.sign(deps.secret, batch.list_id, r.address,
-                                                         key_version=deps.key_version))
+            raw = self.template.render(
+                address=r.address,
+                name=r.name,
+                token=tokens.sign(deps.secret, batch.list_id, r.address, key_version=deps.key_version),
+            )
         except message.InvalidAddress as exc:
             self._settle(r, "rejected", error=f"address: {exc}")
             return
         except Exception as exc:
             self._release(r, None)
-            raise RetryLater(f"the message cannot be built: {retry.describe(exc)}: {str(exc)[:200]}",
-                             pause=f"the message cannot be built ({retry.describe(exc)}: {str(exc)[:200]})") from exc
+            raise RetryLater(
+                f"the message cannot be built: {retry.describe(exc)}: {str(exc)[:200]}",
+                pause=f"the message cannot be built ({retry.describe(exc)}: {str(exc)[:200]})",
+            ) from exc
         try:
             response = self._send(raw, r.address)
         except ClientError as exc:
@@ -357,8 +411,10 @@ class _Attempt:
             if retry.reached(exc) and retry.transient(exc):
                 # SES may have accepted it and the answer was lost: resending could mail twice.
                 self._settle(r, "uncertain", error=type(exc).__name__)
-                self.logger.error("SES call outcome unknown; not retried",
-                                  extra={"recipient": address_hash(r.address), "error": type(exc).__name__})
+                self.logger.error(
+                    "SES call outcome unknown; not retried",
+                    extra={"recipient": address_hash(r.address), "error": type(exc).__name__},
+                )
                 return
             if retry.transient(exc):  # no connection was made: nothing was sent
                 self._release(r, exc)
@@ -391,14 +447,27 @@ class _Attempt:
         recorded, the claim stays open and is resolved as `uncertain` once this attempt is over."""
         deps, s = self.deps, self.deps.settings
         try:
-            final = retry.call(ledger.settle, deps.ddb, s.sends_table, self.batch.issue_id, r.address, self.claim_id,
-                               status, deps.clock(), attempts=5, time_left_s=deps.time_left_s,
-                               needs_s=aws.worst_case_s("dynamodb"), **detail)
+            final = retry.call(
+                ledger.settle,
+                deps.ddb,
+                s.sends_table,
+                self.batch.issue_id,
+                r.address,
+                self.claim_id,
+                status,
+                deps.clock(),
+                attempts=5,
+                time_left_s=deps.time_left_s,
+                needs_s=aws.worst_case_s("dynamodb"),
+                **detail,
+            )
         except Exception as exc:
             if not retry.transient(exc):
                 raise
-            self.logger.error("outcome could not be recorded; the claim resolves as uncertain",
-                              extra={"recipient": address_hash(r.address), "outcome": status, "error": retry.describe(exc)})
+            self.logger.error(
+                "outcome could not be recorded; the claim resolves as uncertain",
+                extra={"recipient": address_hash(r.address), "outcome": status, "error": retry.describe(exc)},
+            )
             with self.lock:
                 self.result.rest.append(r._replace(claim=None))
                 self.result.wait(deps.time_left_s() + ledger.CLOCK_SKEW_S + 1, "outcome not recorded")
@@ -440,7 +509,10 @@ class _Attempt:
                     Destination={"ToAddresses": [address]},
                     Content={"Raw": {"Data": raw}},
                     ConfigurationSetName=deps.settings.configuration_set,
-                    EmailTags=[{"Name": "issue", "Value": self.batch.issue_id}, {"Name": "list", "Value": self.batch.list_id}],
+                    EmailTags=[
+                        {"Name": "issue", "Value": self.batch.issue_id},
+                        {"Name": "list", "Value": self.batch.list_id},
+                    ],
                 )
             except ClientError as exc:
                 if retry.error_code(exc) not in THROTTLED:
@@ -481,8 +553,17 @@ def retry_delay(attempt: int) -> int:
     return min(900, int(random.uniform(0.8, 1.2) * 5 * 2 ** min(attempt, 7)))
 
 
-def deliver(batch: Batch, template: MessageTemplate, deps: Deps, counts: Counts, logger, *, sqs,
-            test_recipients: frozenset[str] = frozenset(), redelivered: bool = False) -> Result:
+def deliver(
+    batch: Batch,
+    template: MessageTemplate,
+    deps: Deps,
+    counts: Counts,
+    logger,
+    *,
+    sqs,
+    test_recipients: frozenset[str] = frozenset(),
+    redelivered: bool = False,
+) -> Result:
     """Send a batch, then count what is final, pause the issue if no retry can help, and queue
     the rest. If anything after the sending fails, SQS delivers the batch again: every step
     finds what the last one did (the ledger, the batch's marker, a paused issue)."""
@@ -496,7 +577,9 @@ def deliver(batch: Batch, template: MessageTemplate, deps: Deps, counts: Counts,
         by_owner.setdefault(owner, {})[address] = status
     for owner, outcomes in sorted(by_owner.items()):
         record = retry.call(issues.count_batch, deps.ddb, s.issues_table, batch.issue_id, owner, outcomes)
-        completion.finish_if_done(deps.ddb, s.issues_table, record, sqs=sqs, fanout_queue_url=s.fanout_queue_url, logger=logger)
+        completion.finish_if_done(
+            deps.ddb, s.issues_table, record, sqs=sqs, fanout_queue_url=s.fanout_queue_url, logger=logger
+        )
     if result.pause and retry.call(control.pause_issue, deps.ddb, s.issues_table, batch.issue_id, reason=result.pause):
         result.paused = True
         logger.error("issue paused: no retry can fix this", extra={"batch_id": batch.batch_id, "reason": result.pause})
@@ -511,5 +594,13 @@ def requeue(sqs, queue_url: str, rest: Batch, delay_s: int, reason: str, logger)
     receive count is for batches that keep failing."""
     delay_s = max(0, min(MAX_DELAY_S, delay_s))
     retry.call(sqs.send_message, QueueUrl=queue_url, MessageBody=rest.to_message(), DelaySeconds=delay_s)
-    logger.warning("batch requeued", extra={"batch_id": rest.batch_id, "reason": reason, "left": len(rest.recipients),
-                                            "delay_s": delay_s, "attempt": rest.attempt})
+    logger.warning(
+        "batch requeued",
+        extra={
+            "batch_id": rest.batch_id,
+            "reason": reason,
+            "left": len(rest.recipients),
+            "delay_s": delay_s,
+            "attempt": rest.attempt,
+        },
+    )

@@ -52,7 +52,7 @@ def sign(secret: bytes, list_id: str, address: str, *, key_version: int | None =
     """A token for (list, address); with key_version (the secret's version), in the v2 format."""
     if not secret:
         raise ValueError("empty token secret")
-    payload = f"{list_id}\n{address}".encode("utf-8")
+    payload = f"{list_id}\n{address}".encode()
     if key_version is None:
         return f"{VERSION}.{_b64(payload)}.{_b64(_mac(secret, payload))}"
     prefix = f"{VERSION_2}.{int(key_version)}"

@@ -15,8 +15,8 @@ and the POST really unsubscribed someone.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from . import tokens
 from . import unsubscribe_pages as pages
@@ -106,7 +106,11 @@ def respond(
         return Result(200, pages.confirm(name, masked, link.token, link.issue_id), "shown", **seen)
 
     changed = subscribers.unsubscribe(
-        deps.ddb, deps.subscribers_table, link.list_id, link.address, deps.now(),
+        deps.ddb,
+        deps.subscribers_table,
+        link.list_id,
+        link.address,
+        deps.now(),
         unsubscribed_via="one-click" if one_click else "page",
     )
     counted = None

@@ -21,7 +21,9 @@ def record_handler(record: SQSRecord) -> dict:
         segment = None if reconciled else Segment.from_message(record.body)
     except (ValueError, TypeError, KeyError) as exc:
         # A message the publish function never writes: retrying cannot fix it.
-        logger.error("malformed fan-out message dropped", extra={"message_id": record.message_id, "error": str(exc)[:300]})
+        logger.error(
+            "malformed fan-out message dropped", extra={"message_id": record.message_id, "error": str(exc)[:300]}
+        )
         service_metrics({"FanoutMessageMalformed": 1})
         return {"dropped": True}
     if segment is None:

@@ -70,7 +70,9 @@ def handler(event, context):
     privacy.use_secret(lambda: aws.secret_parameter(settings.token_secret_parameter))  # keys the hashes in the logs
     _Invocation.totals = totals = reputation.Totals()
     try:
-        return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
     finally:
         for issue_id, counts in totals.by_issue.items():
             issue_metrics(issue_id, dict(counts))

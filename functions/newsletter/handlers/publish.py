@@ -28,8 +28,15 @@ def handler(event, context):
         # The version this event is about (or, in a bucket without versioning, its ETag): a retry
         # publishes what was uploaded then, never a later upload of the same key.
         outcome = publish(
-            key, settings=settings, s3=aws.client("s3"), ddb=aws.client("dynamodb"), sqs=aws.client("sqs"), logger=logger,
-            version_id=obj.version_id or None, etag=obj.etag or None, sequencer=obj.get("sequencer") or None,
+            key,
+            settings=settings,
+            s3=aws.client("s3"),
+            ddb=aws.client("dynamodb"),
+            sqs=aws.client("sqs"),
+            logger=logger,
+            version_id=obj.version_id or None,
+            etag=obj.etag or None,
+            sequencer=obj.get("sequencer") or None,
         )
         if outcome.issue_id:
             issue_metrics(outcome.issue_id, {f"Publish{outcome.status.capitalize()}": 1})

@@ -55,7 +55,9 @@ def issue_record(issue_id: str) -> dict | None:
     now = clock.now()
     cached = _issue_state.get(issue_id)
     if cached is None or cached[0] < now:
-        record = retry.call(issues.get_issue, aws.client("dynamodb"), send_settings().issues_table, issue_id, consistent=False)
+        record = retry.call(
+            issues.get_issue, aws.client("dynamodb"), send_settings().issues_table, issue_id, consistent=False
+        )
         _issue_state[issue_id] = cached = (now + ISSUE_TTL, record)
     return cached[1]
 
@@ -75,13 +77,17 @@ def pacer(ses, settings) -> RateLimiter | None:
 def wait(batch: Batch, reason: str, *, delay_s: int | None = None) -> dict:
     """The whole batch back on the queue, delayed (paused, throttled, sending stopped)."""
     delay = sending.requeue_delay(batch.attempt) if delay_s is None else delay_s
-    sending.requeue(aws.client("sqs"), send_settings().send_queue_url, batch.rest(batch.recipients), delay, reason, logger)
+    sending.requeue(
+        aws.client("sqs"), send_settings().send_queue_url, batch.rest(batch.recipients), delay, reason, logger
+    )
     return {"requeued": True}
 
 
 def pause(batch: Batch, record: dict, reason: str) -> dict:
     """No retry can fix it: pause the issue with the reason; its batches wait on the queue."""
-    if retry.call(control.pause_issue, aws.client("dynamodb"), send_settings().issues_table, batch.issue_id, reason=reason):
+    if retry.call(
+        control.pause_issue, aws.client("dynamodb"), send_settings().issues_table, batch.issue_id, reason=reason
+    ):
         logger.error("issue paused: no retry can fix this", extra={"batch_id": batch.batch_id, "reason": reason})
         _paused(batch.issue_id, record)
     return wait(batch, reason)
@@ -133,8 +139,16 @@ def record_handler(record: SQSRecord) -> dict:
         counts = _Invocation.totals.setdefault(batch.issue_id, Counts())
         # A test send (written by `newsletter send-test`) names its recipients on its own record.
         allowed = frozenset(issue.get("test_recipients") or ()) if issue.get("test") else frozenset()
-        result = sending.deliver(batch, template, deps, counts, logger, sqs=aws.client("sqs"),
-                                 test_recipients=allowed, redelivered=record.receive_count > 1)
+        result = sending.deliver(
+            batch,
+            template,
+            deps,
+            counts,
+            logger,
+            sqs=aws.client("sqs"),
+            test_recipients=allowed,
+            redelivered=record.receive_count > 1,
+        )
     except Exception as exc:
         if not retry.permanent(exc):
             raise  # SQS delivers the batch again; everything done so far is found done
@@ -176,6 +190,13 @@ def handler(event, context):
         for issue_id, c in _Invocation.totals.items():
             issue_metrics(
                 issue_id,
-                {"Sent": c.sent, "Skipped": c.skipped, "Rejected": c.rejected, "Uncertain": c.uncertain,
-                 "Throttled": c.throttled, "Duplicate": c.duplicate, "Retried": c.retried},
+                {
+                    "Sent": c.sent,
+                    "Skipped": c.skipped,
+                    "Rejected": c.rejected,
+                    "Uncertain": c.uncertain,
+                    "Throttled": c.throttled,
+                    "Duplicate": c.duplicate,
+                    "Retried": c.retried,
+                },
             )

@@ -6,7 +6,7 @@ Kept light for a fast cold start: no Jinja2, no pydantic, no web framework (see 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .. import aws, privacy
 from .. import unsubscribe_pages as pages
@@ -34,7 +34,7 @@ def list_name(list_id: str) -> str | None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _refused(status: int, outcome: str, page: str, reason: str | None = None, **headers: str) -> dict:
@@ -73,9 +73,10 @@ def handler(event, context):
     )
     # The body is read (and its size and encoding checked) only for a POST: a GET or HEAD that
     # carries one, however large or malformed, is answered as if it had none.
-    one_click = request.method == "POST" and (form.get("List-Unsubscribe") == ["One-Click"] or (
-        request.content_type == "multipart/form-data" and b'name="List-Unsubscribe"' in request.body(MAX_BODY)
-    ))
+    one_click = request.method == "POST" and (
+        form.get("List-Unsubscribe") == ["One-Click"]
+        or (request.content_type == "multipart/form-data" and b'name="List-Unsubscribe"' in request.body(MAX_BODY))
+    )
     result = respond(
         request.method,
         request.query.get("token", []) + form.get("token", []),

@@ -35,8 +35,9 @@ class Replaced(Exception):
     """The object changed since the event that named it (its ETag no longer matches)."""
 
 
-def read_capped(s3, bucket: str, key: str, max_bytes: int, *, version_id: str | None = None,
-                etag: str | None = None) -> bytes | None:
+def read_capped(
+    s3, bucket: str, key: str, max_bytes: int, *, version_id: str | None = None, etag: str | None = None
+) -> bytes | None:
     """Read an object (the version named, or only while its ETag is the one named), but never
     more than max_bytes + 1 (enough to tell it is too big).
 

@@ -28,7 +28,14 @@ def _history_pk(address: str) -> str:
 
 
 def count_once(
-    ddb, feedback_table: str, issues_table: str, *, feedback_id: str, address: str, issue_id: str, counter: str,
+    ddb,
+    feedback_table: str,
+    issues_table: str,
+    *,
+    feedback_id: str,
+    address: str,
+    issue_id: str,
+    counter: str,
     expires_at: int,
 ) -> bool | None:
     """ADD 1 to the issue's counter once per (feedback id, address).
@@ -77,7 +84,9 @@ def add_soft_bounce(ddb, table: str, address: str, *, at: str, feedback_id: str,
     """Record a soft bounce in the address's history (the same bounce twice is one item)."""
     ddb.put_item(
         TableName=table,
-        Item=to_item({"pk": _history_pk(address), "sk": f"{at}#{feedback_id}", "at": at, "expires_at": expires_at, **detail}),
+        Item=to_item(
+            {"pk": _history_pk(address), "sk": f"{at}#{feedback_id}", "at": at, "expires_at": expires_at, **detail}
+        ),
     )
 
 

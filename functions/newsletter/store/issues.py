@@ -40,8 +40,15 @@ def create_issue(ddb, table: str, record: dict) -> dict | None:
         return from_item(old) if old else get_issue(ddb, table, record["issue_id"])
 
 
-def update_issue(ddb, table: str, issue_id: str, *, expect_status: str | tuple[str, ...] | None = None,
-                 expect: dict | None = None, **values) -> bool:
+def update_issue(
+    ddb,
+    table: str,
+    issue_id: str,
+    *,
+    expect_status: str | tuple[str, ...] | None = None,
+    expect: dict | None = None,
+    **values,
+) -> bool:
     """Set attributes; with expect_status (one status or several), only if the status is still
     one of them, and with expect, only if those attributes still have those values (else False)."""
     names = {f"#{k}": k for k in values}
@@ -90,7 +97,9 @@ def _count_key(address: str) -> str:
     return hashlib.sha256(b"counted\0" + address.encode("utf-8")).hexdigest()[:16]
 
 
-def count_batch(ddb, table: str, issue_id: str, batch_id: str, outcomes: dict[str, str], *, tries: int = 20) -> dict | None:
+def count_batch(
+    ddb, table: str, issue_id: str, batch_id: str, outcomes: dict[str, str], *, tries: int = 20
+) -> dict | None:
     """ADD each recipient's final state (sent, skipped, rejected, uncertain) to the issue's
     counters, once per recipient of a batch however often the batch (or a part of it, requeued)
     is delivered, and whoever counts first.
@@ -124,7 +133,8 @@ def count_batch(ddb, table: str, issue_id: str, batch_id: str, outcomes: dict[st
                             "ConditionExpression": "attribute_not_exists(#v) OR #v = :version",
                             "ExpressionAttributeNames": {"#v": "v", "#counted": "counted"},
                             "ExpressionAttributeValues": {
-                                ":next": {"N": str(version + 1)}, ":version": {"N": str(version)},
+                                ":next": {"N": str(version + 1)},
+                                ":version": {"N": str(version)},
                                 ":keys": {"SS": sorted(new)},
                             },
                         }
@@ -166,8 +176,17 @@ def ledger_counts(ddb, sends_table: str, issue_id: str) -> dict[str, int]:
 
 HANDLED = ("sent", "skipped", "rejected", "uncertain")
 # Every counter an issue item carries (fan-out, sending, then SES feedback).
-COUNTERS = ("queued", *HANDLED, "delivered", "bounced_hard", "bounced_soft", "complained", "unsubscribed",
-            "opened", "clicked")
+COUNTERS = (
+    "queued",
+    *HANDLED,
+    "delivered",
+    "bounced_hard",
+    "bounced_soft",
+    "complained",
+    "unsubscribed",
+    "opened",
+    "clicked",
+)
 
 
 def finished(record: dict) -> bool:

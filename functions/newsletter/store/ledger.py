@@ -35,16 +35,33 @@ def abandoned(item: dict, now: float) -> bool:
     return item.get("status") == SENDING and now > float(item.get("until") or 0) + CLOCK_SKEW_S
 
 
-def claim(ddb, table: str, issue_id: str, address: str, *, claim_id: str, status: str, now: float,
-          until: float = 0, take_over: str | None = None, **detail) -> dict | None:
+def claim(
+    ddb,
+    table: str,
+    issue_id: str,
+    address: str,
+    *,
+    claim_id: str,
+    status: str,
+    now: float,
+    until: float = 0,
+    take_over: str | None = None,
+    **detail,
+) -> dict | None:
     """Write the recipient's first state for this attempt: `sending` (a claim) or `skipped`.
 
     None if the attempt holds it now; else the item that was there (a final state, or another
     attempt's claim). `take_over` names a claim of our own that was never used to send (its
     release failed): that one is replaced instead of refused.
     """
-    values = {"status": status, "claim": claim_id, "at": int(now), "expires_at": int(now) + TTL_DAYS * 86400,
-              **({"until": int(until) + 1} if status == SENDING else {}), **detail}
+    values = {
+        "status": status,
+        "claim": claim_id,
+        "at": int(now),
+        "expires_at": int(now) + TTL_DAYS * 86400,
+        **({"until": int(until) + 1} if status == SENDING else {}),
+        **detail,
+    }
     condition, names, bound = "attribute_not_exists(email)", {}, {}
     if take_over:
         condition += " OR (#status = :sending AND #claim = :old)"
@@ -79,8 +96,9 @@ def settle(ddb, table: str, issue_id: str, address: str, claim_id: str, status: 
             UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in values) + " REMOVE #until",
             ConditionExpression="#status = :sending AND #claim = :claim",
             ExpressionAttributeNames={**{f"#{k}": k for k in values}, "#claim": "claim", "#until": "until"},
-            ExpressionAttributeValues=to_item({**{f":{k}": v for k, v in values.items()}, ":sending": SENDING,
-                                               ":claim": claim_id}),
+            ExpressionAttributeValues=to_item(
+                {**{f":{k}": v for k, v in values.items()}, ":sending": SENDING, ":claim": claim_id}
+            ),
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
         return status
@@ -115,9 +133,22 @@ def resolve_abandoned(ddb, table: str, issue_id: str, address: str, item: dict, 
             Key=_key(issue_id, address),
             UpdateExpression="SET #status = :uncertain, #at = :at, #error = :error REMOVE #until",
             ConditionExpression="#status = :sending AND #claim = :claim",
-            ExpressionAttributeNames={"#status": "status", "#at": "at", "#error": "error", "#claim": "claim", "#until": "until"},
-            ExpressionAttributeValues=to_item({":uncertain": "uncertain", ":at": int(now), ":sending": SENDING,
-                                               ":claim": item.get("claim") or "", ":error": "attempt ended holding the claim"}),
+            ExpressionAttributeNames={
+                "#status": "status",
+                "#at": "at",
+                "#error": "error",
+                "#claim": "claim",
+                "#until": "until",
+            },
+            ExpressionAttributeValues=to_item(
+                {
+                    ":uncertain": "uncertain",
+                    ":at": int(now),
+                    ":sending": SENDING,
+                    ":claim": item.get("claim") or "",
+                    ":error": "attempt ended holding the claim",
+                }
+            ),
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
         return {**item, "status": "uncertain"}

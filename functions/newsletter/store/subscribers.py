@@ -99,7 +99,11 @@ def put_subscribers(ddb, table: str, list_id: str, subscribers: list[dict], atte
     for i in range(0, len(subscribers), 25):
         pending = {
             table: [
-                {"PutRequest": {"Item": to_item({**s, "pk": partition(list_id, shard_of(s["email"])), "list_id": list_id})}}
+                {
+                    "PutRequest": {
+                        "Item": to_item({**s, "pk": partition(list_id, shard_of(s["email"])), "list_id": list_id})
+                    }
+                }
                 for s in subscribers[i : i + 25]
             ]
         }
@@ -129,7 +133,9 @@ def set_status(ddb, table: str, list_id: str, address: str, status: str, at: str
     )
 
 
-def set_status_unless(ddb, table: str, list_id: str, address: str, status: str, at: str, keep: tuple[str, ...] = ()) -> bool:
+def set_status_unless(
+    ddb, table: str, list_id: str, address: str, status: str, at: str, keep: tuple[str, ...] = ()
+) -> bool:
     """Change a subscriber's status unless it is one of `keep`; False if no such subscriber, or kept."""
     keep = tuple(s for s in keep if s != status)
     names = {"#status": "status"}
