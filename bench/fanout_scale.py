@@ -38,8 +38,8 @@ def run(total: int = TOTAL) -> dict:
     from devstack.fakes import FakeDynamoDB, FakeSQS
     from newsletter.config import FanoutSettings
     from newsletter.fanout import PAGE_SIZE, Segment, fan_out
-    from newsletter.observe import logger
     from newsletter.store.subscribers import SHARDS
+    from newsletter.telemetry import logger
 
     fn = common.functions()["FanoutFunction"]
     memory, timeout = int(fn["MemorySize"]), int(fn["Timeout"])

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .target import CliError, Target, local_target, samconfig_defaults, stack_target
+from .stack import CliError, Target, local_target, samconfig_defaults, stack_target
 
 app = typer.Typer(
     help=__doc__.split("\n\n")[0],
@@ -213,7 +213,7 @@ def _progress_view(issue_id: str):
     """A live progress bar (recipients handled of queued) with the issue's counts beside it."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from . import ops
+    from . import publishing
 
     progress = Progress(
         TextColumn("{task.description}"),
@@ -229,7 +229,7 @@ def _progress_view(issue_id: str):
     def update(record: dict | None) -> None:
         if record is None:
             return
-        c = ops.counts(record)
+        c = publishing.counts(record)
         progress.update(
             task,
             completed=c["handled"],
@@ -242,10 +242,10 @@ def _progress_view(issue_id: str):
 
 
 def _finish(target: Target, issue_id: str, record: dict | None) -> None:
-    from . import ops
+    from . import publishing
 
     if target.is_local:
-        written = ops.local_outbox(issue_id, ops.counts(record)["sent"])
+        written = publishing.local_outbox(issue_id, publishing.counts(record)["sent"])
         if written:
             console.print(f"outbox: {written[0].parent} ({len(written)} messages, as SES accepted them)")
     _stats_table([record] if record else [])
@@ -268,21 +268,21 @@ def send_test(
     to: list[str] = typer.Option(..., "--to", help="A test address (repeat for several)."),
 ):
     """Send the issue to test addresses only, subject marked [TEST], through the real send path."""
-    from . import ops
+    from . import publishing
 
-    document, raw = ops.read_issue(issue)
+    document, raw = publishing.read_issue(issue)
     addresses = _addresses(to)
     target = _target(ctx)
-    test_id = ops.send_test(target, document, raw, addresses)
+    test_id = publishing.send_test(target, document, raw, addresses)
     console.print(f"test send {test_id}: {len(addresses)} address(es) queued on {target.kind} {target.name}")
     progress, update = _progress_view(test_id)
     with progress:
         if target.is_local:
-            record = ops.run_local(target, test_id, update)
+            record = publishing.run_local(target, test_id, update)
         else:
-            record = ops.follow(target, test_id, None, update, timeout_s=300)
+            record = publishing.follow(target, test_id, None, update, timeout_s=300)
     _finish(target, test_id, record)
-    c = ops.counts(record)
+    c = publishing.counts(record)
     if c["skipped"]:
         console.print(
             Text(f"{c['skipped']} address(es) skipped: suppressed (bounced or complained earlier)", style="yellow")
@@ -302,11 +302,11 @@ def publish(
     ),
 ):
     """Validate the issue, upload it to the stack's bucket (which publishes it), and follow the sending."""
-    from . import ops
+    from . import publishing
 
-    document, raw = ops.read_issue(issue)
+    document, raw = publishing.read_issue(issue)
     target = _target(ctx)
-    up = ops.upload(target, document, raw)
+    up = publishing.upload(target, document, raw)
     if up.already:
         console.print(
             f"{document.issue_id} was already published from this document (status "
@@ -321,9 +321,9 @@ def publish(
     try:
         with progress:
             if target.is_local:
-                record = ops.run_local(target, document.issue_id, update, key=None if up.already else up.key)
+                record = publishing.run_local(target, document.issue_id, update, key=None if up.already else up.key)
             else:
-                record = ops.follow(target, document.issue_id, up.key, update, timeout_s=timeout)
+                record = publishing.follow(target, document.issue_id, up.key, update, timeout_s=timeout)
     except KeyboardInterrupt:
         if target.is_local:  # here the CLI is Lambda: what is queued waits for it
             err.print("interrupted: the rest waits on the local queues; run the same publish command to go on")
@@ -331,7 +331,7 @@ def publish(
             err.print(f"stopped following; the sending goes on: newsletter status {document.issue_id}")
         raise typer.Exit(130) from None
     _finish(target, document.issue_id, record)
-    if ops.counts(record)["failed"]:
+    if publishing.counts(record)["failed"]:
         raise typer.Exit(EXIT_ERROR)
 
 
@@ -340,10 +340,10 @@ def publish(
 
 def _stats_table(records: list[dict]) -> None:
     """One issue: every figure, one per line. Several: a row each, narrow enough for 80 columns."""
-    from . import ops
+    from . import publishing
 
     if len(records) == 1:
-        r, c = records[0], ops.counts(records[0])
+        r, c = records[0], publishing.counts(records[0])
         table = Table(title=Text(f"{r['issue_id']}: {r.get('subject', '')}"), title_justify="left", show_header=False)
         table.add_column("", style="bold")
         table.add_column("", justify="right")
@@ -389,7 +389,7 @@ def _stats_table(records: list[dict]) -> None:
         table.add_column(col, justify="right")
     table.add_column("date")
     for r in records:
-        c = ops.counts(r)
+        c = publishing.counts(r)
         when = (r.get("sent_at") or r.get("fanout_started_at") or r.get("accepted_at") or "")[:10]
         table.add_row(
             Text(r["issue_id"]),
@@ -409,11 +409,11 @@ def status(
     tests: bool = typer.Option(False, "--tests", help="Include test sends."),
 ):
     """Per-issue statistics: queued, sent, failed, delivered, bounced, complained, unsubscribed, opens, clicks."""
-    from . import ops
+    from . import publishing
 
     target = _target(ctx)
     if issue:
-        record = ops.get_record(target, issue)
+        record = publishing.get_record(target, issue)
         if record is None:
             raise CliError(f"no issue {issue!r} on {target.kind} {target.name!r}")
         _stats_table([record])
@@ -429,7 +429,7 @@ def status(
                 )
             )
         return
-    records = [r for r in ops.all_records(target) if tests or not r.get("test")]
+    records = [r for r in publishing.all_records(target) if tests or not r.get("test")]
     if not records:
         console.print("no issues published yet")
         return
@@ -437,13 +437,13 @@ def status(
 
 
 def _control(ctx: typer.Context, action: str, issue: str) -> None:
-    from newsletter import control
+    from newsletter import lifecycle
 
-    from . import ops
+    from . import publishing
 
     target = _target(ctx)
     ddb, table = target.client("dynamodb"), target.ref("IssuesTable")
-    fn = {"pause": control.pause_issue, "resume": control.resume_issue, "cancel": control.cancel_issue}[action]
+    fn = {"pause": lifecycle.pause_issue, "resume": lifecycle.resume_issue, "cancel": lifecycle.cancel_issue}[action]
     if fn(ddb, table, issue):
         done = {
             "pause": "paused: its batches wait on the queue",
@@ -452,7 +452,7 @@ def _control(ctx: typer.Context, action: str, issue: str) -> None:
         }[action]
         console.print(f"{issue}: {done}")
         return
-    record = ops.get_record(target, issue)
+    record = publishing.get_record(target, issue)
     if record is None:
         raise CliError(f"no issue {issue!r} on {target.kind} {target.name!r}")
     needs = {"pause": "sending", "resume": "paused", "cancel": "rendering, sending or paused"}[action]
@@ -713,7 +713,7 @@ def subscribers_unsubscribe(
     from newsletter import tokens
     from newsletter.store import subscribers as store
 
-    from . import ops
+    from . import publishing
 
     if token:
         if address or list_id:
@@ -736,7 +736,7 @@ def subscribers_unsubscribe(
         target.ref("SubscribersTable"),
         list_id,
         address,
-        ops.now(),
+        publishing.now(),
         unsubscribed_via="operator",
     ):
         console.print(f"unsubscribed from {list_id}: {address}")

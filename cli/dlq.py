@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from .target import CliError, Target
+from .stack import CliError, Target
 
 SAMPLE = 10  # messages read per queue to describe it (they stay in the queue)
 
@@ -111,11 +111,11 @@ def describe(queue: DeadLetters, body: str) -> str:
             f"{str(error.get('errorMessage', ''))[:120]}"
         )
     if queue.logical == "FeedbackDLQ":
-        from newsletter import feedback
+        from newsletter import notifications
 
         try:
-            (event,) = feedback.classify(feedback.unwrap(body))[:1]
-        except (feedback.Malformed, feedback.Unknown, feedback.Ignored, ValueError) as exc:
+            (event,) = notifications.classify(notifications.unwrap(body))[:1]
+        except (notifications.Malformed, notifications.Unknown, notifications.Ignored, ValueError) as exc:
             return f"a notification that cannot be read: {type(exc).__name__}"
         return (
             f"{event.kind} for issue {event.issue_id or '(untagged)'}, SES message {event.message_id}, "
@@ -170,7 +170,7 @@ def _reinvoke(target: Target, queue: DeadLetters) -> int:
 
 def _move_locally(target: Target, queue: DeadLetters) -> Redrive:
     """The local stack: the same effect as the move task (or the invocations), then the functions run."""
-    from .ops import function_logs
+    from .publishing import function_logs
 
     stack, sqs = target.local, target.client("sqs")
     url, moved = target.ref(queue.logical), 0

@@ -249,7 +249,7 @@ def test_publish_follows_to_the_end_and_never_sends_twice(local, tmp_path):
 
 def test_pause_resume_cancel(local, tmp_path):
     from newsletter.store import issues
-    from newsletter_cli.target import local_target
+    from newsletter_cli.stack import local_target
 
     target = local_target()
     ddb, table = target.client("dynamodb"), target.ref("IssuesTable")
@@ -275,7 +275,7 @@ def test_pause_resume_cancel(local, tmp_path):
 
 
 def outputs_template(stack) -> str:
-    from newsletter_cli.target import OUTPUTS
+    from newsletter_cli.stack import OUTPUTS
 
     return json.dumps(
         {
@@ -320,8 +320,8 @@ def test_commands_find_the_stack_by_its_outputs(stack, tmp_path):
 def test_follow_reports_a_refused_document(stack):
     import boto3
 
-    from newsletter_cli import ops
-    from newsletter_cli.target import OUTPUTS, CliError, Target
+    from newsletter_cli import publishing
+    from newsletter_cli.stack import OUTPUTS, CliError, Target
 
     target = Target(
         "stack", "newsletter", {logical: stack.ref(logical) for logical in OUTPUTS}, session=boto3.Session()
@@ -329,7 +329,7 @@ def test_follow_reports_a_refused_document(stack):
     boto3.client("s3").put_object(Bucket=stack.bucket, Key="issues/x.json.error.txt", Body=b"subject: missing")
     seen = []
     with pytest.raises(CliError, match="subject: missing"):
-        ops.follow(target, "x", "issues/x.json", seen.append, timeout_s=60, sleep=lambda s: None)
+        publishing.follow(target, "x", "issues/x.json", seen.append, timeout_s=60, sleep=lambda s: None)
     assert seen == [None]
 
 
@@ -337,8 +337,8 @@ def test_follow_stops_when_the_issue_is_sent_or_paused(stack):
     import boto3
 
     from newsletter.store import issues
-    from newsletter_cli import ops
-    from newsletter_cli.target import OUTPUTS, Target
+    from newsletter_cli import publishing
+    from newsletter_cli.stack import OUTPUTS, Target
 
     target = Target(
         "stack", "newsletter", {logical: stack.ref(logical) for logical in OUTPUTS}, session=boto3.Session()
@@ -354,8 +354,8 @@ def test_follow_stops_when_the_issue_is_sent_or_paused(stack):
             issues.complete_if_finished(ddb, table, issues.get_issue(ddb, table, "f-1"), "2026-11-27T00:00:00Z")
 
     seen = []
-    record = ops.follow(target, "f-1", None, seen.append, timeout_s=3600, sleep=tick)
-    assert record["status"] == "sent" and len(seen) == 3 and ops.counts(seen[-1])["sent"] == 10
+    record = publishing.follow(target, "f-1", None, seen.append, timeout_s=3600, sleep=tick)
+    assert record["status"] == "sent" and len(seen) == 3 and publishing.counts(seen[-1])["sent"] == 10
 
 
 # --- the installed command ---------------------------------------------------------------------------
@@ -381,7 +381,7 @@ def test_a_huge_import_through_the_command(tmp_path, monkeypatch):
 
     from newsletter.store import subscribers as store
     from newsletter_cli import app as app_module
-    from newsletter_cli.target import OUTPUTS, Target
+    from newsletter_cli.stack import OUTPUTS, Target
 
     class Dynamo(FakeDynamo):  # plus the list's own item
         lists: dict = {}
@@ -425,8 +425,8 @@ def test_send_test_on_a_deployed_stack_uses_the_publish_functions_settings(stack
     from botocore.stub import Stubber
     from conftest import add_subscribers, mailed, people
 
-    from newsletter_cli import ops
-    from newsletter_cli.target import OUTPUTS, Target
+    from newsletter_cli import publishing
+    from newsletter_cli.stack import OUTPUTS, Target
 
     add_subscribers(stack, people(3))
     target = Target(
@@ -441,14 +441,14 @@ def test_send_test_on_a_deployed_stack_uses_the_publish_functions_settings(stack
             {"FunctionName": stack.ref("PublishFunction")},
         )
         target._clients["lambda"] = lam
-        issue, raw = ops.read_issue(EXAMPLE_ISSUE)
-        test_id = ops.send_test(target, issue, raw, ["editor@example.org"])
+        issue, raw = publishing.read_issue(EXAMPLE_ISSUE)
+        test_id = publishing.send_test(target, issue, raw, ["editor@example.org"])
         stub.assert_no_pending_responses()
     stack.poll("SendFunction")
     assert mailed() == ["editor@example.org"]  # not the three subscribers
-    record = ops.get_record(target, test_id)
+    record = publishing.get_record(target, test_id)
     assert record["status"] == "sent" and record["test_of"] == "2015-07" and record["subject"].startswith("[TEST] ")
-    assert ops.get_record(target, "2015-07") is None
+    assert publishing.get_record(target, "2015-07") is None
     assert (
         env["SENDER_ADDRESS"]
         in boto3.client("s3").get_object(Bucket=stack.bucket, Key=record["prepared_key"])["Body"].read().decode()
@@ -487,7 +487,7 @@ def test_local_start_status_stop(tmp_path, monkeypatch):
 
 def test_unsubscribe_by_hand_by_address_or_by_a_mailto_token(local, tmp_path):
     from newsletter import tokens
-    from newsletter_cli.target import local_target
+    from newsletter_cli.stack import local_target
 
     csv_file = write_csv(tmp_path / "u.csv", readers(3, "mail"))
     assert cli("--local", "subscribers", "import", str(csv_file), "--list", "mailtos").exit_code == 0
@@ -545,10 +545,10 @@ def test_an_interrupted_local_publish_goes_on_where_it_stopped(local, tmp_path, 
     stopped = cli("--local", "publish", str(doc))
     assert stopped.exit_code == 130 and "run the same publish command to go on" in stopped.output
     monkeypatch.setattr(LocalStack, "poll", real_poll)
-    from newsletter_cli import ops
-    from newsletter_cli.target import local_target
+    from newsletter_cli import publishing
+    from newsletter_cli.stack import local_target
 
-    first = ops.get_record(local_target(), "r-1")["sent"]
+    first = publishing.get_record(local_target(), "r-1")["sent"]
     assert 0 < first < 120  # some sent, the rest still queued
     again = cli("--local", "publish", str(doc))
     assert again.exit_code == 0 and "already published" in again.output
@@ -562,7 +562,7 @@ def test_an_interrupted_local_publish_goes_on_where_it_stopped(local, tmp_path, 
 def test_dlq_lists_dead_letters_without_addresses_and_redrives_them(local, tmp_path):
     from devstack import ses_feedback
     from newsletter.sending import Batch
-    from newsletter_cli.target import local_target
+    from newsletter_cli.stack import local_target
 
     assert (
         cli(
@@ -601,9 +601,9 @@ def test_dlq_lists_dead_letters_without_addresses_and_redrives_them(local, tmp_p
 
     moved = cli("--local", "dlq", "redrive", "send")
     assert moved.exit_code == 0 and "SendDLQ: 1 message(s) back to SendQueue" in moved.output
-    from newsletter_cli import ops
+    from newsletter_cli import publishing
 
-    ops.local_outbox("dlq-1", 4)  # the local stack writes what SES accepted as it goes
+    publishing.local_outbox("dlq-1", 4)  # the local stack writes what SES accepted as it goes
     to = sorted(m["To"].addresses[0].addr_spec for m in eml_files(local, "dlq-1"))
     assert to == ["dlq000@example.com", "dlq001@example.com", "dlqlate000@example.com", "dlqlate001@example.com"]
     assert cli("--local", "dlq", "redrive", "FeedbackDLQ").exit_code == 0
@@ -616,7 +616,7 @@ def test_dlq_redrive_on_aws_starts_the_move_task_or_invokes_publish_again(aws_mo
     from botocore.stub import Stubber
 
     from newsletter_cli import dlq
-    from newsletter_cli.target import Target
+    from newsletter_cli.stack import Target
 
     sqs, lam = boto3.client("sqs", region_name="us-east-1"), boto3.client("lambda", region_name="us-east-1")
     names = {

@@ -11,8 +11,8 @@ from conftest import add_subscribers, issue_doc, issue_record, people, publish
 from devstack.fakes import FakeDynamoDB, FakeSQS
 from newsletter.config import FanoutSettings
 from newsletter.fanout import RECIPIENTS_PER_BATCH, SAFETY_MS, Segment, fan_out
-from newsletter.observe import logger
 from newsletter.store.subscribers import SHARDS
+from newsletter.telemetry import logger
 
 
 def queued_batches(stack):

@@ -13,8 +13,8 @@ from conftest import add_subscribers, client_error, deliver, issue_doc, issue_re
 
 from devstack import ses_feedback
 from devstack.ses_feedback import notification
-from newsletter import control, feedback
-from newsletter.store import feedback as feedback_store
+from newsletter import lifecycle, notifications
+from newsletter.store import feedback_log as feedback_store
 from newsletter.store import issues, subscribers
 
 COUNTERS = (
@@ -112,7 +112,7 @@ def metric(out: str, name: str, dimensions: tuple[str, ...]) -> float:
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_event_publishing_format_is_classified(kind):
     n = notification(kind, "m-1", ["Reader@Example.COM"], issue_id="2015-07", list_id="infomail", feedback_id="fb-1")
-    (event,) = feedback.classify(feedback.unwrap(ses_feedback.sns_body(n)))
+    (event,) = notifications.classify(notifications.unwrap(ses_feedback.sns_body(n)))
     assert (event.kind, event.issue_id, event.list_id, event.recipients) == (
         KINDS[kind][0],
         "2015-07",
@@ -127,14 +127,14 @@ def test_event_publishing_format_is_classified(kind):
 def test_identity_notification_format_is_classified(kind):
     n = notification(kind, "m-1", ["reader@example.com"], event_publishing=False, feedback_id="fb-1")
     assert "notificationType" in n and "tags" not in n["mail"]
-    (event,) = feedback.classify(n)
+    (event,) = notifications.classify(n)
     assert (event.kind, event.issue_id, event.list_id, event.event_publishing) == (KINDS[kind][0], None, None, False)
 
 
 def test_bounce_types_and_the_raw_delivery_body():
     for bounce_type, hard in (("Permanent", True), ("Transient", False), ("Undetermined", False), ("Novel", False)):
         n = notification("Bounce", "m", ["a@example.com"], bounce_type=bounce_type, bounce_subtype="MailboxFull")
-        (event,) = feedback.classify(feedback.unwrap(json.dumps(n)))  # raw message delivery: no envelope
+        (event,) = notifications.classify(notifications.unwrap(json.dumps(n)))  # raw message delivery: no envelope
         assert event.hard_bounce is hard and event.soft_bounce is not hard
         assert event.bounce_type == (bounce_type if bounce_type != "Novel" else "Undetermined")
         assert event.bounce_subtype == "MailboxFull"
@@ -146,16 +146,16 @@ def test_several_recipients_are_normalised_and_unknown_fields_ignored():
     n["bounce"]["bouncedRecipients"].append({"action": "failed"})  # no address: counted as unusable
     n["somethingNew"] = {"x": [1, 2]}
     n["mail"]["anotherField"] = True
-    (event,) = feedback.classify(n)
+    (event,) = notifications.classify(n)
     assert event.recipients == ("a@example.com", "b@example.com", "carol@example.com")
     assert event.dropped_recipients == 1
 
 
 def test_timestamps_in_the_shapes_ses_has_used():
-    assert feedback.iso_time("2016-01-27T14:59:38.237Z") == "2016-01-27T14:59:38Z"
-    assert feedback.iso_time("2018-10-08T14:05:45 +0000") == "2018-10-08T14:05:45Z"
-    assert feedback.iso_time("2018-10-08T16:05:45+02:00") == "2018-10-08T14:05:45Z"
-    assert feedback.iso_time("yesterday") is None and feedback.iso_time(None) is None
+    assert notifications.iso_time("2016-01-27T14:59:38.237Z") == "2016-01-27T14:59:38Z"
+    assert notifications.iso_time("2018-10-08T14:05:45 +0000") == "2018-10-08T14:05:45Z"
+    assert notifications.iso_time("2018-10-08T16:05:45+02:00") == "2018-10-08T14:05:45Z"
+    assert notifications.iso_time("yesterday") is None and notifications.iso_time(None) is None
 
 
 # --- malformed and unknown input ---------------------------------------------------------------
@@ -437,7 +437,7 @@ def test_pause_when_the_bounce_rate_passes_four_percent(stack, capsys):
     feed(stack, bounces(5, 30))  # already paused: nothing more happens
     assert metric(capsys.readouterr().out, "IssuePaused", ("service",)) == 0
     # Resumed, the issue is judged on what it sends from now on: late bounces do not pause it again.
-    assert control.resume_issue(ddb(), stack.ref("IssuesTable"), "2015-07")
+    assert lifecycle.resume_issue(ddb(), stack.ref("IssuesTable"), "2015-07")
     feed(stack, bounces(3, 40))
     assert issue_record(stack, "2015-07")["status"] == "sending"
 
@@ -477,7 +477,7 @@ def test_a_paused_issue_stops_sending_and_resumes_where_it_stopped(stack):
     send_handler._issue_state.clear()  # the send function's 10 s cache of the status
     stack.poll("SendFunction", max_invocations=3)
     assert len(mailed()) == len(sent)  # the other batches wait on the queue
-    assert control.resume_issue(ddb(), stack.ref("IssuesTable"), "2015-07")
+    assert lifecycle.resume_issue(ddb(), stack.ref("IssuesTable"), "2015-07")
     send_handler._issue_state.clear()
     stack.poll("SendFunction")
     assert sorted(mailed()) == sorted(r["email"] for r in readers)  # each once, nobody lost
@@ -486,48 +486,48 @@ def test_a_paused_issue_stops_sending_and_resumes_where_it_stopped(stack):
 def test_pause_resume_cancel_are_conditional(stack):
     table = stack.ref("IssuesTable")
     open_issue(stack, sent=10)
-    assert not control.resume_issue(ddb(), table, "2015-07")  # not paused
-    assert control.pause_issue(ddb(), table, "2015-07", reason="checking the list")
-    assert not control.pause_issue(ddb(), table, "2015-07")
+    assert not lifecycle.resume_issue(ddb(), table, "2015-07")  # not paused
+    assert lifecycle.pause_issue(ddb(), table, "2015-07", reason="checking the list")
+    assert not lifecycle.pause_issue(ddb(), table, "2015-07")
     record = issue_record(stack, "2015-07")
     assert (record["status"], record["paused_reason"]) == ("paused", "checking the list")
-    assert control.resume_issue(ddb(), table, "2015-07")
+    assert lifecycle.resume_issue(ddb(), table, "2015-07")
     assert issue_record(stack, "2015-07")["pause_baseline"] == {"sent": 10, "bounced": 0, "complained": 0}
-    assert control.pause_issue(ddb(), table, "2015-07")
-    assert control.cancel_issue(ddb(), table, "2015-07")
+    assert lifecycle.pause_issue(ddb(), table, "2015-07")
+    assert lifecycle.cancel_issue(ddb(), table, "2015-07")
     assert issue_record(stack, "2015-07")["status"] == "cancelled"
-    assert not control.resume_issue(ddb(), table, "2015-07")
-    assert not control.pause_issue(ddb(), table, "2015-07")
-    assert not control.cancel_issue(ddb(), table, "1999-01")  # no such issue
+    assert not lifecycle.resume_issue(ddb(), table, "2015-07")
+    assert not lifecycle.pause_issue(ddb(), table, "2015-07")
+    assert not lifecycle.cancel_issue(ddb(), table, "1999-01")  # no such issue
 
 
 def test_control_command(stack, capsys):
     table = stack.ref("IssuesTable")
     open_issue(stack, sent=10)
     capsys.readouterr()
-    assert control.main(["pause", "2015-07", "--table", table, "--reason", "wrong link"], ddb=ddb()) == 0
+    assert lifecycle.main(["pause", "2015-07", "--table", table, "--reason", "wrong link"], ddb=ddb()) == 0
     assert capsys.readouterr().out == "2015-07: paused\n"
-    assert control.main(["pause", "2015-07", "--table", table], ddb=ddb()) == 1
+    assert lifecycle.main(["pause", "2015-07", "--table", table], ddb=ddb()) == 1
     assert "not changed (status is paused; pause needs sending)" in capsys.readouterr().err
-    assert control.main(["resume", "2015-07", "--table", table], ddb=ddb()) == 0
-    assert control.main(["cancel", "2015-07", "--table", table], ddb=ddb()) == 0
+    assert lifecycle.main(["resume", "2015-07", "--table", table], ddb=ddb()) == 0
+    assert lifecycle.main(["cancel", "2015-07", "--table", table], ddb=ddb()) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "2015-07: cancelled"
-    assert control.main(["resume", "nope", "--table", table], ddb=ddb()) == 1
+    assert lifecycle.main(["resume", "nope", "--table", table], ddb=ddb()) == 1
     assert "no such issue" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        control.main(["stop", "2015-07", "--table", table], ddb=ddb())
+        lifecycle.main(["stop", "2015-07", "--table", table], ddb=ddb())
 
 
 def test_pause_rule():
     record = {"status": "sending", "sent": 1000, "bounced_hard": 30, "bounced_soft": 10, "complained": 0}
     rule = {"bounce_rate": 0.04, "complaint_rate": 0.0008, "min_sent": 500}
-    assert control.pause_reason(record, **rule) is None  # exactly 4%
-    assert control.pause_reason({**record, "bounced_soft": 11}, **rule).startswith("bounce rate 4.10%")
-    assert control.pause_reason({**record, "complained": 1}, **rule).startswith("complaint rate 0.100%")
-    assert control.pause_reason({**record, "status": "paused", "complained": 9}, **rule) is None
+    assert lifecycle.pause_reason(record, **rule) is None  # exactly 4%
+    assert lifecycle.pause_reason({**record, "bounced_soft": 11}, **rule).startswith("bounce rate 4.10%")
+    assert lifecycle.pause_reason({**record, "complained": 1}, **rule).startswith("complaint rate 0.100%")
+    assert lifecycle.pause_reason({**record, "status": "paused", "complained": 9}, **rule) is None
     resumed = {**record, "complained": 5, "pause_baseline": {"sent": 900, "bounced": 40, "complained": 5}}
-    assert control.pause_reason(resumed, **rule) is None  # 100 sent since the resume: too few to judge
-    assert control.pause_reason({**resumed, "sent": 1400, "bounced_hard": 51}, **rule).startswith(
+    assert lifecycle.pause_reason(resumed, **rule) is None  # 100 sent since the resume: too few to judge
+    assert lifecycle.pause_reason({**resumed, "sent": 1400, "bounced_hard": 51}, **rule).startswith(
         "bounce rate 4.20% (21 of 500 sent)"
     )
 

@@ -61,7 +61,7 @@ class FakeAccountSES:
 
 
 def test_quota_reads_the_account_and_falls_back_when_it_cannot():
-    from newsletter.observe import logger
+    from newsletter.telemetry import logger
 
     clock = FakeClock()
     q = Quota(clock=clock)
@@ -97,7 +97,7 @@ def test_parallel_workers_send_each_recipient_once(stack):
     from newsletter import sending
     from newsletter.config import send_settings
     from newsletter.handlers.send import message_template
-    from newsletter.observe import logger
+    from newsletter.telemetry import logger
 
     readers = people(120)
     add_subscribers(stack, readers)
@@ -126,7 +126,7 @@ def test_a_throttle_in_one_worker_returns_everyone_not_yet_sent(stack, ses_fault
     from newsletter import sending
     from newsletter.config import send_settings
     from newsletter.handlers.send import message_template
-    from newsletter.observe import logger
+    from newsletter.telemetry import logger
 
     readers = people(50)
     add_subscribers(stack, readers)

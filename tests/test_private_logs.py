@@ -57,7 +57,7 @@ def test_the_cli_prints_the_hash_the_logs_carry(stack, capsys):
 
     from newsletter.privacy import address_hash
     from newsletter_cli import app as module
-    from newsletter_cli.target import OUTPUTS, Target
+    from newsletter_cli.stack import OUTPUTS, Target
 
     target = Target(
         "stack",

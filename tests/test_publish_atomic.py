@@ -75,14 +75,14 @@ def test_a_retry_publishes_the_version_its_event_named_and_a_later_upload_is_ref
 
 
 def test_an_issue_cancelled_while_it_renders_sends_nothing(stack, render_fails_once):
-    from newsletter import control
+    from newsletter import lifecycle
 
     add_subscribers(stack, people(4))
     event = stack.upload_issue(KEY, json.dumps(issue_doc()).encode())
     with pytest.raises(EndpointConnectionError):
         stack.invoke("PublishFunction", event)
     ddb = boto3.client("dynamodb", region_name="us-east-1")
-    assert control.cancel_issue(ddb, stack.ref("IssuesTable"), "2015-07")  # while it is `rendering`
+    assert lifecycle.cancel_issue(ddb, stack.ref("IssuesTable"), "2015-07")  # while it is `rendering`
     assert stack.invoke("PublishFunction", event)["outcomes"][0]["status"] == "cancelled"
     deliver(stack)
     assert queue_depth(stack, "FanoutQueue") == 0 and mailed() == []

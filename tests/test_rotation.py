@@ -90,7 +90,7 @@ def test_newsletter_secret_rotate_and_show(stack):
     from typer.testing import CliRunner
 
     from newsletter_cli import app as module
-    from newsletter_cli.target import OUTPUTS, Target
+    from newsletter_cli.stack import OUTPUTS, Target
 
     target = Target(
         "stack",

@@ -262,7 +262,7 @@ def test_permanent_rejection_is_recorded_and_the_rest_is_sent(stack, ses_faults)
 def test_a_refused_sender_pauses_the_issue_instead_of_rejecting_everyone(stack, ses_faults, message):
     from botocore.exceptions import ClientError
 
-    from newsletter import control
+    from newsletter import lifecycle
 
     readers = published(stack, 3)
     refused = ClientError({"Error": {"Code": "MessageRejected", "Message": message}}, "SendEmail")
@@ -274,7 +274,7 @@ def test_a_refused_sender_pauses_the_issue_instead_of_rejecting_everyone(stack, 
     assert record["status"] == "paused" and "refused the sender" in record["paused_reason"]
     assert "rejected" not in record
     ses_faults.rule = lambda n, address: None  # the operator verified the identity, and resumes
-    control.resume_issue(boto3.client("dynamodb", region_name="us-east-1"), stack.ref("IssuesTable"), "2015-07")
+    lifecycle.resume_issue(boto3.client("dynamodb", region_name="us-east-1"), stack.ref("IssuesTable"), "2015-07")
     stack.poll("SendFunction")
     assert_each_once(r["email"] for r in readers)
 
@@ -455,7 +455,7 @@ def test_a_batch_keeps_enough_time_for_the_slowest_ses_call_and_ledger_write():
 def test_a_batch_starts_no_send_it_could_not_finish_in_time(stack):
     from newsletter import sending
     from newsletter.handlers.send import message_template
-    from newsletter.observe import logger
+    from newsletter.telemetry import logger
 
     readers = published(stack, 5)
     with stack.environment(stack.functions["SendFunction"]):
@@ -488,8 +488,8 @@ def test_a_finished_issue_is_reconciled_with_its_ledger(stack):
 
 def test_reconciling_holds_wrong_counters_to_the_ledger(stack, capsys):
     from newsletter import completion
-    from newsletter.observe import logger
     from newsletter.store import issues
+    from newsletter.telemetry import logger
 
     published(stack, 8)
     deliver(stack)

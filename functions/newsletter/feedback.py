@@ -1,287 +1,189 @@
-"""SES feedback: what a bounce, complaint, delivery, open or click notification says.
+"""Acting on SES feedback (classified by `notifications.py`): suppressions, per-issue statistics,
+soft-bounce history, and the automatic pause of an issue that bounces or is complained about.
 
-Pure functions, no AWS. SES writes two formats, and both reach us through SNS:
-- identity notifications (`notificationType`: Bounce, Complaint, Delivery), which carry no tags;
-- configuration-set event publishing (`eventType`: Send, Reject, Bounce, Complaint, Delivery,
-  Open, Click, Rendering Failure, DeliveryDelay), whose `mail.tags` name the issue and the list.
+For each recipient of a notification, in an order that makes a retry after a crash at any point
+safe (every step is repeatable):
+1. a soft bounce is added to the address's history (keyed by the feedback id: written once);
+2. the issue's counter is ADDed once per (feedback id, recipient): a marker written
+   conditionally in the same transaction, so duplicates from SNS or SQS count nothing;
+3. a permanent bounce or a complaint suppresses the address at once, across all lists, and sets
+   its status in the issue's list (`bounced`, `complained`); a soft bounce does so once the
+   address has SOFT_BOUNCE_LIMIT soft bounces within SOFT_BOUNCE_DAYS.
+Then, for a bounce or complaint, the issue's rates are checked and it is paused if they passed
+the limits (`lifecycle.pause_reason`).
 
-`unwrap` takes an SQS message body (the SNS envelope of the stack's own topic; anything else is
-`Untrusted`) and `classify` turns the SES JSON into `Feedback` values. SES may add fields at any
-time: unknown fields are ignored; unknown notification types raise `Unknown`; anything that is not
-the documented shape raises `Malformed`. Neither error's text ever contains an address.
+The issue (and list) come from the message's tags; an identity notification has none, so its SES
+message id is looked up in the send ledger. Feedback for mail this stack did not send (no tags,
+no ledger item) still suppresses, but counts nowhere.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parseaddr
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
-from . import jsontext
-from .privacy import normalise_address
+from . import lifecycle
+from .config import FeedbackSettings
+from .notifications import Feedback, parse_time
+from .privacy import address_hash
+from .store import feedback_log as feedback_store
+from .store import issues, subscribers, suppressions
 
-# SES's names (both formats) → ours. "RenderingFailure" is how the v2 API spells the event type.
-KINDS = {
-    "Bounce": "bounce",
-    "Complaint": "complaint",
-    "Delivery": "delivery",
-    "Send": "send",
-    "Reject": "reject",
-    "Open": "open",
-    "Click": "click",
-    "Rendering Failure": "rendering_failure",
-    "RenderingFailure": "rendering_failure",
-    "DeliveryDelay": "delivery_delay",
+# Counters on the issue item, by kind ("send" has none: the send function counts `sent` itself).
+COUNTERS = {
+    "delivery": "delivered",
+    "complaint": "complained",
+    "open": "opened",
+    "click": "clicked",
+    "reject": "ses_rejected",
+    "delivery_delay": "delivery_delayed",
+    "rendering_failure": "rendering_failed",
 }
-# Each kind's object in the notification ("Rendering Failure" keeps its details under "failure").
-DETAIL_KEY = {
-    "bounce": "bounce",
-    "complaint": "complaint",
-    "delivery": "delivery",
-    "send": "send",
-    "reject": "reject",
-    "open": "open",
-    "click": "click",
-    "rendering_failure": "failure",
-    "delivery_delay": "deliveryDelay",
-}
-# Notifications that are known and carry nothing to act on.
-IGNORED = frozenset({"AmazonSnsSubscriptionSucceeded"})
-BOUNCE_TYPES = ("Permanent", "Transient", "Undetermined")
-MAX_ID = 256  # a feedback or message id longer than this is not SES's
+SEEN_DAYS = 30  # how long a (feedback, recipient) marker is kept: far beyond any redelivery
 
 
-class Malformed(ValueError):
-    """Not an SES notification in either documented shape (never retried)."""
+def counter_for(fb: Feedback) -> str | None:
+    if fb.kind == "bounce":
+        return "bounced_hard" if fb.hard_bounce else "bounced_soft"
+    return COUNTERS.get(fb.kind)
 
 
-class Unknown(ValueError):
-    """A well-formed notification of a type this code does not know (never retried)."""
-
-    def __init__(self, kind: str):
-        super().__init__(f"unknown notification type {kind[:40]!r}")
-        self.kind = kind[:40]
+def metric_name(counter: str) -> str:
+    """bounced_hard → BouncedHard: the counter's metric."""
+    return "".join(part.capitalize() for part in counter.split("_"))
 
 
-class Untrusted(ValueError):
-    """Not from the stack's own feedback topic: no SNS envelope, or another topic's (never acted on)."""
+@dataclass
+class Deps:
+    ddb: object
+    settings: FeedbackSettings
+    clock: Callable[[], float] = time.time
 
 
-class Ignored(Exception):
-    """A notification that needs no action (SES's subscription check, an SNS confirmation)."""
+@dataclass
+class Totals:
+    """What an invocation did, for its metrics."""
+
+    by_issue: dict[str, Counter] = field(default_factory=dict)
+    other: Counter = field(default_factory=Counter)  # no issue dimension
+    paused: list[str] = field(default_factory=list)
+
+    def issue(self, issue_id: str) -> Counter:
+        return self.by_issue.setdefault(issue_id, Counter())
 
 
-@dataclass(frozen=True)
-class Feedback:
-    kind: str  # bounce, complaint, delivery, send, reject, open, click, rendering_failure, delivery_delay
-    feedback_id: str  # bounce/complaint feedbackId; "<message id>#<kind>" for the others
-    message_id: str  # the SES message id (what SendEmail returned, kept in the send ledger)
-    recipients: tuple[str, ...]  # normalised, lower case, each once
-    issue_id: str | None = None  # from mail.tags; None for identity notifications
-    list_id: str | None = None
-    bounce_type: str | None = None  # Permanent, Transient, Undetermined
-    bounce_subtype: str | None = None
-    occurred_at: str | None = None  # when it happened (the kind's timestamp, else mail.timestamp), UTC ISO
-    sent_at: str | None = None  # mail.timestamp, UTC ISO
-    event_publishing: bool = False  # True: configuration-set format (eventType); False: identity notification
-    dropped_recipients: int = 0  # entries without a usable address (counted, not kept)
+def apply(fb: Feedback, deps: Deps, totals: Totals, logger) -> None:
+    """Act on one classified notification (see the module docstring)."""
+    s = deps.settings
+    now = datetime.fromtimestamp(deps.clock(), UTC)
+    now_iso = _iso(now)
+    # When it happened, as SES says (never in the future): the soft-bounce window ends there.
+    when = min(parse_time(fb.occurred_at) or now, now)
+    counter = counter_for(fb)
+    acts = fb.kind in ("bounce", "complaint")
+    if counter is None and not acts:
+        return  # Send: nothing to count or do
+    issue_id, list_id = _attribute(fb, deps)
+    if issue_id is None:
+        totals.other["FeedbackUnattributed"] += 1
 
-    @property
-    def hard_bounce(self) -> bool:
-        return self.kind == "bounce" and self.bounce_type == "Permanent"
+    for address in fb.recipients:
+        if fb.soft_bounce:
+            feedback_store.add_soft_bounce(
+                deps.ddb,
+                s.feedback_table,
+                address,
+                at=_iso(when),
+                feedback_id=fb.feedback_id,
+                expires_at=int((when + timedelta(days=s.soft_bounce_days + 1)).timestamp()),
+                bounce_type=fb.bounce_type,
+                bounce_subtype=fb.bounce_subtype,
+                issue_id=issue_id,
+            )
+        if issue_id and counter:
+            counted = feedback_store.count_once(
+                deps.ddb,
+                s.feedback_table,
+                s.issues_table,
+                feedback_id=fb.feedback_id,
+                address=address,
+                issue_id=issue_id,
+                counter=counter,
+                expires_at=int(now.timestamp()) + SEEN_DAYS * 86400,
+            )
+            if counted:
+                totals.issue(issue_id)[metric_name(counter)] += 1
+            elif counted is False:
+                totals.other["FeedbackDuplicate"] += 1
+            else:
+                logger.warning("feedback for an issue that does not exist; not counted", extra={"issue": issue_id[:64]})
+                totals.other["FeedbackUnattributed"] += 1
+                issue_id = None
+        if acts:
+            _suppress_if_due(fb, address, issue_id, list_id, when, now_iso, deps, totals, logger)
 
-    @property
-    def soft_bounce(self) -> bool:
-        return self.kind == "bounce" and self.bounce_type != "Permanent"
+    if issue_id and acts:
+        _pause_if_due(issue_id, now_iso, deps, totals, logger)
 
 
-def unwrap(body: str, *, topic_arn: str | None = None) -> dict:
-    """The SES JSON inside an SQS message body: the SNS envelope's `Message`.
-
-    With `topic_arn` (as the feedback function reads it), only an envelope of type Notification
-    from that topic is accepted: a bare SES JSON body, or another topic's, raises Untrusted. The
-    queue's policy admits only SNS on behalf of that topic, and the topic's only SES of this
-    account; this check keeps a message put on the queue some other way from being acted on.
-    Without it (reading a dead letter), a bare body is read as SES JSON.
-    """
-    data = _json_object(body, "message body")
-    enveloped = "Type" in data and "notificationType" not in data and "eventType" not in data
-    if topic_arn is not None:
-        if not enveloped:
-            raise Untrusted("not an SNS envelope")
-        if data.get("TopicArn") != topic_arn:
-            raise Untrusted("from another topic")
-    if enveloped:
-        kind = data.get("Type")
-        if kind in ("SubscriptionConfirmation", "UnsubscribeConfirmation"):
-            raise Ignored(f"SNS {kind}")
-        if kind != "Notification":
-            raise Malformed("SNS envelope of an unknown Type")
-        if "Message" not in data:
-            raise Malformed("SNS envelope without Message")
-        if not isinstance(data["Message"], str):
-            raise Malformed("SNS Message is not a string")
-        return _json_object(data["Message"], "SNS Message")
-    return data
-
-
-def classify(notification: dict) -> list[Feedback]:
-    """What one SES notification says, as Feedback values (one per notification today)."""
-    if not isinstance(notification, dict):
-        raise Malformed("notification is not a JSON object")
-    event_publishing = "eventType" in notification
-    raw_kind = notification.get("eventType" if event_publishing else "notificationType")
-    if raw_kind is None:
-        raise Malformed("neither notificationType nor eventType")
-    if not isinstance(raw_kind, str):
-        raise Malformed("notification type is not a string")
-    if raw_kind in IGNORED:
-        raise Ignored(raw_kind)
-    kind = KINDS.get(raw_kind)
-    if kind is None:
-        raise Unknown(raw_kind)
-
-    mail = notification.get("mail")
-    if not isinstance(mail, dict):
-        raise Malformed("missing mail object")
-    message_id = mail.get("messageId")
-    if not isinstance(message_id, str) or not message_id or len(message_id) > MAX_ID:
-        raise Malformed("mail.messageId missing or not an id")
-    detail = notification.get(DETAIL_KEY[kind])
-    if detail is None and kind in ("bounce", "complaint", "delivery", "delivery_delay"):
-        raise Malformed(f"missing {DETAIL_KEY[kind]} object")
-    if detail is not None and not isinstance(detail, dict):
-        raise Malformed(f"{DETAIL_KEY[kind]} is not an object")
-    detail = detail or {}
-
-    bounce_type = bounce_subtype = None
-    if kind == "bounce":
-        raw_recipients = _entries(detail, "bouncedRecipients")
-        bounce_type = detail.get("bounceType")
-        # An unknown bounce type is treated as SES treats a bounce it cannot classify.
-        bounce_type = bounce_type if bounce_type in BOUNCE_TYPES else "Undetermined"
-        bounce_subtype = _text(detail.get("bounceSubType"))
-        feedback_id = _feedback_id(detail)
-    elif kind == "complaint":
-        raw_recipients = _entries(detail, "complainedRecipients")
-        feedback_id = _feedback_id(detail)
-    elif kind == "delivery":
-        raw_recipients = _strings(detail, "recipients")
-        feedback_id = f"{message_id}#{kind}"
-    elif kind == "delivery_delay":
-        raw_recipients = _entries(detail, "delayedRecipients")
-        feedback_id = f"{message_id}#{kind}"
-    else:
-        # Send, Reject, Open, Click, Rendering Failure name no recipient of their own: the message's.
-        raw_recipients = _strings(mail, "destination")
-        feedback_id = f"{message_id}#{kind}"
-
-    recipients, dropped = _addresses(raw_recipients)
-    if not recipients:
-        raise Malformed(f"no usable recipient address ({dropped} unusable)")
-    tags = mail.get("tags") if event_publishing else None
-    return [
-        Feedback(
-            kind=kind,
-            feedback_id=feedback_id,
-            message_id=message_id,
-            recipients=recipients,
-            issue_id=_tag(tags, "issue"),
-            list_id=_tag(tags, "list"),
-            bounce_type=bounce_type,
-            bounce_subtype=bounce_subtype,
-            occurred_at=iso_time(detail.get("timestamp")) or iso_time(mail.get("timestamp")),
-            sent_at=iso_time(mail.get("timestamp")),
-            event_publishing=event_publishing,
-            dropped_recipients=dropped,
+def _suppress_if_due(
+    fb: Feedback, address: str, issue_id, list_id, when, now_iso, deps: Deps, totals: Totals, logger
+) -> None:
+    s = deps.settings
+    if fb.soft_bounce:
+        since = _iso(when - timedelta(days=s.soft_bounce_days))
+        recent = feedback_store.soft_bounces_since(deps.ddb, s.feedback_table, address, since)
+        if recent < s.soft_bounce_limit:
+            logger.info("soft bounce recorded", extra={"recipient": address_hash(address), "recent": recent})
+            return
+    reason, status = ("complaint", "complained") if fb.kind == "complaint" else ("bounce", "bounced")
+    detail = {
+        "feedback_id": fb.feedback_id,
+        "issue_id": issue_id,
+        "bounce_type": fb.bounce_type,
+        "bounce_subtype": fb.bounce_subtype,
+    }
+    if suppressions.suppress_once(deps.ddb, s.suppressions_table, address, reason, now_iso, **detail):
+        totals.other["Suppressed"] += 1
+        logger.info(
+            "address suppressed",
+            extra={"recipient": address_hash(address), "reason": reason, "bounce_type": fb.bounce_type},
         )
-    ]
+    if list_id:
+        # A complaint is the stronger statement: a later bounce does not overwrite it.
+        subscribers.set_status_unless(
+            deps.ddb, s.subscribers_table, list_id, address, status, now_iso, keep=("complained",)
+        )
 
 
-def iso_time(value) -> str | None:
-    """An SES timestamp as UTC ISO 8601 with seconds ("2016-01-27T14:59:38Z"); None if unreadable."""
-    when = parse_time(value)
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ") if when else None
+def _pause_if_due(issue_id: str, now_iso: str, deps: Deps, totals: Totals, logger) -> None:
+    s = deps.settings
+    record = issues.get_issue(deps.ddb, s.issues_table, issue_id)
+    reason = record and lifecycle.pause_reason(
+        record, bounce_rate=s.pause_bounce_rate, complaint_rate=s.pause_complaint_rate, min_sent=s.pause_min_sent
+    )
+    if reason and lifecycle.pause_issue(deps.ddb, s.issues_table, issue_id, reason=reason, at=now_iso):
+        totals.paused.append(issue_id)
+        logger.warning("issue paused automatically", extra={"issue": issue_id, "reason": reason})
 
 
-def parse_time(value) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip().replace(" +", "+").replace(" -", "-")  # SES has written "…:45 +0000"
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    if len(text) >= 5 and text[-5] in "+-" and text[-4:].isdigit():
-        text = text[:-2] + ":" + text[-2:]  # "+0000" → "+00:00"
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+def _attribute(fb: Feedback, deps: Deps) -> tuple[str | None, str | None]:
+    """The issue and list the message belonged to: its tags, else the send ledger."""
+    s = deps.settings
+    issue_id, list_id = fb.issue_id, fb.list_id
+    if issue_id is None:
+        sent = feedback_store.sent_message(deps.ddb, s.sends_table, fb.message_id)
+        if sent is None:
+            return None, None
+        issue_id = sent["issue_id"]
+    if list_id is None:
+        record = issues.get_issue(deps.ddb, s.issues_table, issue_id, consistent=False)
+        list_id = record.get("list_id") if record else None
+    return issue_id, list_id
 
 
-# --- helpers ----------------------------------------------------------------------------------
-
-
-def _json_object(text, what: str) -> dict:
-    if not isinstance(text, str):
-        raise Malformed(f"{what} is not text")
-    try:
-        data = jsontext.loads(text)
-    except jsontext.TooDeep as exc:
-        raise Malformed(f"{what} is {exc}") from None
-    except ValueError:
-        raise Malformed(f"{what} is not JSON") from None
-    if not isinstance(data, dict):
-        raise Malformed(f"{what} is not a JSON object")
-    return data
-
-
-def _feedback_id(detail: dict) -> str:
-    value = detail.get("feedbackId")
-    if not isinstance(value, str) or not value or len(value) > MAX_ID:
-        raise Malformed("feedbackId missing or not an id")
-    return value
-
-
-def _entries(detail: dict, key: str) -> list:
-    """The addresses of a list of {"emailAddress": ...} objects."""
-    items = detail.get(key)
-    if not isinstance(items, list):
-        raise Malformed(f"{key} missing or not a list")
-    return [i.get("emailAddress") if isinstance(i, dict) else None for i in items]
-
-
-def _strings(obj: dict, key: str) -> list:
-    items = obj.get(key)
-    if not isinstance(items, list):
-        raise Malformed(f"{key} missing or not a list")
-    return items
-
-
-def _addresses(values: list) -> tuple[tuple[str, ...], int]:
-    out: list[str] = []
-    dropped = 0
-    for value in values:
-        address = parseaddr(value)[1] if isinstance(value, str) else ""
-        address = normalise_address(address)
-        if "@" not in address or len(address) > 320:
-            dropped += 1
-        elif address not in out:
-            out.append(address)
-    return tuple(out), dropped
-
-
-def _tag(tags, name: str) -> str | None:
-    """A message tag's value: SES gives each tag as a list of strings."""
-    if not isinstance(tags, dict):
-        return None
-    value = tags.get(name)
-    if isinstance(value, list):
-        value = value[0] if value else None
-    if not isinstance(value, str) or not value or len(value) > MAX_ID:
-        return None
-    return value
-
-
-def _text(value) -> str | None:
-    return value[:64] if isinstance(value, str) and value else None
+def _iso(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")

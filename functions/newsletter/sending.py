@@ -567,7 +567,7 @@ def deliver(
     """Send a batch, then count what is final, pause the issue if no retry can help, and queue
     the rest. If anything after the sending fails, SQS delivers the batch again: every step
     finds what the last one did (the ledger, the batch's marker, a paused issue)."""
-    from . import completion, control
+    from . import completion, lifecycle
     from .store import issues
 
     s = deps.settings
@@ -580,7 +580,9 @@ def deliver(
         completion.finish_if_done(
             deps.ddb, s.issues_table, record, sqs=sqs, fanout_queue_url=s.fanout_queue_url, logger=logger
         )
-    if result.pause and retry.call(control.pause_issue, deps.ddb, s.issues_table, batch.issue_id, reason=result.pause):
+    if result.pause and retry.call(
+        lifecycle.pause_issue, deps.ddb, s.issues_table, batch.issue_id, reason=result.pause
+    ):
         result.paused = True
         logger.error("issue paused: no retry can fix this", extra={"batch_id": batch.batch_id, "reason": result.pause})
     if result.rest:

@@ -7,7 +7,7 @@ from .. import aws, completion
 from ..config import fanout_settings
 from ..fanout import Segment, fan_out
 from ..jsontext import loads
-from ..observe import issue_metrics, logger, service_metrics
+from ..telemetry import issue_metrics, logger, service_metrics
 
 # Report every failed record, even when all failed, rather than raising: same retry, clearer result.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

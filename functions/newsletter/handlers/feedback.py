@@ -10,10 +10,10 @@ from __future__ import annotations
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from .. import aws, feedback, privacy, reputation, retry
+from .. import aws, feedback, notifications, privacy, retry
 from ..config import feedback_settings
-from ..observe import issue_metrics, logger, service_metrics
 from ..privacy import address_hash
+from ..telemetry import issue_metrics, logger, service_metrics
 
 # Report every failed record, even when all failed, rather than raising: same retry, clearer result.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -22,29 +22,31 @@ ROUTINE = frozenset({"send", "delivery", "open", "click"})
 
 
 class _Invocation:
-    totals = reputation.Totals()
+    totals = feedback.Totals()
 
 
 def record_handler(record: SQSRecord) -> dict:
     try:
-        events = feedback.classify(feedback.unwrap(record.body, topic_arn=feedback_settings().feedback_topic_arn))
-    except feedback.Untrusted as exc:
+        events = notifications.classify(
+            notifications.unwrap(record.body, topic_arn=feedback_settings().feedback_topic_arn)
+        )
+    except notifications.Untrusted as exc:
         logger.warning("untrusted feedback dropped", extra={"message_id": record.message_id, "why": str(exc)})
         _Invocation.totals.other["FeedbackUntrusted"] += 1
         return {"dropped": True}
-    except feedback.Ignored as exc:
+    except notifications.Ignored as exc:
         logger.info("feedback ignored", extra={"message_id": record.message_id, "what": str(exc)})
         return {"ignored": True}
-    except feedback.Unknown as exc:
+    except notifications.Unknown as exc:
         logger.error("unknown feedback type dropped", extra={"message_id": record.message_id, "type": exc.kind})
         _Invocation.totals.other["FeedbackUnknown"] += 1
         return {"dropped": True}
-    except feedback.Malformed as exc:
+    except notifications.Malformed as exc:
         logger.error("malformed feedback dropped", extra={"message_id": record.message_id, "error": str(exc)})
         _Invocation.totals.other["FeedbackMalformed"] += 1
         return {"dropped": True}
 
-    deps = reputation.Deps(ddb=aws.client("dynamodb"), settings=feedback_settings())
+    deps = feedback.Deps(ddb=aws.client("dynamodb"), settings=feedback_settings())
     for event in events:
         logger.set_correlation_id(event.issue_id)
         log = logger.debug if event.kind in ROUTINE else logger.info
@@ -60,7 +62,7 @@ def record_handler(record: SQSRecord) -> dict:
         )
         # Every step of apply is repeatable: a call that fails transiently is tried again here
         # rather than after the queue's visibility timeout.
-        retry.call(reputation.apply, event, deps, _Invocation.totals, logger)
+        retry.call(feedback.apply, event, deps, _Invocation.totals, logger)
     return {"events": len(events)}
 
 
@@ -68,7 +70,7 @@ def record_handler(record: SQSRecord) -> dict:
 def handler(event, context):
     settings = feedback_settings()
     privacy.use_secret(lambda: aws.secret_parameter(settings.token_secret_parameter))  # keys the hashes in the logs
-    _Invocation.totals = totals = reputation.Totals()
+    _Invocation.totals = totals = feedback.Totals()
     try:
         return process_partial_response(
             event=event, record_handler=record_handler, processor=processor, context=context

@@ -6,8 +6,8 @@ from aws_lambda_powertools.utilities.data_classes import S3Event
 
 from .. import aws
 from ..config import publish_settings
-from ..observe import issue_metrics, logger
 from ..publish import publish
+from ..telemetry import issue_metrics, logger
 
 
 @logger.inject_lambda_context(clear_state=True)

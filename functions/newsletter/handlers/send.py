@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from .. import aws, clock, control, privacy, retry, sending
+from .. import aws, clock, lifecycle, privacy, retry, sending
 from ..config import send_settings
 from ..message import MessageTemplate, PreparedIssue
-from ..observe import issue_metrics, logger, service_metrics
 from ..pacing import Quota, RateLimiter, workers_for
 from ..sending import BadBatch, Batch, Counts, Deps
 from ..store import bucket, issues
+from ..telemetry import issue_metrics, logger, service_metrics
 
 ISSUE_TTL = 10.0  # seconds an issue's status is trusted (pause and cancel take effect this fast)
 
@@ -86,7 +86,7 @@ def wait(batch: Batch, reason: str, *, delay_s: int | None = None) -> dict:
 def pause(batch: Batch, record: dict, reason: str) -> dict:
     """No retry can fix it: pause the issue with the reason; its batches wait on the queue."""
     if retry.call(
-        control.pause_issue, aws.client("dynamodb"), send_settings().issues_table, batch.issue_id, reason=reason
+        lifecycle.pause_issue, aws.client("dynamodb"), send_settings().issues_table, batch.issue_id, reason=reason
     ):
         logger.error("issue paused: no retry can fix this", extra={"batch_id": batch.batch_id, "reason": reason})
         _paused(batch.issue_id, record)
@@ -107,10 +107,10 @@ def record_handler(record: SQSRecord) -> dict:
         logger.error("send batch for an unknown issue dropped", extra={"message_id": record.message_id})
         return {"dropped": True}
     status = issue.get("status")
-    if status == control.CANCELLED:
+    if status == lifecycle.CANCELLED:
         logger.info("issue cancelled: batch not sent", extra={"batch_id": batch.batch_id})
         return {"cancelled": True}
-    if status not in (control.SENDING, control.SENT):
+    if status not in (lifecycle.SENDING, lifecycle.SENT):
         return wait(batch, f"issue {status}")
     settings = send_settings()
     try:
@@ -164,7 +164,7 @@ def record_handler(record: SQSRecord) -> dict:
 
 def _paused(issue_id: str, record: dict) -> None:
     """This container knows at once; the alarm hears of it (the same metric the automatic pause emits)."""
-    _issue_state[issue_id] = (clock.now() + ISSUE_TTL, {**record, "status": control.PAUSED})
+    _issue_state[issue_id] = (clock.now() + ISSUE_TTL, {**record, "status": lifecycle.PAUSED})
     issue_metrics(issue_id, {"IssuePaused": 1})
     service_metrics({"IssuePaused": 1})
 

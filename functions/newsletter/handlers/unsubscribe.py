@@ -12,8 +12,8 @@ from .. import aws, privacy
 from .. import unsubscribe_pages as pages
 from ..config import unsubscribe_settings
 from ..function_url import BadRequest, BodyTooLarge, Request, html_response
-from ..observe import issue_metrics, logger, service_metrics
 from ..store import lists
+from ..telemetry import issue_metrics, logger, service_metrics
 from ..unsubscribe import MAX_BODY, Deps, respond
 
 ALLOWED = "GET, HEAD, POST"

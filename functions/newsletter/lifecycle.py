@@ -13,7 +13,7 @@ other's decision by accident:
 Publishing moves an issue from `rendering` to `sending` only if it is still `rendering`, so an
 issue cancelled while it renders never sends. Each status is set with its reason and time.
 
-    python -m newsletter.control {pause,resume,cancel} ISSUE --table TABLE
+    python -m newsletter.lifecycle {pause,resume,cancel} ISSUE --table TABLE
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ ACTIONS = {
 
 def main(argv: list[str] | None = None, ddb=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m newsletter.control", description="Pause, resume or cancel an issue."
+        prog="python -m newsletter.lifecycle", description="Pause, resume or cancel an issue."
     )
     parser.add_argument("action", choices=sorted(ACTIONS))
     parser.add_argument("issue", metavar="ISSUE", help="issue id, e.g. 2015-07")

@@ -15,7 +15,7 @@ from pathlib import Path
 from newsletter.issue import Issue, parse_document
 from newsletter.store import issues, lists
 
-from .target import CliError, Target
+from .stack import CliError, Target
 
 ISSUE_PREFIX = "issues/"
 MAX_TEST_RECIPIENTS = 50  # one send batch
