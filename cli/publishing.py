@@ -136,7 +136,7 @@ def send_test(target: Target, issue: Issue, raw: bytes, to: list[str]) -> str:
     function sends only to those, and skips suppressed ones), so the real issue stays unpublished.
     """
     from newsletter.publish import prepared_key, render_and_store
-    from newsletter.sending import Batch
+    from newsletter.queue_messages import Batch
     from newsletter.store.subscribers import SHARDS
 
     if not to:

@@ -602,8 +602,7 @@ def new_deployment() -> None:
 
     aws.reset()
     config.clear_settings()
-    send._prepared.clear()
-    send._issue_state.clear()
+    send.sender.reset()
     unsubscribe._list_names.clear()
 
 
@@ -634,18 +633,18 @@ def compressed_waits(server: bool = False):
     """Locally, waits that only pace a real AWS account (the SES rate, throttle backoff) are cut
     to nothing. Requeue delays are kept in this process (the virtual clock skips them); a moto
     server's clock cannot be skipped, so there they are cut too."""
-    from newsletter import sending
     from newsletter.handlers import send
 
-    saved = sending.THROTTLE_BACKOFF_S, sending.MAX_DELAY_S, send.pacer
+    sender = send.sender
+    saved = sender.pace, sender.throttle_backoff_s, sender.max_delay_s
     # moto has no account quota (no GetAccount), and its SES has no rate to keep to.
-    sending.THROTTLE_BACKOFF_S, send.pacer = 0.0, lambda ses, settings: None
+    sender.pace, sender.throttle_backoff_s = False, 0.0
     if server:
-        sending.MAX_DELAY_S = 0
+        sender.max_delay_s = 0
     try:
         yield
     finally:
-        sending.THROTTLE_BACKOFF_S, sending.MAX_DELAY_S, send.pacer = saved
+        sender.pace, sender.throttle_backoff_s, sender.max_delay_s = saved
 
 
 def sent_messages() -> list:

@@ -336,6 +336,7 @@ def test_follow_reports_a_refused_document(stack):
 def test_follow_stops_when_the_issue_is_sent_or_paused(stack):
     import boto3
 
+    from newsletter import lifecycle
     from newsletter.store import issues
     from newsletter_cli import publishing
     from newsletter_cli.stack import OUTPUTS, Target
@@ -351,7 +352,7 @@ def test_follow_stops_when_the_issue_is_sent_or_paused(stack):
         polls.append(seconds)
         if len(polls) == 2:
             issues.add_counts(ddb, table, "f-1", {"queued": 10, "segments_done": 16, "sent": 10})
-            issues.complete_if_finished(ddb, table, issues.get_issue(ddb, table, "f-1"), "2026-11-27T00:00:00Z")
+            lifecycle.complete_if_finished(ddb, table, issues.get_issue(ddb, table, "f-1"), "2026-11-27T00:00:00Z")
 
     seen = []
     record = publishing.follow(target, "f-1", None, seen.append, timeout_s=3600, sleep=tick)

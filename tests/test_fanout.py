@@ -10,7 +10,8 @@ from conftest import add_subscribers, issue_doc, issue_record, people, publish
 
 from devstack.fakes import FakeDynamoDB, FakeSQS
 from newsletter.config import FanoutSettings
-from newsletter.fanout import RECIPIENTS_PER_BATCH, SAFETY_MS, Segment, fan_out
+from newsletter.fanout import RECIPIENTS_PER_BATCH, SAFETY_MS, fan_out
+from newsletter.queue_messages import Segment, parse_fanout
 from newsletter.store.subscribers import SHARDS
 from newsletter.telemetry import logger
 
@@ -97,7 +98,7 @@ def test_a_million_subscribers_fan_out_within_lambda_limits():
             return budget["ms"]
 
         progress = fan_out(
-            Segment.from_message(body), settings=settings, ddb=ddb, sqs=sqs, time_left_ms=time_left, logger=logger
+            parse_fanout(body), settings=settings, ddb=ddb, sqs=sqs, time_left_ms=time_left, logger=logger
         )
         invocations += 1
         pages_per_invocation.append(progress.pages)

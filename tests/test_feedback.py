@@ -474,11 +474,11 @@ def test_a_paused_issue_stops_sending_and_resumes_where_it_stopped(stack):
     a, m = sorted(sent.items())[0]
     feed(stack, notification("Bounce", m, [a], issue_id="2015-07", list_id="infomail"))
     assert issue_record(stack, "2015-07")["status"] == "paused"
-    send_handler._issue_state.clear()  # the send function's 10 s cache of the status
+    send_handler.sender.reset()  # the send function's 10 s cache of the status
     stack.poll("SendFunction", max_invocations=3)
     assert len(mailed()) == len(sent)  # the other batches wait on the queue
     assert lifecycle.resume_issue(ddb(), stack.ref("IssuesTable"), "2015-07")
-    send_handler._issue_state.clear()
+    send_handler.sender.reset()
     stack.poll("SendFunction")
     assert sorted(mailed()) == sorted(r["email"] for r in readers)  # each once, nobody lost
 

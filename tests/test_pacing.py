@@ -79,24 +79,22 @@ def test_quota_reads_the_account_and_falls_back_when_it_cannot():
 
 
 def test_each_instance_takes_its_share_of_the_rate(monkeypatch):
-    from newsletter.config import SendSettings
-    from newsletter.handlers import send
-
-    monkeypatch.setattr(send, "_quota", Quota())
-    monkeypatch.setattr(send, "_limiter", None)
     from dataclasses import fields
+
+    from newsletter.config import SendSettings
+    from newsletter.sender import Sender
 
     settings = SendSettings(
         **{f.name: "x" for f in fields(SendSettings) if f.name != "send_concurrency"}, send_concurrency=4
     )
-    limiter = send.pacer(FakeAccountSES({"SendQuota": {"MaxSendRate": 100.0}, "SendingEnabled": True}), settings)
+    limiter = Sender().pacer(FakeAccountSES({"SendQuota": {"MaxSendRate": 100.0}, "SendingEnabled": True}), settings)
     assert limiter.rate == 25.0
 
 
 def test_parallel_workers_send_each_recipient_once(stack):
     from newsletter import sending
     from newsletter.config import send_settings
-    from newsletter.handlers.send import message_template
+    from newsletter.handlers.send import sender
     from newsletter.telemetry import logger
 
     readers = people(120)
@@ -114,7 +112,7 @@ def test_parallel_workers_send_each_recipient_once(stack):
         counts = sending.Counts()
         for n in range(0, 120, 50):
             batch = sending.Batch("2015-07", "infomail", f"b{n}", tuple((r["email"], "") for r in readers[n : n + 50]))
-            template = message_template("2015-07", issue_record(stack, "2015-07"))
+            template = sender.message_template(send_settings(), "2015-07", issue_record(stack, "2015-07"))
             sending.send_batch(batch, template, deps, counts, logger)
             sending.send_batch(batch, template, deps, counts, logger)  # redelivered
     got = collections.Counter(mailed())
@@ -125,7 +123,7 @@ def test_parallel_workers_send_each_recipient_once(stack):
 def test_a_throttle_in_one_worker_returns_everyone_not_yet_sent(stack, ses_faults):
     from newsletter import sending
     from newsletter.config import send_settings
-    from newsletter.handlers.send import message_template
+    from newsletter.handlers.send import sender
     from newsletter.telemetry import logger
 
     readers = people(50)
@@ -144,7 +142,11 @@ def test_a_throttle_in_one_worker_returns_everyone_not_yet_sent(stack, ses_fault
         )
         batch = sending.Batch("2015-07", "infomail", "b", tuple((r["email"], "") for r in readers))
         result = sending.send_batch(
-            batch, message_template("2015-07", issue_record(stack, "2015-07")), deps, sending.Counts(), logger
+            batch,
+            sender.message_template(send_settings(), "2015-07", issue_record(stack, "2015-07")),
+            deps,
+            sending.Counts(),
+            logger,
         )
     sent = set(mailed())
     remaining = {r.address for r in result.rest}

@@ -184,7 +184,7 @@ def test_a_batch_whose_message_cannot_be_built_pauses_its_issue_at_once(stack):
     key = issue_record(stack, "2015-07")["prepared_key"]
     prepared = json.loads(s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read())
     s3.put_object(Bucket=stack.bucket, Key=key, Body=json.dumps({**prepared, "subject": "July\nBcc: evil@example.net"}))
-    send._prepared.clear()
+    send.sender.reset()
     stack.poll("FanoutFunction")
     runs = stack.poll("SendFunction", max_invocations=1)
     assert runs["invocations"] == 1

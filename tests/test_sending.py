@@ -218,7 +218,8 @@ def test_throttling_on_a_share_of_calls_loses_and_duplicates_nothing(stack, ses_
     "code", ["ThrottlingException", "LimitExceededException", "SendingPausedException", "AccountSuspendedException"]
 )
 def test_throttled_or_paused_batches_are_requeued_and_the_rest_fails_fast(stack, ses_faults, code):
-    from newsletter.sending import THROTTLE_RETRIES, THROTTLED
+    from newsletter.sending import THROTTLE_RETRIES
+    from newsletter.store.ses import THROTTLE_CODES as THROTTLED
 
     readers = published(stack, 4)
     ses_faults.rule = lambda n, address: client_error(code)
@@ -344,7 +345,7 @@ def test_paused_issue_waits_and_cancelled_issue_sends_nothing(stack):
     update_issue(ddb, stack.ref("IssuesTable"), "2015-07", status="cancelled")
     import newsletter.handlers.send as send_handler
 
-    send_handler._issue_state.clear()  # a new container, or 10 seconds later
+    send_handler.sender.reset()  # a new container, or 10 seconds later
     stack.poll("SendFunction")
     assert mailed() == [] and queue_depth(stack, "SendQueue") == 0
 
@@ -454,7 +455,7 @@ def test_a_batch_keeps_enough_time_for_the_slowest_ses_call_and_ledger_write():
 
 def test_a_batch_starts_no_send_it_could_not_finish_in_time(stack):
     from newsletter import sending
-    from newsletter.handlers.send import message_template
+    from newsletter.handlers.send import sender
     from newsletter.telemetry import logger
 
     readers = published(stack, 5)
@@ -470,7 +471,11 @@ def test_a_batch_starts_no_send_it_could_not_finish_in_time(stack):
         )
         batch = sending.Batch("2015-07", "infomail", "b", tuple((r["email"], "") for r in readers))
         result = sending.send_batch(
-            batch, message_template("2015-07", issue_record(stack, "2015-07")), deps, sending.Counts(), logger
+            batch,
+            sender.message_template(send_settings(), "2015-07", issue_record(stack, "2015-07")),
+            deps,
+            sending.Counts(),
+            logger,
         )
     assert result.reason == "out of time" and len(result.rest) == 5 and result.delay_s == 0
     assert mailed() == [] and all(ledger_status(stack, r["email"]) is None for r in readers)

@@ -11,25 +11,19 @@ the ledger ever disagrees, its numbers win, the difference is kept on the issue
 
 from __future__ import annotations
 
-import json
 import uuid
 
-from . import clock, retry
-from .store import issues
-
-RECONCILE = "reconcile"
-
-
-def reconcile_message(issue_id: str) -> str:
-    return json.dumps({"kind": RECONCILE, "issue_id": issue_id})
+from . import clock, lifecycle, retry
+from .queue_messages import Reconcile
+from .store import issues, queues
 
 
 def finish_if_done(ddb, issues_table: str, record: dict | None, *, sqs, fanout_queue_url: str, logger) -> bool:
     """sending → sent if the record says every recipient is handled; True if this call did it."""
-    if not record or record.get("status") != "sending" or not issues.finished(record):
+    if not record or record.get("status") != lifecycle.SENDING or not issues.finished(record):
         return False
     token = uuid.uuid4().hex
-    if not retry.call(issues.complete_if_finished, ddb, issues_table, record, at=clock.iso(), completed_by=token):
+    if not retry.call(lifecycle.complete_if_finished, ddb, issues_table, record, completed_by=token):
         # The change may have been ours with its answer lost (a retry then found it made).
         now = retry.call(issues.get_issue, ddb, issues_table, record["issue_id"]) or {}
         if now.get("completed_by") != token:
@@ -37,7 +31,7 @@ def finish_if_done(ddb, issues_table: str, record: dict | None, *, sqs, fanout_q
     logger.info(
         "issue sent: every queued recipient handled", extra={k: int(record.get(k) or 0) for k in issues.HANDLED}
     )
-    retry.call(sqs.send_message, QueueUrl=fanout_queue_url, MessageBody=reconcile_message(record["issue_id"]))
+    queues.send(sqs, fanout_queue_url, Reconcile(record["issue_id"]).to_message())
     return True
 
 

@@ -8,48 +8,19 @@ Pages are counted once (a marker per page); recipients are deduplicated by the s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import completion, retry
 from .config import FanoutSettings
+from .lifecycle import Status
 from .privacy import normalise_address
+from .queue_messages import Batch, Recipient, Segment, batch_id
 from .store import issues, queues, subscribers
 
 RECIPIENTS_PER_BATCH = 50
 PAGE_SIZE = 500  # ten batches: one SendMessageBatch call per page
 SAFETY_MS = 60_000  # stop taking new pages with less than this left
-
-
-@dataclass(frozen=True)
-class Segment:
-    issue_id: str
-    list_id: str
-    shard: int
-    page: int = 0
-    cursor: dict | None = None
-
-    @classmethod
-    def from_message(cls, body: str) -> Segment:
-        from .jsontext import loads
-
-        data = loads(body)
-        shard = int(data["shard"])
-        if not 0 <= shard < subscribers.SHARDS:
-            raise ValueError(f"shard {shard} outside 0..{subscribers.SHARDS - 1}")
-        return cls(str(data["issue_id"]), str(data["list_id"]), shard, int(data.get("page", 0)), data.get("cursor"))
-
-    def to_message(self) -> str:
-        return json.dumps(
-            {
-                "issue_id": self.issue_id,
-                "list_id": self.list_id,
-                "shard": self.shard,
-                "page": self.page,
-                "cursor": self.cursor,
-            }
-        )
 
 
 @dataclass
@@ -74,7 +45,7 @@ def fan_out(
     issue = retry.call(issues.get_issue, ddb, settings.issues_table, segment.issue_id)
     if issue is None:
         raise LookupError(f"issue {segment.issue_id!r} has no record; fan-out message without a publish")
-    if issue.get("status") == "cancelled":
+    if issue.get("status") == Status.CANCELLED:
         progress.stopped = "cancelled"
         return progress
 
@@ -83,12 +54,12 @@ def fan_out(
         found, next_cursor = retry.call(
             subscribers.query_active, ddb, settings.subscribers_table, segment.list_id, segment.shard, cursor, PAGE_SIZE
         )
-        recipients = [{"email": normalise_address(s["email"]), "name": s.get("name") or ""} for s in found]
+        recipients = [Recipient(normalise_address(s["email"]), s.get("name") or "") for s in found]
         if recipients:
             suppressed = retry.call(
-                subscribers.suppressed_among, ddb, settings.suppressions_table, [r["email"] for r in recipients]
+                subscribers.suppressed_among, ddb, settings.suppressions_table, [r.address for r in recipients]
             )
-            recipients = [r for r in recipients if r["email"] not in suppressed]
+            recipients = [r for r in recipients if r.address not in suppressed]
         progress.batches += queue_batches(sqs, settings.send_queue_url, segment, page, recipients)
         last = next_cursor is None
         if retry.call(
@@ -107,24 +78,22 @@ def fan_out(
         if last:
             return progress
         if time_left_ms() < SAFETY_MS:
-            rest = Segment(segment.issue_id, segment.list_id, segment.shard, page, cursor)
-            retry.call(sqs.send_message, QueueUrl=settings.fanout_queue_url, MessageBody=rest.to_message())
+            queues.send(sqs, settings.fanout_queue_url, segment.continued(page, cursor).to_message())
             progress.continued = True
             logger.info("fan-out continues in a new invocation", extra={"shard": segment.shard, "page": page})
             return progress
 
 
-def queue_batches(sqs, queue_url: str, segment: Segment, page: int, recipients: list[dict]) -> int:
-    entries = []
-    for n, i in enumerate(range(0, len(recipients), RECIPIENTS_PER_BATCH)):
-        batch_id = f"{segment.shard:02d}-{page:06d}-{n:02d}"
-        body = {
-            "issue_id": segment.issue_id,
-            "list_id": segment.list_id,
-            "batch_id": batch_id,
-            "recipients": recipients[i : i + RECIPIENTS_PER_BATCH],
-        }
-        entries.append({"Id": str(n), "MessageBody": json.dumps(body, ensure_ascii=False, separators=(",", ":"))})
-    for i in range(0, len(entries), 10):
-        retry.call(queues.send_entries, sqs, queue_url, entries[i : i + 10])
-    return len(entries)
+def queue_batches(sqs, queue_url: str, segment: Segment, page: int, recipients: list[Recipient]) -> int:
+    """A page's recipients, RECIPIENTS_PER_BATCH to a message; how many messages."""
+    bodies = [
+        Batch(segment.issue_id, segment.list_id, batch_id(segment.shard, page, n), tuple(chunk)).to_message()
+        for n, chunk in enumerate(_chunks(recipients, RECIPIENTS_PER_BATCH))
+    ]
+    queues.send_all(sqs, queue_url, bodies)
+    return len(bodies)
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

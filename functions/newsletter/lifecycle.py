@@ -21,24 +21,53 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from enum import StrEnum
 
 from . import clock
 from .store import issues
 
-RENDERING, SENDING, PAUSED, CANCELLED, SENT = "rendering", "sending", "paused", "cancelled", "sent"
+
+class Status(StrEnum):
+    """An issue's status (stored as its plain string)."""
+
+    RENDERING = "rendering"
+    SENDING = "sending"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    SENT = "sent"
 
 
-def _now() -> str:
-    return clock.iso()
+RENDERING, SENDING, PAUSED, CANCELLED, SENT = Status  # short names, for callers here and elsewhere
+
+# Each status, and the statuses it may be reached from. Publishing creates an issue `rendering`.
+ALLOWED: dict[Status, tuple[Status, ...]] = {
+    SENDING: (RENDERING, PAUSED),
+    PAUSED: (SENDING,),
+    SENT: (SENDING,),
+    CANCELLED: (RENDERING, SENDING, PAUSED),
+}
+
+
+def move(
+    ddb, table: str, issue_id: str, to: Status, *, from_: Status | None = None, expect: dict | None = None, **values
+) -> bool:
+    """The one way an issue's status changes: a conditional write, only from a status ALLOWED (or
+    only from `from_`, which must be one), and only while `expect`'s attributes hold; False if not."""
+    allowed = ALLOWED[to]
+    if from_ is not None:
+        if from_ not in allowed:
+            raise ValueError(f"an issue never goes from {from_} to {to}")
+        allowed = (from_,)
+    return issues.update_issue(
+        ddb, table, issue_id, expect_status=tuple(map(str, allowed)), expect=expect, status=str(to), **values
+    )
 
 
 def pause_issue(
     ddb, table: str, issue_id: str, *, reason: str = "paused by an operator", at: str | None = None
 ) -> bool:
     """sending → paused; False if the issue is not sending."""
-    return issues.change_status(
-        ddb, table, issue_id, PAUSED, allowed_from=(SENDING,), paused_reason=reason, paused_at=at or _now()
-    )
+    return move(ddb, table, issue_id, PAUSED, paused_reason=reason, paused_at=at or clock.iso())
 
 
 def resume_issue(ddb, table: str, issue_id: str, *, at: str | None = None) -> bool:
@@ -51,20 +80,24 @@ def resume_issue(ddb, table: str, issue_id: str, *, at: str | None = None) -> bo
     if record is None or record.get("status") != PAUSED:
         return False
     baseline = {"sent": _n(record, "sent"), "bounced": bounced(record), "complained": _n(record, "complained")}
-    if not issues.change_status(
-        ddb, table, issue_id, SENDING, allowed_from=(PAUSED,), resumed_at=at or _now(), pause_baseline=baseline
-    ):
+    if not move(ddb, table, issue_id, SENDING, from_=PAUSED, resumed_at=at or clock.iso(), pause_baseline=baseline):
         return False
     # Paused just as its last recipients were handled: nothing more comes to complete it.
-    issues.complete_if_finished(ddb, table, issues.get_issue(ddb, table, issue_id), at=_now())
+    complete_if_finished(ddb, table, issues.get_issue(ddb, table, issue_id))
     return True
 
 
 def cancel_issue(ddb, table: str, issue_id: str, *, at: str | None = None) -> bool:
     """rendering, sending or paused → cancelled (the rest of the issue is never sent); False otherwise."""
-    return issues.change_status(
-        ddb, table, issue_id, CANCELLED, allowed_from=(RENDERING, SENDING, PAUSED), cancelled_at=at or _now()
-    )
+    return move(ddb, table, issue_id, CANCELLED, cancelled_at=at or clock.iso())
+
+
+def complete_if_finished(ddb, table: str, record: dict | None, at: str | None = None, **values) -> bool:
+    """sending → sent once the issue is finished (whoever sees it first: the last send or the last
+    fan-out page); True if this call made the change."""
+    if not record or record.get("status") != SENDING or not issues.finished(record):
+        return False
+    return move(ddb, table, record["issue_id"], SENT, sent_at=at or clock.iso(), **values)
 
 
 def pause_reason(record: dict, *, bounce_rate: float, complaint_rate: float, min_sent: int) -> str | None:

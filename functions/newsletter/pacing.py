@@ -67,10 +67,11 @@ class Quota:
         if self._clock() - self._at < QUOTA_TTL_S:
             return
         self._at = self._clock()
+        from .store import ses as ses_adapter
+
         try:
-            account = ses.get_account()
+            account = ses_adapter.account(ses, DEFAULT_MAX_SEND_RATE)
         except Exception as exc:  # noqa: BLE001 - pacing must not stop sending; fall back, say so
             logger.warning("SES GetAccount failed; pacing at the default rate", extra={"error": type(exc).__name__})
             return
-        self.max_send_rate = float(account.get("SendQuota", {}).get("MaxSendRate") or DEFAULT_MAX_SEND_RATE)
-        self.sending_enabled = bool(account.get("SendingEnabled", True))
+        self.max_send_rate, self.sending_enabled = account.max_send_rate, account.sending_enabled

@@ -18,14 +18,14 @@ its retry, and so that no mail can leave before the issue is `sending`, where pa
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 
-from . import clock, retry
+from . import clock, lifecycle, queue_messages, retry
 from .config import PublishSettings
 from .issue import InvalidIssue, Issue, parse_document
+from .lifecycle import Status
 from .store import bucket, issues, lists, queues
-from .store.bucket import prepared_key, report_key, web_key  # noqa: F401 - the bucket's keys, for callers here
+from .store.bucket import prepared_key, report_key, web_key
 from .store.subscribers import SHARDS
 
 REPORT_SUFFIX = bucket.REPORT_SUFFIX
@@ -128,7 +128,7 @@ def publish(
         "sha256": digest,
         "version_id": version_id,
         "sequencer": sequencer,
-        "status": "rendering",
+        "status": Status.RENDERING.value,
         "accepted_at": _now(),
     }
     existing = retry.call(issues.create_issue, ddb, settings.issues_table, record)
@@ -136,7 +136,7 @@ def publish(
         decided = _against(existing, record, s3=s3, ddb=ddb, settings=settings, logger=logger)
         if decided is not None:
             return decided
-        if existing.get("status") != "rendering" and existing.get("sha256") == digest:
+        if existing.get("status") != Status.RENDERING and existing.get("sha256") == digest:
             # Published, but its fan-out was never queued (a failure after step 5): finish it.
             return _start_sending(
                 issue, mailing_list, existing, s3=s3, ddb=ddb, sqs=sqs, settings=settings, logger=logger
@@ -146,13 +146,13 @@ def publish(
     key_prepared = prepared_key(issue.issue_id, digest)
     retry.call(bucket.put_json, s3, settings.bucket_name, key_prepared, prepared)
     started = retry.call(
-        issues.update_issue,
+        lifecycle.move,
         ddb,
         settings.issues_table,
         issue.issue_id,
-        expect_status="rendering",
+        Status.SENDING,
+        from_=Status.RENDERING,
         expect={"sha256": digest},
-        status="sending",
         prepared_key=key_prepared,
         web_url=prepared["web_url"],
         sending_at=_now(),
@@ -162,7 +162,7 @@ def publish(
         if now.get("sha256") != digest:
             logger.info("a newer upload took this issue over while it rendered", extra={"key": key})
             return Outcome("superseded", issue.issue_id)
-        if now.get("status") == "cancelled":
+        if now.get("status") == Status.CANCELLED:
             logger.info("issue cancelled while it rendered; nothing sent", extra={"key": key})
             return Outcome("cancelled", issue.issue_id)
         # Otherwise our own change, answered late (an SDK retry found it made): go on.
@@ -175,11 +175,11 @@ def _against(existing: dict, record: dict, *, s3, ddb, settings: PublishSettings
     a newer upload of the same key taking over an issue still rendering), else the outcome."""
     key, issue_id, digest = record["key"], record["issue_id"], record["sha256"]
     if existing.get("sha256") == digest:
-        if existing.get("status") == "rendering" or (
-            existing.get("status") in ("sending", "paused") and not existing.get("fanout_queued_at")
+        if existing.get("status") == Status.RENDERING or (
+            existing.get("status") in (Status.SENDING, Status.PAUSED) and not existing.get("fanout_queued_at")
         ):
             return None  # left half-way by a failed attempt: finish it (every step is repeatable)
-        if existing.get("status") == "cancelled" and not existing.get("fanout_queued_at"):
+        if existing.get("status") == Status.CANCELLED and not existing.get("fanout_queued_at"):
             logger.info("issue cancelled before it was sent; nothing to publish", extra={"key": key})
             return Outcome("cancelled", issue_id)
         logger.info("issue already published; duplicate upload or event ignored", extra={"key": key})
@@ -189,14 +189,14 @@ def _against(existing: dict, record: dict, *, s3, ddb, settings: PublishSettings
             # An older upload of this key, whose event came late (or again): the newer one counts.
             logger.info("an older upload of this document; the newer one is published", extra={"key": key})
             return Outcome("superseded", issue_id)
-        if existing.get("status") == "rendering":
+        if existing.get("status") == Status.RENDERING:
             # A corrected upload while the first one's publish had not started sending: this one wins.
             took = retry.call(
                 issues.update_issue,
                 ddb,
                 settings.issues_table,
                 issue_id,
-                expect_status="rendering",
+                expect_status=Status.RENDERING.value,
                 expect={"sha256": existing.get("sha256")},
                 **{k: v for k, v in record.items() if k not in ("issue_id", "status") and v is not None},
             )
@@ -231,7 +231,7 @@ def _start_sending(
         "text/html; charset=utf-8",
         CacheControl="public, max-age=300",
     )
-    if record.get("status") in ("sending", "paused"):
+    if record.get("status") in (Status.SENDING, Status.PAUSED):
         start_fanout(sqs, settings.fanout_queue_url, issue.issue_id, issue.list_id)
         retry.call(
             issues.update_issue,
@@ -321,12 +321,4 @@ def render_and_store(
 
 def start_fanout(sqs, queue_url: str, issue_id: str, list_id: str) -> None:
     """One message per subscriber shard; each fan-out segment then continues itself."""
-    messages = [
-        {
-            "Id": str(shard),
-            "MessageBody": json.dumps({"issue_id": issue_id, "list_id": list_id, "shard": shard, "page": 0}),
-        }
-        for shard in range(SHARDS)
-    ]
-    for i in range(0, len(messages), 10):
-        retry.call(queues.send_entries, sqs, queue_url, messages[i : i + 10])
+    queues.send_all(sqs, queue_url, [segment.to_message() for segment in queue_messages.segments(issue_id, list_id)])

@@ -20,33 +20,24 @@ pauses the issue with the reason, and its batches wait on the queue until `resum
 
 from __future__ import annotations
 
-import json
 import random
-import re
 import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
-from botocore.exceptions import ClientError
-
-from . import aws, clock, message, retry, tokens
+from . import aws, clock, lifecycle, message, retry, tokens
 from .config import SendSettings
 from .message import MessageTemplate
 from .pacing import RateLimiter
-from .privacy import address_hash, normalise_address
-from .store import ledger, subscribers
+from .privacy import address_hash
+from .queue_messages import Batch, Recipient
+from .store import issues, ledger, queues, subscribers
+from .store import ses as ses_adapter
 
-THROTTLED = frozenset({"TooManyRequestsException", "ThrottlingException", "Throttling", "LimitExceededException"})
-PAUSED = frozenset({"SendingPausedException", "AccountSuspendedException"})
-# Refusals of this one message or address: retrying cannot help.
-REJECTED = frozenset({"MessageRejected", "BadRequestException", "InvalidParameterValue"})
 THROTTLE_BACKOFF_S = 0.2
 THROTTLE_RETRIES = 3
-MAX_RECIPIENTS = 100
-MAX_DELAY_S = 900  # SQS's longest DelaySeconds
 # A batch starts no new SES call with less than this left: enough for the longest an SES call can
 # take and the longest the ledger write after it can take (aws.worst_case_s), and a little more.
 # Derived, not chosen: change a client's timeouts and the margin follows.
@@ -63,70 +54,6 @@ class RetryLater(Exception):
         self.delay_s = delay_s  # None: the usual backoff for the batch's attempt
         self.pause = pause  # set: no retry can fix it; the issue pauses with this reason
         self.stop = stop  # the account or the sender is the problem: the invocation's other batches wait too
-
-
-class BadBatch(ValueError):
-    """A send-queue message that can never be sent (not what the fan-out writes)."""
-
-
-class Recipient(NamedTuple):
-    address: str
-    name: str = ""
-    claim: str | None = None  # an earlier attempt's claim that never sent (its release failed): take it over
-
-
-@dataclass(frozen=True)
-class Batch:
-    issue_id: str
-    list_id: str
-    batch_id: str
-    recipients: tuple[Recipient, ...]
-    attempt: int = 0  # how often the batch (its rest) was requeued
-
-    def __post_init__(self):
-        object.__setattr__(self, "recipients", tuple(Recipient(*r) for r in self.recipients))
-
-    def rest(self, recipients) -> Batch:
-        """What comes back through the queue: the recipients left, one attempt later."""
-        return Batch(self.issue_id, self.list_id, self.batch_id, tuple(recipients), self.attempt + 1)
-
-    def to_message(self) -> str:
-        people = [
-            {"email": r.address, "name": r.name, **({"claim": r.claim} if r.claim else {})} for r in self.recipients
-        ]
-        return json.dumps(
-            {
-                "issue_id": self.issue_id,
-                "list_id": self.list_id,
-                "batch_id": self.batch_id,
-                "attempt": self.attempt,
-                "recipients": people,
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
-
-    @classmethod
-    def from_message(cls, body: str) -> Batch:
-        from .jsontext import loads
-
-        try:
-            data = loads(body)
-            issue_id, list_id = data["issue_id"], data["list_id"]
-            people = data["recipients"]
-            if not isinstance(issue_id, str) or not isinstance(list_id, str) or not isinstance(people, list):
-                raise TypeError("issue_id and list_id must be strings, recipients a list")
-            if not 0 < len(people) <= MAX_RECIPIENTS:
-                raise ValueError(f"a batch holds 1 to {MAX_RECIPIENTS} recipients, not {len(people)}")
-            recipients = tuple(
-                Recipient(normalise_address(p["email"]), str(p.get("name") or ""), p.get("claim") or None)
-                for p in people
-            )
-            if any("@" not in r.address for r in recipients):
-                raise ValueError("a recipient address has no '@'")
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise BadBatch(f"malformed send batch: {type(exc).__name__}: {exc}") from None
-        return cls(issue_id, list_id, str(data.get("batch_id", "")), recipients, int(data.get("attempt") or 0))
 
 
 @dataclass
@@ -156,6 +83,8 @@ class Deps:
     key_version: int | None = None  # the token secret's version (tokens name it: keys.py)
     limiter: RateLimiter | None = None  # paces SES calls to this instance's share of the rate
     workers: int = 1  # SES calls in flight at once
+    throttle_backoff_s: float = THROTTLE_BACKOFF_S  # before trying a throttled call again in place
+    max_delay_s: int = queues.MAX_DELAY_S  # the longest a batch's rest waits on the queue
 
     def time_left_s(self) -> float:
         return self.time_left_ms() / 1000.0
@@ -303,7 +232,7 @@ class _Attempt:
         except Exception as exc:
             if not retry.transient(exc):
                 raise
-            self._retry_later(r, exc)
+            self._retry_later(r, retry.describe(exc))
             return
         if old is None:
             self._final(r.address, "skipped")
@@ -352,14 +281,12 @@ class _Attempt:
             if self.stopped is None:
                 self.stopped = exc
 
-    def _retry_later(self, r: Recipient, exc: BaseException | None, claim: str | None = None) -> None:
+    def _retry_later(self, r: Recipient, why: str | None, claim: str | None = None) -> None:
         """Hand the recipient back: a transient failure; it comes back soon."""
         with self.lock:
             self.counts.retried += 1
             self.result.rest.append(r._replace(claim=claim))
-            self.result.wait(
-                retry_delay(self.batch.attempt), f"transient failure ({retry.describe(exc)})" if exc else "retry"
-            )
+            self.result.wait(retry_delay(self.batch.attempt), f"transient failure ({why})" if why else "retry")
 
     def send_one(self, r: Recipient) -> None:
         deps, s, batch = self.deps, self.deps.settings, self.batch
@@ -381,7 +308,7 @@ class _Attempt:
         except Exception as exc:
             if not retry.transient(exc):
                 raise
-            self._release(r, exc)  # the claim may have been written: it must not look like a send
+            self._release(r, retry.describe(exc))  # the claim may have been written: it must not look like a send
             return
         if old is not None:
             if self.known(r, old):  # our own earlier claim, still open: only when taking over
@@ -403,30 +330,43 @@ class _Attempt:
                 pause=f"the message cannot be built ({retry.describe(exc)}: {str(exc)[:200]})",
             ) from exc
         try:
-            response = self._send(raw, r.address)
-        except ClientError as exc:
-            self._ses_refused(r, exc)
-            return
-        except Exception as exc:
-            if retry.reached(exc) and retry.transient(exc):
-                # SES may have accepted it and the answer was lost: resending could mail twice.
-                self._settle(r, "uncertain", error=type(exc).__name__)
-                self.logger.error(
-                    "SES call outcome unknown; not retried",
-                    extra={"recipient": address_hash(r.address), "error": type(exc).__name__},
-                )
-                return
-            if retry.transient(exc):  # no connection was made: nothing was sent
-                self._release(r, exc)
-                return
+            answer = self._send(raw, r.address)
+        except Exception:
             # Not botocore's: it came from outside the HTTP exchange (botocore wraps whatever
             # happens in it), so the request was not made. The claim goes back, and the batch
             # fails: SQS delivers it again, and the ledger shows what this attempt finished.
             self._release(r, None)
             raise
-        self._settle(r, "sent", message_id=response["MessageId"])
+        self._answered(r, answer)
 
-    def _release(self, r: Recipient, exc: BaseException | None) -> None:
+    def _answered(self, r: Recipient, answer: ses_adapter.Answer) -> None:
+        """What SES's answer means for this recipient, and for the rest of the batch."""
+        if answer.kind == ses_adapter.SENT:
+            self._settle(r, "sent", message_id=answer.message_id)
+        elif answer.kind == ses_adapter.REJECTED:
+            self._settle(r, "rejected", error=answer.code)
+            self.logger.warning(
+                "SES rejected a recipient", extra={"recipient": address_hash(r.address), "code": answer.code}
+            )
+        elif answer.kind == ses_adapter.UNCERTAIN:
+            self._settle(r, "uncertain", error=answer.code)
+            self.logger.error(
+                "SES call outcome unknown; not retried",
+                extra={"recipient": address_hash(r.address), "error": answer.code},
+            )
+        elif answer.kind == ses_adapter.RETRY:
+            self._release(r, answer.code)  # SES certainly did not send: this one comes back soon
+        else:
+            self._release(r, None)
+            if answer.kind == ses_adapter.THROTTLED:
+                raise RetryLater(f"throttled ({answer.code})", stop=True)
+            if answer.pause:
+                what = answer.detail.split(" (")[0]
+                self.logger.error(f"{what}; issue paused", extra={"code": answer.code, "error": answer.detail})
+                raise RetryLater(f"{what} ({answer.code})", pause=answer.detail, stop=True)
+            raise RetryLater(f"{answer.detail} ({answer.code})", delay_s=answer.wait_s, stop=True)
+
+    def _release(self, r: Recipient, why: str | None) -> None:
         """Give the claim back (SES certainly did not send); the recipient comes back later."""
         s = self.deps.settings
         try:
@@ -436,8 +376,8 @@ class _Attempt:
             if not retry.transient(failure):
                 raise
             kept = self.claim_id  # still ours, never used: the next attempt takes it over
-        if exc is not None:
-            self._retry_later(r, exc, claim=kept)
+        if why is not None:
+            self._retry_later(r, why, claim=kept)
         else:
             with self.lock:
                 self.result.rest.append(r._replace(claim=kept))
@@ -474,73 +414,29 @@ class _Attempt:
             return
         self._final(r.address, final)
 
-    def _ses_refused(self, r: Recipient, exc: ClientError) -> None:
-        """SES answered with an error, so it did not send. Whose problem is it?"""
-        code = retry.error_code(exc)
-        if code in REJECTED and not sender_refused(exc, self.template.prepared.from_address):
-            self._settle(r, "rejected", error=code)
-            self.logger.warning("SES rejected a recipient", extra={"recipient": address_hash(r.address), "code": code})
-            return
-        if retry.transient(exc) and code not in THROTTLED:
-            self._release(r, exc)  # out of order for a moment, and said so: this one comes back soon
-            return
-        self._release(r, None)
-        if code in THROTTLED:
-            raise RetryLater(f"throttled ({code})", stop=True) from exc
-        if code in PAUSED:
-            raise RetryLater(f"sending paused for the account ({code})", stop=True) from exc
-        if code in REJECTED and quota_used_up(exc):
-            raise RetryLater(f"sending quota used up ({code})", delay_s=900, stop=True) from exc
-        # Not this recipient: the sender, the account, the stack. Rejecting would use up the whole
-        # list on a configuration mistake; the issue pauses instead, saying why.
-        what = "SES refused the sender" if code in REJECTED else "SES refuses to send"
-        self.logger.error(f"{what}; issue paused", extra={"code": code, "error": _message(exc)[:300]})
-        raise RetryLater(f"{what} ({code})", pause=f"{what} ({code}): {_message(exc)[:200]}", stop=True) from exc
-
-    def _send(self, raw: bytes, address: str) -> dict:
+    def _send(self, raw: bytes, address: str) -> ses_adapter.Answer:
         """One SES call, paced, and tried again in place a few times when throttled (jittered
         backoff): a throttled call was refused, so nothing was sent."""
         deps = self.deps
         for attempt in range(THROTTLE_RETRIES + 1):
             if deps.limiter is not None:
                 deps.limiter.acquire()
-            try:
-                return deps.ses.send_email(
-                    Destination={"ToAddresses": [address]},
-                    Content={"Raw": {"Data": raw}},
-                    ConfigurationSetName=deps.settings.configuration_set,
-                    EmailTags=[
-                        {"Name": "issue", "Value": self.batch.issue_id},
-                        {"Name": "list", "Value": self.batch.list_id},
-                    ],
-                )
-            except ClientError as exc:
-                if retry.error_code(exc) not in THROTTLED:
-                    raise
-                with self.lock:
-                    self.counts.throttled += 1
-                if attempt == THROTTLE_RETRIES or deps.time_left_ms() < SAFETY_MS + 5_000:
-                    raise
-                deps.sleep(random.uniform(0.5, 1.0) * THROTTLE_BACKOFF_S * 2**attempt)
+            answer = ses_adapter.send_email(
+                deps.ses,
+                raw,
+                address,
+                configuration_set=deps.settings.configuration_set,
+                tags={"issue": self.batch.issue_id, "list": self.batch.list_id},
+                sender=self.template.prepared.from_address,
+            )
+            if answer.kind != ses_adapter.THROTTLED:
+                return answer
+            with self.lock:
+                self.counts.throttled += 1
+            if attempt == THROTTLE_RETRIES or deps.time_left_ms() < SAFETY_MS + 5_000:
+                return answer
+            deps.sleep(random.uniform(0.5, 1.0) * deps.throttle_backoff_s * 2**attempt)
         raise AssertionError("unreachable")
-
-
-def _message(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Message", ""))
-
-
-def sender_refused(exc: ClientError, from_address: str) -> bool:
-    """A rejection that is about the sender or the account, not about the recipient: the From
-    identity unverified or not authorised (SES names it in the message), or a quota used up."""
-    text = _message(exc).lower()
-    sender = from_address.lower()
-    domain = sender.rpartition("@")[2]
-    named = sender in text or re.search(r"(?<![\w.@-])" + re.escape(domain) + r"(?![\w.-])", text) is not None
-    return named or quota_used_up(exc) or "not authorized to send" in text
-
-
-def quota_used_up(exc: ClientError) -> bool:
-    return "quota" in _message(exc).lower()
 
 
 def requeue_delay(attempt: int) -> int:
@@ -567,8 +463,7 @@ def deliver(
     """Send a batch, then count what is final, pause the issue if no retry can help, and queue
     the rest. If anything after the sending fails, SQS delivers the batch again: every step
     finds what the last one did (the ledger, the batch's marker, a paused issue)."""
-    from . import completion, lifecycle
-    from .store import issues
+    from . import completion
 
     s = deps.settings
     result = send_batch(batch, template, deps, counts, logger, test_recipients=test_recipients, redelivered=redelivered)
@@ -586,7 +481,9 @@ def deliver(
         result.paused = True
         logger.error("issue paused: no retry can fix this", extra={"batch_id": batch.batch_id, "reason": result.pause})
     if result.rest:
-        requeue(sqs, s.send_queue_url, batch.rest(result.rest), result.delay_s, result.reason, logger)
+        requeue(
+            sqs, s.send_queue_url, batch.rest(result.rest), min(result.delay_s, deps.max_delay_s), result.reason, logger
+        )
     return result
 
 
@@ -594,8 +491,7 @@ def requeue(sqs, queue_url: str, rest: Batch, delay_s: int, reason: str, logger)
     """Put what is left of a batch back on the send queue, delayed, as a new message: so that
     waiting (throttling, a pause), however long, never pushes a batch towards the DLQ, whose
     receive count is for batches that keep failing."""
-    delay_s = max(0, min(MAX_DELAY_S, delay_s))
-    retry.call(sqs.send_message, QueueUrl=queue_url, MessageBody=rest.to_message(), DelaySeconds=delay_s)
+    delay_s = queues.send(sqs, queue_url, rest.to_message(), delay_s=delay_s)
     logger.warning(
         "batch requeued",
         extra={

@@ -5,8 +5,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from .. import aws, completion
 from ..config import fanout_settings
-from ..fanout import Segment, fan_out
-from ..jsontext import loads
+from ..fanout import fan_out
+from ..queue_messages import Malformed, Reconcile, parse_fanout
 from ..telemetry import issue_metrics, logger, service_metrics
 
 # Report every failed record, even when all failed, rather than raising: same retry, clearer result.
@@ -16,31 +16,29 @@ _context = None
 
 def record_handler(record: SQSRecord) -> dict:
     try:
-        job = loads(record.body)
-        reconciled = str(job["issue_id"]) if isinstance(job, dict) and job.get("kind") == completion.RECONCILE else None
-        segment = None if reconciled else Segment.from_message(record.body)
-    except (ValueError, TypeError, KeyError) as exc:
+        job = parse_fanout(record.body)
+    except Malformed as exc:
         # A message the publish function never writes: retrying cannot fix it.
         logger.error(
             "malformed fan-out message dropped", extra={"message_id": record.message_id, "error": str(exc)[:300]}
         )
         service_metrics({"FanoutMessageMalformed": 1})
         return {"dropped": True}
-    if segment is None:
-        return reconcile(reconciled)
-    logger.set_correlation_id(segment.issue_id)
+    if isinstance(job, Reconcile):
+        return reconcile(job.issue_id)
+    logger.set_correlation_id(job.issue_id)
     progress = fan_out(
-        segment,
+        job,
         settings=fanout_settings(),
         ddb=aws.client("dynamodb"),
         sqs=aws.client("sqs"),
         time_left_ms=_context.get_remaining_time_in_millis,
         logger=logger,
     )
-    issue_metrics(segment.issue_id, {"RecipientsQueued": progress.queued})
+    issue_metrics(job.issue_id, {"RecipientsQueued": progress.queued})
     logger.info(
         "fan-out segment done" if not progress.continued else "fan-out segment continues",
-        extra={"shard": segment.shard, "pages": progress.pages, "queued": progress.queued, "stopped": progress.stopped},
+        extra={"shard": job.shard, "pages": progress.pages, "queued": progress.queued, "stopped": progress.stopped},
     )
     return progress.__dict__
 

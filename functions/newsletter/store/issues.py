@@ -5,8 +5,6 @@ The issue item is the publish lock (created once, conditionally) and holds the i
 
 from __future__ import annotations
 
-import time
-
 from botocore.exceptions import ClientError
 
 from . import condition_failed, from_item, to_item, written
@@ -197,15 +195,6 @@ def finished(record: dict) -> bool:
     return int(record.get("segments_done") or 0) >= SHARDS and handled >= int(record.get("queued") or 0)
 
 
-def complete_if_finished(ddb, table: str, record: dict | None, at: str | None = None, **values) -> bool:
-    """sending → sent once the issue is finished (whoever sees it first: the last send or the last
-    fan-out page); True if this call made the change."""
-    if not record or record.get("status") != "sending" or not finished(record):
-        return False
-    at = at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return update_issue(ddb, table, record["issue_id"], expect_status="sending", status="sent", sent_at=at, **values)
-
-
 def record_page(ddb, table: str, issue_id: str, shard: int, page: int, queued: int, last: bool) -> bool:
     """Count a fanned-out page once, however often its fan-out message is delivered.
 
@@ -243,11 +232,6 @@ def record_page(ddb, table: str, issue_id: str, shard: int, page: int, queued: i
         ):
             return False
         raise
-
-
-def change_status(ddb, table: str, issue_id: str, to: str, *, allowed_from: tuple[str, ...], **values) -> bool:
-    """Set the issue's status (and values) only if its status is one of allowed_from; else False."""
-    return update_issue(ddb, table, issue_id, expect_status=allowed_from, status=to, **values)
 
 
 def count_for_list(ddb, table: str, issue_id: str, list_id: str, counter: str, n: int = 1) -> bool:
