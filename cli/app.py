@@ -20,6 +20,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from newsletter.lifecycle import Status
+
 from .stack import CliError, Target, local_target, samconfig_defaults, stack_target
 
 app = typer.Typer(
@@ -250,13 +252,13 @@ def _finish(target: Target, issue_id: str, record: dict | None) -> None:
             console.print(f"outbox: {written[0].parent} ({len(written)} messages, as SES accepted them)")
     _stats_table([record] if record else [])
     status = (record or {}).get("status")
-    if status == "paused":
+    if status == Status.PAUSED:
         console.print(
             Text(
                 f"paused: {record.get('paused_reason', '')}; resume with: newsletter resume {issue_id}", style="yellow"
             )
         )
-    elif status not in ("sent", "cancelled"):
+    elif status not in (Status.SENT, Status.CANCELLED):
         console.print(f"still {status}: newsletter status {issue_id} shows how it goes on")
 
 
@@ -287,7 +289,7 @@ def send_test(
         console.print(
             Text(f"{c['skipped']} address(es) skipped: suppressed (bounced or complained earlier)", style="yellow")
         )
-    if c["failed"] or (record or {}).get("status") != "sent":
+    if c["failed"] or (record or {}).get("status") != Status.SENT:
         raise typer.Exit(EXIT_ERROR)
 
 
@@ -417,7 +419,7 @@ def status(
         if record is None:
             raise CliError(f"no issue {issue!r} on {target.kind} {target.name!r}")
         _stats_table([record])
-        if record.get("status") == "paused":
+        if record.get("status") == Status.PAUSED:
             console.print(Text(f"paused: {record.get('paused_reason', '')}", style="yellow"))
         if record.get("reconciled_at"):
             console.print(f"counters checked against the send ledger at {record['reconciled_at']}")
@@ -455,7 +457,8 @@ def _control(ctx: typer.Context, action: str, issue: str) -> None:
     record = publishing.get_record(target, issue)
     if record is None:
         raise CliError(f"no issue {issue!r} on {target.kind} {target.name!r}")
-    needs = {"pause": "sending", "resume": "paused", "cancel": "rendering, sending or paused"}[action]
+    to = {"pause": lifecycle.PAUSED, "resume": lifecycle.SENDING, "cancel": lifecycle.CANCELLED}[action]
+    needs = " or ".join(lifecycle.ALLOWED[to] if action != "resume" else (lifecycle.PAUSED,))
     raise CliError(f"cannot {action} {issue}: it is {record.get('status')}, not {needs}")
 
 

@@ -9,20 +9,20 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
+from newsletter import clock, publish
 from newsletter.issue import Issue, parse_document
-from newsletter.store import issues, lists
+from newsletter.lifecycle import Status
+from newsletter.store import bucket, issues, lists
 
 from .stack import CliError, Target
 
-ISSUE_PREFIX = "issues/"
-MAX_TEST_RECIPIENTS = 50  # one send batch
+MAX_TEST_RECIPIENTS = publish.MAX_TEST_RECIPIENTS
 
 
 def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return clock.iso()
 
 
 def read_issue(path: Path, max_bytes: int = 512 * 1024) -> tuple[Issue, bytes]:
@@ -45,13 +45,8 @@ def require_list(target: Target, list_id: str) -> dict:
 
 
 def counts(record: dict | None) -> dict:
-    """An issue record's statistics, with `failed` (rejected, uncertain) and `handled`."""
-    record = record or {}
-    c = {k: int(record.get(k) or 0) for k in issues.COUNTERS}
-    c["bounced"] = c["bounced_hard"] + c["bounced_soft"]
-    c["failed"] = c["rejected"] + c["uncertain"]
-    c["handled"] = c["sent"] + c["skipped"] + c["failed"]
-    return c
+    """An issue record's statistics (issues.statistics: `failed` is defined there, once)."""
+    return issues.statistics(record)
 
 
 def get_record(target: Target, issue_id: str) -> dict | None:
@@ -59,21 +54,7 @@ def get_record(target: Target, issue_id: str) -> dict | None:
 
 
 def all_records(target: Target) -> list[dict]:
-    from newsletter.store import from_item
-
-    ddb, out, start = target.client("dynamodb"), [], None
-    while True:
-        kwargs = {"ExclusiveStartKey": start} if start else {}
-        resp = ddb.scan(
-            TableName=target.ref("IssuesTable"),
-            FilterExpression="sk = :issue",
-            ExpressionAttributeValues={":issue": {"S": issues.ISSUE}},
-            **kwargs,
-        )
-        out += [from_item(i) for i in resp.get("Items", [])]
-        start = resp.get("LastEvaluatedKey")
-        if not start:
-            return sorted(out, key=lambda r: r.get("accepted_at", ""), reverse=True)
+    return issues.all_issues(target.client("dynamodb"), target.ref("IssuesTable"))
 
 
 # --- publishing ---------------------------------------------------------------------------------
@@ -92,13 +73,9 @@ def upload(target: Target, issue: Issue, raw: bytes) -> Upload:
     record = get_record(target, issue.issue_id)
     digest = hashlib.sha256(raw).hexdigest()
     if record is not None and record.get("sha256") != digest:
-        when = record.get("sent_at") or record.get("fanout_started_at") or record.get("accepted_at", "earlier")
-        raise CliError(
-            f"issue {issue.issue_id!r} was already published (status {record.get('status')}, {when}) from a "
-            "different document; an issue is never sent twice. Give the new issue a new issue_id."
-        )
-    key = f"{ISSUE_PREFIX}{issue.issue_id}.json"
-    if record is not None and record.get("status") != "rendering":
+        raise CliError(publish.taken(record, issue.issue_id))
+    key = bucket.issue_key(issue.issue_id)
+    if publish.already_published(record, digest):
         return Upload(key, issue, record)
     target.client("s3").put_object(
         Bucket=target.ref("NewsletterBucket"), Key=key, Body=raw, ContentType="application/json"
@@ -111,75 +88,42 @@ def error_report(target: Target, key: str) -> str | None:
     s3 = target.client("s3")
     try:
         return (
-            s3.get_object(Bucket=target.ref("NewsletterBucket"), Key=key + ".error.txt")["Body"].read().decode("utf-8")
+            s3.get_object(Bucket=target.ref("NewsletterBucket"), Key=bucket.report_key(key))["Body"]
+            .read()
+            .decode("utf-8")
         )
     except s3.exceptions.NoSuchKey:
         return None
 
 
 def done(record: dict | None) -> bool:
-    return bool(record) and record.get("status") in ("sent", "cancelled")
+    return bool(record) and record.get("status") in (Status.SENT, Status.CANCELLED)
 
 
 # --- test sends ---------------------------------------------------------------------------------
 
 
-def test_issue_id(issue_id: str, at: datetime | None = None) -> str:
-    stamp = (at or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
-    return f"{issue_id[:44]}-test-{stamp}"  # within the 64 characters of an issue id
-
-
 def send_test(target: Target, issue: Issue, raw: bytes, to: list[str]) -> str:
-    """Render the issue as a test (subject marked, its own id) and queue one batch for `to`.
-
-    The test gets its own issue record, marked `test` and naming its recipients (the send
-    function sends only to those, and skips suppressed ones), so the real issue stays unpublished.
-    """
-    from newsletter.publish import prepared_key, render_and_store
-    from newsletter.queue_messages import Batch
-    from newsletter.store.subscribers import SHARDS
-
+    """Publish the issue as a test to `to` only (publish.send_test), on the target's stack."""
     if not to:
         raise CliError("send-test needs at least one --to ADDRESS")
     if len(to) > MAX_TEST_RECIPIENTS:
         raise CliError(f"send-test takes at most {MAX_TEST_RECIPIENTS} addresses, not {len(to)}")
     mailing_list = require_list(target, issue.list_id)
-    test_id = test_issue_id(issue.issue_id)
-    test = issue.model_copy(update={"issue_id": test_id, "subject": f"[TEST] {issue.subject}"})
-    settings = _publish_settings(target)
-    ddb = target.client("dynamodb")
-    record = {
-        "issue_id": test_id,
-        "list_id": issue.list_id,
-        "subject": test.subject,
-        "key": f"(test of {issue.issue_id})",
-        "sha256": hashlib.sha256(raw).hexdigest(),
-        "status": "rendering",
-        "accepted_at": now(),
-        "test": True,
-        "test_of": issue.issue_id,
-        "test_recipients": list(to),
-    }
-    if issues.create_issue(ddb, target.ref("IssuesTable"), record) is not None:
-        raise CliError(f"a test send {test_id!r} already exists; wait a second and try again")
-    digest = record["sha256"]
-    prepared = render_and_store(test, mailing_list, settings=settings, s3=target.client("s3"), digest=digest)
-    # One batch, no fan-out: counted as queued and fanned out, so the issue completes as any other;
-    # `sending` (where pause and cancel act) before the batch is on the queue, as publish does.
-    issues.add_counts(ddb, target.ref("IssuesTable"), test_id, {"queued": len(to), "segments_done": SHARDS})
-    issues.update_issue(
-        ddb,
-        target.ref("IssuesTable"),
-        test_id,
-        status="sending",
-        fanout_started_at=now(),
-        web_url=prepared["web_url"],
-        prepared_key=prepared_key(test_id, digest),
-        fanout_queued_at=now(),
-    )
-    batch = Batch(test_id, issue.list_id, "test-00", tuple((a, "") for a in to))
-    target.client("sqs").send_message(QueueUrl=target.ref("SendQueue"), MessageBody=batch.to_message())
-    return test_id
+    try:
+        return publish.send_test(
+            issue,
+            raw,
+            to,
+            mailing_list,
+            settings=_publish_settings(target),
+            s3=target.client("s3"),
+            ddb=target.client("dynamodb"),
+            sqs=target.client("sqs"),
+            send_queue_url=target.ref("SendQueue"),
+        )
+    except FileExistsError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _publish_settings(target: Target):
@@ -226,7 +170,7 @@ def follow(
             report = error_report(target, key)
             if report:
                 raise CliError("the publish function refused the document:\n" + report)
-        if record is not None and (done(record) or record.get("status") == "paused"):
+        if record is not None and (done(record) or record.get("status") == Status.PAUSED):
             return record
         if clock() >= deadline:
             return record
@@ -249,14 +193,14 @@ def run_local(
 ) -> dict | None:
     """Locally, be Lambda: the publish event, then fan-out and send until their queues are empty,
     then SES's feedback for what was sent (the mailbox simulator's outcomes)."""
-    from devstack import ses_feedback
+    from devstack import server, ses_feedback
 
     stack = target.local
     with function_logs(target):
         if key is not None:
             stack.invoke_async("PublishFunction", stack.s3_put_event(key))
             if get_record(target, issue_id) is None:
-                report = error_report(target, key) or "(no report: see out/local/lambda-logs.jsonl)"
+                report = error_report(target, key) or f"(no report: see {server.state_dir() / 'lambda-logs.jsonl'})"
                 raise CliError("the publish function refused the document:\n" + report)
         stack.poll("FanoutFunction")
         on_record(get_record(target, issue_id))

@@ -13,7 +13,7 @@ import io
 import json
 import tempfile
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -22,8 +22,8 @@ from email_validator import EmailNotValidError, validate_email
 
 from newsletter import headers
 from newsletter.privacy import normalise_address
-from newsletter.store import from_item
-from newsletter.store.subscribers import ACTIVE, SHARDS, STATUSES, batch_get, key, partition, put_subscribers
+from newsletter.store import subscribers
+from newsletter.store.subscribers import ACTIVE, STATUSES, put_subscribers
 
 CORE = ("email", "name", "language", "status")
 MAX_NAME = 200
@@ -85,7 +85,7 @@ def import_csv(
     found: list[Problem] = []  # this chunk's problems, written in line order at the flush
 
     def flush() -> None:
-        on_list, suppressed = _lookup(ddb, subscribers_table, suppressions_table, list_id, list(pending))
+        on_list, suppressed = subscribers.lookup(ddb, subscribers_table, suppressions_table, list_id, list(pending))
         new = []
         for address, (line, value, subscriber, seen_before) in pending.items():
             # `seen` only hints at an earlier row; the tables decide, so even a hash collision cannot
@@ -168,7 +168,7 @@ def export_csv(ddb, *, subscribers_table: str, list_id: str, out: TextIO, status
     names: dict[str, None] = {}  # attribute names, in first-seen order
     rows = 0
     with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
-        for item in _items(ddb, subscribers_table, list_id, status=status):
+        for item in subscribers.members(ddb, subscribers_table, list_id, status=status):
             # An attribute may not shadow a column import_csv reads itself (no import makes one).
             attributes = (item.get("attributes") or {}).items()
             row = {k: _cell(v) for k, v in attributes if k.lower() not in CORE + EMAIL_HEADERS}
@@ -187,7 +187,7 @@ def export_csv(ddb, *, subscribers_table: str, list_id: str, out: TextIO, status
 def count_by_status(ddb, *, subscribers_table: str, list_id: str) -> dict[str, int]:
     """Subscribers per status; every known status is present (0 if none), unexpected ones are added."""
     counts = dict.fromkeys(STATUSES, 0)
-    for item in _items(ddb, subscribers_table, list_id, projection="#s"):
+    for item in subscribers.members(ddb, subscribers_table, list_id, projection="#s"):
         status = item.get("status") or "(none)"
         counts[status] = counts.get(status, 0) + 1
     return counts
@@ -387,50 +387,6 @@ class _Seen:
 
 
 # --- the tables -------------------------------------------------------------------------------
-
-
-def _lookup(ddb, subscribers_table: str, suppressions_table: str, list_id: str, addresses: list[str]):
-    """(addresses on the list, {suppressed address: reason}), in BatchGetItem calls of 100 keys."""
-    keys = [(subscribers_table, key(list_id, a)) for a in addresses]
-    keys += [(suppressions_table, {"email": {"S": a}}) for a in addresses]
-    shape = {
-        # Consistent: a duplicate in a later chunk must see the row this import just wrote.
-        subscribers_table: {"ProjectionExpression": "email", "ConsistentRead": True},
-        suppressions_table: {"ProjectionExpression": "email, #r", "ExpressionAttributeNames": {"#r": "reason"}},
-    }
-    on_list: set[str] = set()
-    suppressed: dict[str, str] = {}
-    for i in range(0, len(keys), 100):
-        request: dict[str, dict] = {}
-        for table, k in keys[i : i + 100]:
-            request.setdefault(table, {**shape[table], "Keys": []})["Keys"].append(k)
-        got = batch_get(ddb, request)
-        on_list.update(item["email"] for item in got.get(subscribers_table, []))
-        suppressed.update((s["email"], s.get("reason") or "suppressed") for s in got.get(suppressions_table, []))
-    return on_list, suppressed
-
-
-def _items(ddb, table: str, list_id: str, status: str | None = None, projection: str | None = None) -> Iterator[dict]:
-    """Every subscriber of the list, shard by shard, page by page."""
-    for shard in range(SHARDS):
-        args: dict = {
-            "TableName": table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": partition(list_id, shard)}},
-        }
-        if status:
-            args["FilterExpression"] = "#s = :s"
-            args["ExpressionAttributeValues"][":s"] = {"S": status}
-        if projection:
-            args["ProjectionExpression"] = projection
-        if status or (projection and "#s" in projection):  # DynamoDB refuses unused names
-            args["ExpressionAttributeNames"] = {"#s": "status"}
-        while True:
-            resp = ddb.query(**args)
-            yield from (from_item(i) for i in resp.get("Items", []))
-            if not resp.get("LastEvaluatedKey"):
-                break
-            args["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
 
 def _cell(value) -> str:

@@ -24,9 +24,17 @@ import threading
 import time
 from pathlib import Path
 
-from .stack import ROOT, LocalStack
+from newsletter import clock
 
-DEFAULT_DIR = ROOT / "out" / "local"
+from .stack import ROOT, LocalStack
+from .template import SOURCE_TREE
+
+# In the repository, under out/ (make clean removes it); from an install, the user's state directory.
+DEFAULT_DIR = (
+    ROOT / "out" / "local"
+    if SOURCE_TREE
+    else Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "newsletter" / "local"
+)
 STATE = "stack.json"
 
 
@@ -70,16 +78,15 @@ def start(directory: Path | None = None, *, timeout_s: float = 60.0) -> dict:
         return state
     directory.mkdir(parents=True, exist_ok=True)
     log = (directory / "server.log").open("ab")
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "functions"), os.environ.get("PYTHONPATH", "")]),
-    }
+    env = dict(os.environ)
+    if SOURCE_TREE:  # the repository's code, whether or not it is installed
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "functions"), os.environ.get("PYTHONPATH", "")])
     proc = subprocess.Popen(
         [sys.executable, "-m", "devstack.server", "--dir", str(directory)],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        cwd=ROOT,
+        cwd=directory,
         env=env,
         start_new_session=True,  # outlives the command that started it
     )
@@ -127,7 +134,7 @@ def serve(directory: Path, port: int = 0) -> None:
     endpoint = f"http://{host}:{bound}"
     stack = LocalStack.create(endpoint_url=endpoint)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {**stack.state(), "pid": os.getpid(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    state = {**stack.state(), "pid": os.getpid(), "started_at": clock.iso()}
     tmp = directory / (STATE + ".tmp")
     tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
     tmp.replace(directory / STATE)  # readers never see half a file

@@ -16,6 +16,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC
+from pathlib import Path
 
 import boto3
 
@@ -23,7 +24,7 @@ from . import template as tpl
 from .clock import VirtualClock, installed
 
 ROOT = tpl.ROOT
-EVENTS = ROOT / "events"
+EVENTS = Path(__file__).resolve().parent / "events"  # shipped inside the package, as the template
 
 DAY = 86_400.0
 

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE = ROOT / "template.yaml"
+ROOT = Path(__file__).resolve().parents[1]  # the repository, when run from it
+# The stack's template, shipped inside the package (a link to the repository's in the source tree).
+TEMPLATE = Path(__file__).resolve().parent / "template.yaml"
+SOURCE_TREE = (ROOT / "pyproject.toml").is_file() and (ROOT / "functions" / "newsletter").is_dir()
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

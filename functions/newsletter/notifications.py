@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parseaddr
 
-from . import jsontext
+from . import clock, jsontext
 from .privacy import normalise_address
 
 # SES's names (both formats) → ours. "RenderingFailure" is how the v2 API spells the event type.
@@ -201,7 +201,7 @@ def classify(notification: dict) -> list[Feedback]:
 def iso_time(value) -> str | None:
     """An SES timestamp as UTC ISO 8601 with seconds ("2016-01-27T14:59:38Z"); None if unreadable."""
     when = parse_time(value)
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ") if when else None
+    return clock.iso(when.timestamp()) if when else None
 
 
 def parse_time(value) -> datetime | None:

@@ -206,12 +206,7 @@ def _against(existing: dict, record: dict, *, s3, ddb, settings: PublishSettings
             existing = retry.call(issues.get_issue, ddb, settings.issues_table, issue_id) or {}
             if existing.get("sha256") == digest:
                 return None  # our own change, answered late
-    when = existing.get("sending_at") or existing.get("fanout_started_at") or existing.get("accepted_at", "earlier")
-    problem = (
-        f"issue_id: issue {issue_id!r} was already published (status {existing.get('status')}, "
-        f"since {when}) from a different document; an issue is never sent twice. "
-        "Use a new issue_id for a new issue."
-    )
+    problem = "issue_id: " + taken(existing, issue_id)
     write_report(s3, settings, key, [problem], "This issue document was NOT published: the issue id is taken.")
     logger.warning("issue id already published", extra={"key": key})
     return Outcome("refused", issue_id, problem)
@@ -244,6 +239,85 @@ def _start_sending(
     retry.call(bucket.delete_if_exists, s3, settings.bucket_name, report_key(record["key"]))
     logger.info("issue published", extra={"key": record["key"], "segments": SHARDS})
     return Outcome("published", issue.issue_id)
+
+
+def already_published(existing: dict | None, digest: str) -> bool:
+    """This same document was published before (further than rendering): nothing to do again."""
+    return existing is not None and existing.get("sha256") == digest and existing.get("status") != Status.RENDERING
+
+
+def taken(existing: dict, issue_id: str) -> str:
+    """Why another document cannot be published under an issue id already used."""
+    when = existing.get("sending_at") or existing.get("fanout_started_at") or existing.get("accepted_at", "earlier")
+    return (
+        f"issue {issue_id!r} was already published (status {existing.get('status')}, since {when}) from a "
+        "different document; an issue is never sent twice. Use a new issue_id for a new issue."
+    )
+
+
+MAX_TEST_RECIPIENTS = 50  # one send batch
+
+
+def test_issue_id(issue_id: str, at: float | None = None) -> str:
+    stamp = clock.iso(at).replace("-", "").replace(":", "").replace("T", "").rstrip("Z")
+    return f"{issue_id[:44]}-test-{stamp}"  # within the 64 characters of an issue id
+
+
+def send_test(
+    issue: Issue,
+    raw: bytes,
+    to: list[str],
+    mailing_list: dict,
+    *,
+    settings: PublishSettings,
+    s3,
+    ddb,
+    sqs,
+    send_queue_url: str,
+) -> str:
+    """Publish the issue as a test to `to` only: its own issue id, a `[TEST]` subject, one batch.
+
+    The test gets its own issue record, marked `test` and naming its recipients (the send
+    function sends only to those, and skips suppressed ones), so the real issue stays unpublished.
+    The steps are publishing's: a record `rendering`, the message rendered, `sending` before the
+    batch is on the queue (pause and cancel act on it), and the issue completes as any other.
+    """
+    if not to or len(to) > MAX_TEST_RECIPIENTS:
+        raise ValueError(f"a test send goes to 1 to {MAX_TEST_RECIPIENTS} addresses, not {len(to)}")
+    test_id = test_issue_id(issue.issue_id)
+    test = issue.model_copy(update={"issue_id": test_id, "subject": f"[TEST] {issue.subject}"})
+    digest = hashlib.sha256(raw).hexdigest()
+    record = {
+        "issue_id": test_id,
+        "list_id": issue.list_id,
+        "subject": test.subject,
+        "key": f"(test of {issue.issue_id})",
+        "sha256": digest,
+        "status": Status.RENDERING.value,
+        "accepted_at": _now(),
+        "test": True,
+        "test_of": issue.issue_id,
+        "test_recipients": list(to),
+    }
+    if issues.create_issue(ddb, settings.issues_table, record) is not None:
+        raise FileExistsError(f"a test send {test_id!r} already exists; wait a second and try again")
+    prepared = render_and_store(test, mailing_list, settings=settings, s3=s3, digest=digest)
+    # One batch, no fan-out: counted as queued and fanned out, so the issue completes as any other.
+    issues.add_counts(ddb, settings.issues_table, test_id, {"queued": len(to), "segments_done": SHARDS})
+    lifecycle.move(
+        ddb,
+        settings.issues_table,
+        test_id,
+        Status.SENDING,
+        from_=Status.RENDERING,
+        fanout_started_at=_now(),
+        web_url=prepared["web_url"],
+        prepared_key=prepared_key(test_id, digest),
+        fanout_queued_at=_now(),
+    )
+    batch = queue_messages.Batch(test_id, issue.list_id, "test-00", tuple((a, "") for a in to))
+    queues.send(sqs, send_queue_url, batch.to_message())
+    return test_id
 
 
 def check_list_settings(mailing_list: dict, settings: PublishSettings) -> list[str]:

@@ -17,6 +17,11 @@ ISSUES_PREFIX = "issues/"
 REPORT_SUFFIX = ".error.txt"
 
 
+def issue_key(name: str) -> str:
+    """Where an editor uploads a document (`name`: the issue id, by convention)."""
+    return f"{ISSUES_PREFIX}{name}.json"
+
+
 def report_key(key: str) -> str:
     return key + REPORT_SUFFIX
 

@@ -187,6 +187,35 @@ COUNTERS = (
 )
 
 
+def statistics(record: dict | None) -> dict[str, int]:
+    """An issue's figures, as every report gives them: its counters, plus `bounced` (hard and
+    soft), `failed` (rejected or uncertain: not delivered to SES, or not known to be), `handled`
+    (sent, skipped or failed) and `pending` (queued, not yet handled: in flight, or waiting)."""
+    record = record or {}
+    c = {k: int(record.get(k) or 0) for k in COUNTERS}
+    c["bounced"] = c["bounced_hard"] + c["bounced_soft"]
+    c["failed"] = c["rejected"] + c["uncertain"]
+    c["handled"] = c["sent"] + c["skipped"] + c["failed"]
+    c["pending"] = max(0, c["queued"] - c["handled"])
+    return c
+
+
+def all_issues(ddb, table: str) -> list[dict]:
+    """Every issue's record, newest first (a Scan: for the operator's tools, never the functions)."""
+    found, start = [], None
+    while True:
+        page = ddb.scan(
+            TableName=table,
+            FilterExpression="sk = :issue",
+            ExpressionAttributeValues={":issue": {"S": ISSUE}},
+            **({"ExclusiveStartKey": start} if start else {}),
+        )
+        found += [from_item(i) for i in page.get("Items", [])]
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return sorted(found, key=lambda r: r.get("accepted_at", ""), reverse=True)
+
+
 def finished(record: dict) -> bool:
     """Every segment has fanned out and every recipient it queued has been handled."""
     from .subscribers import SHARDS

@@ -8,6 +8,7 @@ stored keys: changing it needs a migration.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 
 from .. import clock
 from . import from_item, to_item, written
@@ -171,3 +172,48 @@ def unsubscribe(ddb, table: str, list_id: str, address: str, at: str, **detail) 
         ExpressionAttributeNames={f"#{k}": k for k in values},
         ExpressionAttributeValues=to_item({**{f":{k}": v for k, v in values.items()}, ":active": ACTIVE}),
     )
+
+
+def lookup(ddb, subscribers_table: str, suppressions_table: str, list_id: str, addresses: list[str]):
+    """(addresses on the list, {suppressed address: reason}), in BatchGetItem calls of 100 keys
+    (consistent reads of the list: a row written a moment ago is seen)."""
+    keys = [(subscribers_table, key(list_id, a)) for a in addresses]
+    keys += [(suppressions_table, {"email": {"S": a}}) for a in addresses]
+    shape = {
+        # Consistent: a duplicate in a later chunk must see the row this import just wrote.
+        subscribers_table: {"ProjectionExpression": "email", "ConsistentRead": True},
+        suppressions_table: {"ProjectionExpression": "email, #r", "ExpressionAttributeNames": {"#r": "reason"}},
+    }
+    on_list: set[str] = set()
+    suppressed: dict[str, str] = {}
+    for i in range(0, len(keys), 100):
+        request: dict[str, dict] = {}
+        for table, k in keys[i : i + 100]:
+            request.setdefault(table, {**shape[table], "Keys": []})["Keys"].append(k)
+        got = batch_get(ddb, request)
+        on_list.update(item["email"] for item in got.get(subscribers_table, []))
+        suppressed.update((s["email"], s.get("reason") or "suppressed") for s in got.get(suppressions_table, []))
+    return on_list, suppressed
+
+
+def members(ddb, table: str, list_id: str, status: str | None = None, projection: str | None = None) -> Iterator[dict]:
+    """Every subscriber of the list, shard by shard, page by page."""
+    for shard in range(SHARDS):
+        args: dict = {
+            "TableName": table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": partition(list_id, shard)}},
+        }
+        if status:
+            args["FilterExpression"] = "#s = :s"
+            args["ExpressionAttributeValues"][":s"] = {"S": status}
+        if projection:
+            args["ProjectionExpression"] = projection
+        if status or (projection and "#s" in projection):  # DynamoDB refuses unused names
+            args["ExpressionAttributeNames"] = {"#s": "status"}
+        while True:
+            resp = ddb.query(**args)
+            yield from (from_item(i) for i in resp.get("Items", []))
+            if not resp.get("LastEvaluatedKey"):
+                break
+            args["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
