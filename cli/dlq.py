@@ -93,16 +93,19 @@ def describe(queue: DeadLetters, body: str) -> str:
         return f"{len(body)} bytes that are not JSON"
     if not isinstance(data, dict):
         return "not a message of this stack"
-    if queue.logical == "SendDLQ" and "recipients" in data:
-        n = len(data.get("recipients") or [])
-        return (
-            f"issue {data.get('issue_id')}, batch {data.get('batch_id')}: {n} recipient(s), "
-            f"attempt {data.get('attempt', 0)}"
-        )
-    if queue.logical == "FanoutDLQ":
-        if data.get("kind") == "reconcile":
-            return f"issue {data.get('issue_id')}: reconcile its counters with the ledger"
-        return f"issue {data.get('issue_id')}, shard {data.get('shard')}, page {data.get('page', 0)}"
+    if queue.logical in ("SendDLQ", "FanoutDLQ"):
+        from newsletter import queue_messages as qm
+
+        try:
+            if queue.logical == "SendDLQ":
+                b = qm.parse_batch(body)
+                return f"issue {b.issue_id}, batch {b.batch_id}: {len(b.recipients)} recipient(s), attempt {b.attempt}"
+            job = qm.parse_fanout(body)
+        except qm.Malformed as exc:
+            return f"a message of an unknown shape ({exc})"
+        if isinstance(job, qm.Reconcile):
+            return f"issue {job.issue_id}: reconcile its counters with the ledger"
+        return f"issue {job.issue_id}, shard {job.shard}, page {job.page}"
     if queue.logical == "PublishDLQ" and "requestPayload" in data:
         keys = [r.get("s3", {}).get("object", {}).get("key") for r in (data["requestPayload"] or {}).get("Records", [])]
         error = data.get("responsePayload") or {}
