@@ -604,7 +604,7 @@ def new_deployment() -> None:
     aws.reset()
     config.clear_settings()
     send.sender.reset()
-    unsubscribe._list_names.clear()
+    unsubscribe.endpoint.reset()
 
 
 BASICS = ("PATH", "HOME", "TZ", "LANG", "TMPDIR")

@@ -4,6 +4,10 @@ Each segment (list shard) reads its subscribers a page at a time and queues them
 10 messages to a SendMessageBatch call. When the invocation's time runs low it queues its own
 continuation (the page cursor) and returns, so no list is too large for Lambda's 15 minutes.
 Pages are counted once (a marker per page); recipients are deduplicated by the send ledger.
+
+`Invocation` takes one invocation's fan-out queue messages: a segment (or its continuation), or
+the reconcile job of a finished issue (`completion.reconcile`). The AWS clients are injected
+(`clients`: service name → boto3 client).
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import completion, retry
+from . import aws, completion, retry
 from .config import FanoutSettings
 from .lifecycle import Status
 from .privacy import normalise_address
-from .queue_messages import Batch, Recipient, Segment, batch_id
+from .queue_messages import Batch, Malformed, Recipient, Reconcile, Segment, batch_id, parse_fanout
 from .store import issues, queues, subscribers
+from .telemetry import issue_metrics, logger, service_metrics
 
 RECIPIENTS_PER_BATCH = 50
 PAGE_SIZE = 500  # ten batches: one SendMessageBatch call per page
@@ -97,3 +102,56 @@ def queue_batches(sqs, queue_url: str, segment: Segment, page: int, recipients: 
 def _chunks(items: list, size: int):
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+# --- one invocation's fan-out messages ------------------------------------------------------------
+
+
+def aws_client(service: str):
+    return aws.client(service)  # looked up at each call: the environment decides (aws.py)
+
+
+@dataclass
+class Invocation:
+    settings: FanoutSettings
+    time_left_ms: Callable[[], int]
+    clients: Callable[[str], object] = aws_client
+
+    def record(self, record) -> dict:
+        """One SQS record (its `body` and `message_id`); raises when SQS should deliver it again."""
+        try:
+            job = parse_fanout(record.body)
+        except Malformed as exc:
+            # A message the publish function never writes: retrying cannot fix it.
+            logger.error(
+                "malformed fan-out message dropped", extra={"message_id": record.message_id, "error": str(exc)[:300]}
+            )
+            service_metrics({"FanoutMessageMalformed": 1})
+            return {"dropped": True}
+        if isinstance(job, Reconcile):
+            return self.reconcile(job.issue_id)
+        logger.set_correlation_id(job.issue_id)
+        progress = fan_out(
+            job,
+            settings=self.settings,
+            ddb=self.clients("dynamodb"),
+            sqs=self.clients("sqs"),
+            time_left_ms=self.time_left_ms,
+            logger=logger,
+        )
+        issue_metrics(job.issue_id, {"RecipientsQueued": progress.queued})
+        logger.info(
+            "fan-out segment done" if not progress.continued else "fan-out segment continues",
+            extra={"shard": job.shard, "pages": progress.pages, "queued": progress.queued, "stopped": progress.stopped},
+        )
+        return progress.__dict__
+
+    def reconcile(self, issue_id: str) -> dict:
+        """A finished issue's counters, checked against its send ledger (see completion.py)."""
+        logger.set_correlation_id(issue_id)
+        s = self.settings
+        result = completion.reconcile(self.clients("dynamodb"), s.issues_table, s.sends_table, issue_id, logger)
+        if "counters_corrected" in result:
+            issue_metrics(issue_id, {"CountersCorrected": 1})
+        logger.info("issue counters reconciled with the send ledger", extra={"ledger": result["ledger_counts"]})
+        return result

@@ -15,6 +15,11 @@ the limits (`lifecycle.pause_reason`).
 The issue (and list) come from the message's tags; an identity notification has none, so its SES
 message id is looked up in the send ledger. Feedback for mail this stack did not send (no tags,
 no ledger item) still suppresses, but counts nowhere.
+
+`Invocation` takes one invocation's SQS records (SNS envelopes): a notification that is untrusted,
+malformed or of an unknown type is logged (never its addresses, never the event) and dropped,
+as retrying cannot fix it; the others are applied, and what they did becomes its metrics. The
+AWS clients are injected (`clients`: service name → boto3 client).
 """
 
 from __future__ import annotations
@@ -25,12 +30,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from . import lifecycle
+from . import aws, lifecycle, notifications, retry
 from .config import FeedbackSettings
 from .notifications import Feedback, parse_time
 from .privacy import address_hash
 from .store import feedback_log as feedback_store
 from .store import issues, subscribers, suppressions
+from .telemetry import issue_metrics, logger, service_metrics
 
 # Counters on the issue item, by kind ("send" has none: the send function counts `sent` itself).
 COUNTERS = {
@@ -43,6 +49,8 @@ COUNTERS = {
     "rendering_failure": "rendering_failed",
 }
 SEEN_DAYS = 30  # how long a (feedback, recipient) marker is kept: far beyond any redelivery
+# Deliveries and opens come for nearly every message: logged at DEBUG, not INFO.
+ROUTINE = frozenset({"send", "delivery", "open", "click"})
 
 
 def counter_for(fb: Feedback) -> str | None:
@@ -187,3 +195,68 @@ def _attribute(fb: Feedback, deps: Deps) -> tuple[str | None, str | None]:
 
 def _iso(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- one invocation's SQS records ---------------------------------------------------------------------
+
+
+def aws_client(service: str):
+    return aws.client(service)  # looked up at each call: the environment decides (aws.py)
+
+
+class Invocation:
+    """One invocation's notifications, and what they did (its metrics)."""
+
+    def __init__(self, settings: FeedbackSettings, clients: Callable[[str], object] = aws_client):
+        self.settings, self.clients = settings, clients
+        self.totals = Totals()
+
+    def record(self, record) -> dict:
+        """One SQS record (its `body` and `message_id`); raises when SQS should deliver it again."""
+        try:
+            events = notifications.classify(
+                notifications.unwrap(record.body, topic_arn=self.settings.feedback_topic_arn)
+            )
+        except notifications.Untrusted as exc:
+            logger.warning("untrusted feedback dropped", extra={"message_id": record.message_id, "why": str(exc)})
+            self.totals.other["FeedbackUntrusted"] += 1
+            return {"dropped": True}
+        except notifications.Ignored as exc:
+            logger.info("feedback ignored", extra={"message_id": record.message_id, "what": str(exc)})
+            return {"ignored": True}
+        except notifications.Unknown as exc:
+            logger.error("unknown feedback type dropped", extra={"message_id": record.message_id, "type": exc.kind})
+            self.totals.other["FeedbackUnknown"] += 1
+            return {"dropped": True}
+        except notifications.Malformed as exc:
+            logger.error("malformed feedback dropped", extra={"message_id": record.message_id, "error": str(exc)})
+            self.totals.other["FeedbackMalformed"] += 1
+            return {"dropped": True}
+
+        deps = Deps(ddb=self.clients("dynamodb"), settings=self.settings)
+        for event in events:
+            logger.set_correlation_id(event.issue_id)
+            log = logger.debug if event.kind in ROUTINE else logger.info
+            log(
+                "feedback",
+                extra={
+                    "kind": event.kind,
+                    "bounce_type": event.bounce_type,
+                    "ses_message_id": event.message_id,
+                    "recipients": [address_hash(a) for a in event.recipients],
+                    "unusable_recipients": event.dropped_recipients,
+                },
+            )
+            # Every step of apply is repeatable: a call that fails transiently is tried again here
+            # rather than after the queue's visibility timeout.
+            retry.call(apply, event, deps, self.totals, logger)
+        return {"events": len(events)}
+
+    def metrics(self) -> None:
+        totals = self.totals
+        for issue_id, counts in totals.by_issue.items():
+            issue_metrics(issue_id, dict(counts))
+        for issue_id in totals.paused:
+            issue_metrics(issue_id, {"IssuePaused": 1})
+        # The alarm's datapoint: an alarm cannot match a metric whose issue dimension it cannot know.
+        service_metrics({**totals.other, "IssuePaused": len(totals.paused)})

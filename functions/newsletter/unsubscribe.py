@@ -10,20 +10,31 @@ answer and changes nothing, so the answer never tells whether an address is on a
 The link may also carry `issue=<id>`, unsigned: a hint for statistics only. It is counted (the
 issue's `unsubscribed` counter) when it is well formed, names an issue sent to the token's list,
 and the POST really unsubscribed someone.
+
+`Endpoint` answers one Function URL request: the method, the body's size and encoding, then
+`respond`, logging the outcome and emitting its metrics. What a container keeps between
+invocations (the lists' display names, for LIST_NAME_TTL seconds) lives in it, and `reset()`
+forgets it; the AWS clients are injected (`clients`: service name → boto3 client).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from . import tokens
+from . import aws, clock, tokens
 from . import unsubscribe_pages as pages
+from .config import UnsubscribeSettings
+from .function_url import BadRequest, BodyTooLarge, Request
 from .privacy import address_hash, normalise_address
-from .store import issues, subscribers
+from .store import issues, lists, subscribers
+from .telemetry import issue_metrics, logger, service_metrics
 
 MAX_BODY = 4096  # a one-click body is 26 bytes; the page's form a few hundred
+ALLOWED = "GET, HEAD, POST"
+LIST_NAME_TTL = 300.0  # seconds a list's display name is reused
+LIST_NAMES_KEPT = 100  # display names a container keeps
 # issue.ID_PATTERN, repeated here so that this function never imports pydantic (a test compares).
 ISSUE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 ISSUE_COUNTER = "unsubscribed"
@@ -119,3 +130,114 @@ def respond(
             counted = link.issue_id
     outcome = "unsubscribed" if changed else "unchanged"
     return Result(200, pages.unsubscribed(name, masked), outcome, **seen, issue_counted=counted)
+
+
+# --- the Function URL endpoint ----------------------------------------------------------------------
+
+
+def aws_client(service: str):
+    return aws.client(service)  # looked up at each call: the environment decides (aws.py)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the endpoint answers: an HTML page (headers only for a HEAD)."""
+
+    status: int
+    page: str
+    head: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Endpoint:
+    clients: Callable[[str], object] = aws_client
+    _list_names: dict[str, tuple[float, str | None]] = field(default_factory=dict, repr=False)
+
+    def reset(self) -> None:
+        """Forget what the container knows: a new container."""
+        self._list_names.clear()
+
+    def list_name(self, settings: UnsubscribeSettings, list_id: str) -> str | None:
+        """The list's display name, read at most every LIST_NAME_TTL seconds."""
+        now = clock.now()
+        cached = self._list_names.get(list_id)
+        if cached is None or cached[0] < now:
+            if len(self._list_names) > LIST_NAMES_KEPT:
+                self._list_names.clear()
+            record = lists.get_list(self.clients("dynamodb"), settings.lists_table, list_id)
+            self._list_names[list_id] = cached = (now + LIST_NAME_TTL, (record or {}).get("name"))
+        return cached[1]
+
+    def answer(self, event: dict, settings: UnsubscribeSettings) -> Reply:
+        """One Function URL event: refused (bad request, method, size), or `respond`'s page."""
+        try:
+            request = Request.from_event(event)
+        except BadRequest as exc:
+            return _refused(400, "bad-request", pages.invalid_link(), str(exc))
+        if request.method not in ("GET", "HEAD", "POST"):
+            page = pages.error("Method not allowed", "This address only answers GET and POST requests.")
+            return _refused(405, "method-not-allowed", page, request.method[:16], Allow=ALLOWED)
+        form: dict[str, list[str]] = {}
+        if request.method == "POST":
+            try:
+                form = request.form(MAX_BODY)
+            except BodyTooLarge as exc:
+                page = pages.error("Request too large", "This request is larger than an unsubscribe can be.")
+                return _refused(413, "too-large", page, str(exc))
+            except BadRequest as exc:
+                return _refused(400, "bad-request", pages.invalid_link(), str(exc))
+
+        deps = Deps(
+            ddb=self.clients("dynamodb"),
+            subscribers_table=settings.subscribers_table,
+            issues_table=settings.issues_table,
+            secret=lambda: aws.token_keys(settings.token_secret_parameter, settings.token_grace_days),
+            list_name=lambda list_id: self.list_name(settings, list_id),
+            now=clock.iso,
+        )
+        # The body is read (and its size and encoding checked) only for a POST: a GET or HEAD that
+        # carries one, however large or malformed, is answered as if it had none.
+        one_click = request.method == "POST" and (
+            form.get("List-Unsubscribe") == ["One-Click"]
+            or (request.content_type == "multipart/form-data" and b'name="List-Unsubscribe"' in request.body(MAX_BODY))
+        )
+        result = respond(
+            request.method,
+            request.query.get("token", []) + form.get("token", []),
+            request.query.get("issue", []) + form.get("issue", []),
+            deps,
+            one_click=one_click,
+        )
+        _report(result, request.method, one_click)
+        return Reply(result.status, result.page, head=request.method == "HEAD")
+
+
+def _refused(status: int, outcome: str, page: str, reason: str | None = None, **headers: str) -> Reply:
+    logger.info("unsubscribe refused", extra={"outcome": outcome, **({"reason": reason} if reason else {})})
+    return Reply(status, page, headers=headers)
+
+
+def _report(result: Result, method: str, one_click: bool) -> None:
+    # The outcome, the list and a hash: never the address, the token or the event.
+    logger.info(
+        "unsubscribe " + result.outcome,
+        extra={
+            "outcome": result.outcome,
+            "method": method,
+            "list_id": result.list_id,
+            "address_hash": result.address_hash,
+            "one_click": one_click,
+            **({"reason": result.reason} if result.reason else {}),
+            **({"issue_id": result.issue_counted} if result.issue_counted else {}),
+        },
+    )
+    # Without an issue dimension too: the links carry no issue hint unless the sender adds one.
+    service_metrics(
+        {
+            "Unsubscribed": int(result.outcome == "unsubscribed"),
+            "UnsubscribeLinkInvalid": int(result.outcome == "invalid"),
+        }
+    )
+    if result.issue_counted:
+        issue_metrics(result.issue_counted, {"Unsubscribed": 1})

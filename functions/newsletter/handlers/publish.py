@@ -20,24 +20,16 @@ def handler(event, context):
         return {"outcomes": []}
     outcomes = []
     for record in S3Event(event).records:
-        key = unquote_plus(record.s3.get_object.key)  # S3 sends keys URL-encoded, spaces as '+'
+        obj = record.s3.get_object
+        key = unquote_plus(obj.key)  # S3 sends keys URL-encoded, spaces as '+'
         if not record.event_name.startswith("ObjectCreated") or record.s3.bucket.name != settings.bucket_name:
             logger.warning("ignored S3 record", extra={"event_name": record.event_name, "key": key})
             continue
-        obj = record.s3.get_object
         # The version this event is about (or, in a bucket without versioning, its ETag): a retry
         # publishes what was uploaded then, never a later upload of the same key.
-        outcome = publish(
-            key,
-            settings=settings,
-            s3=aws.client("s3"),
-            ddb=aws.client("dynamodb"),
-            sqs=aws.client("sqs"),
-            logger=logger,
-            version_id=obj.version_id or None,
-            etag=obj.etag or None,
-            sequencer=obj.get("sequencer") or None,
-        )
+        upload = {"version_id": obj.version_id, "etag": obj.etag, "sequencer": obj.get("sequencer")}
+        clients = {"s3": aws.client("s3"), "ddb": aws.client("dynamodb"), "sqs": aws.client("sqs")}
+        outcome = publish(key, settings=settings, logger=logger, **clients, **{k: v or None for k, v in upload.items()})
         if outcome.issue_id:
             issue_metrics(outcome.issue_id, {f"Publish{outcome.status.capitalize()}": 1})
         outcomes.append({"key": key, "status": outcome.status, "issue_id": outcome.issue_id, "detail": outcome.detail})
