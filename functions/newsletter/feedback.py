@@ -24,13 +24,12 @@ AWS clients are injected (`clients`: service name → boto3 client).
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from . import aws, lifecycle, notifications, retry
+from . import aws, clock, lifecycle, notifications, retry
 from .config import FeedbackSettings
 from .notifications import Feedback, parse_time
 from .privacy import address_hash
@@ -68,7 +67,7 @@ def metric_name(counter: str) -> str:
 class Deps:
     ddb: object
     settings: FeedbackSettings
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] = field(default_factory=lambda: clock.now)  # the local stack's virtual clock too
 
 
 @dataclass

@@ -8,7 +8,6 @@ https link and a mailto, and RFC 8058 one-click List-Unsubscribe-Post.
 from __future__ import annotations
 
 import html
-import time
 from dataclasses import dataclass
 from email import policy
 from email.headerregistry import Address
@@ -16,7 +15,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from urllib.parse import quote
 
-from . import headers
+from . import clock, headers
 from .personalize import Splice
 
 # Bodies are encoded under SMTP's 78 (quoted-printable lines of at most 76); headers are written
@@ -226,7 +225,7 @@ class MessageTemplate:
         self._date_at, self._date = 0, b""
 
     def _date_header(self) -> bytes:
-        now = int(time.time())
+        now = int(clock.now())
         if now != self._date_at:  # formatted once a second, not once a message
             self._date_at, self._date = now, formatdate(now, usegmt=True).encode()
         return self._date
