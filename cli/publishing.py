@@ -5,6 +5,7 @@ running the functions the way Lambda would.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import time
 from collections.abc import Callable
@@ -26,12 +27,60 @@ def now() -> str:
 
 
 def read_issue(path: Path, max_bytes: int = 512 * 1024) -> tuple[Issue, bytes]:
-    """The document, validated as the publish function validates it (InvalidIssue if not)."""
+    """The document, with the translations kept next to it (`2015-07.fr.json` beside
+    `2015-07.json`: one file per translator), validated as the publish function validates it
+    (InvalidIssue if not); the bytes to upload."""
     try:
         raw = path.read_bytes()
+        siblings = translation_files(path)
+        if siblings:
+            raw = merged(raw, siblings)
     except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise CliError(f"cannot read {exc.filename or path}: {exc.strerror or exc}") from None
     return parse_document(raw, max_bytes=max_bytes), raw
+
+
+def translation_files(path: Path) -> list[tuple[str, Path]]:
+    """`<name>.<language>.json` files next to `<name>.json`: (language, file), by name."""
+    from newsletter.languages import check_tag
+
+    found = []
+    for candidate in sorted(path.parent.glob(f"{glob.escape(path.stem)}.*.json")):
+        tag = candidate.name[len(path.stem) + 1 : -len(".json")]
+        try:
+            check_tag(tag)
+        except ValueError:
+            continue
+        found.append((tag, candidate))
+    return found
+
+
+def merged(raw: bytes, translations: list[tuple[str, Path]]) -> bytes:
+    """The document with each translation file added to its `translations` (a file that is not a
+    JSON object is left to the document's validation: it says where)."""
+    import json
+
+    from newsletter.issue import InvalidIssue
+
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return raw  # parse_document reports the syntax error, with its line
+    if not isinstance(document, dict):
+        return raw
+    extra = []
+    for tag, file in translations:
+        try:
+            translation = json.loads(file.read_bytes())
+        except ValueError as exc:
+            raise InvalidIssue([f"{file.name}: not a JSON document: {exc}"]) from None
+        if isinstance(translation, dict):
+            translation.setdefault("language", tag)
+            if str(translation["language"]).lower() != tag.lower():
+                raise InvalidIssue([f"{file.name}: its language is {translation['language']!r}, its name says {tag!r}"])
+        extra.append(translation)
+    document["translations"] = [*(document.get("translations") or []), *extra]
+    return json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
 
 
 def require_list(target: Target, list_id: str) -> dict:

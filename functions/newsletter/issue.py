@@ -70,7 +70,19 @@ def _url(value: str) -> str:
     return value
 
 
+def _language(value: str) -> str:
+    from .languages import check_tag
+
+    return check_tag(value)
+
+
 Line = Annotated[str, AfterValidator(_one_line)]
+LanguageTag = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$"),
+    AfterValidator(_language),
+    Field(description="A BCP 47 language tag: an ISO 639-1 language, then an optional script or region (pt-BR)."),
+]
 Markdown = Annotated[str, AfterValidator(_text)]
 Url = Annotated[str, AfterValidator(_url)]
 
@@ -116,7 +128,7 @@ class Download(Model):
 
     label: Annotated[Line, Field(max_length=80, description="Shown text, e.g. 'English'.")]
     url: Url
-    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] | None = None
+    language: LanguageTag | None = None
 
 
 class SectionItem(Model):
@@ -161,16 +173,12 @@ class Footer(Model):
         return _text(value).strip() or _one_line(value)
 
 
-class Issue(Model):
-    """One issue of a newsletter, as uploaded to `issues/<issue_id>.json`."""
+class Content(Model):
+    """Everything a reader reads: the default language's, and each translation's."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
-    issue_id: Ident = Field(description="Unique, stable id; once sent, never sent again.")
-    list_id: Ident = Field(alias="list", description="Id of the mailing list that receives the issue.")
     subject: Annotated[Line, Field(max_length=200)]
     preheader: Annotated[Line, Field(max_length=250)] | None = None
     title: Annotated[Line, Field(max_length=200)] = Field(description="Heading of the issue.")
-    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] = "en"
     view_in_browser_text: Annotated[Line, Field(max_length=200)] = "Not displayed properly? View it in your browser"
     toc_heading: Annotated[Line, Field(max_length=80)] | None = Field(
         default="In this issue", description="Heading of the list of contents; null hides it."
@@ -180,10 +188,46 @@ class Issue(Model):
     read_more: Link | None = None
     sections: Annotated[list[Section], Field(max_length=12)] = []
     footer: Footer
+
+
+class Translation(Content):
+    """The issue in one more language: the same structure as the default (the same news items,
+    sections, items and links, in the same order), every text translated; a link's target and a
+    download may differ. A translator can keep one in a file of its own (`2015-07.fr.json` next to
+    `2015-07.json`): `newsletter publish` adds it to the document it uploads."""
+
+    language: LanguageTag
+
+
+class Issue(Content):
+    """One issue of a newsletter, as uploaded to `issues/<issue_id>.json`."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    issue_id: Ident = Field(description="Unique, stable id; once sent, never sent again.")
+    list_id: Ident = Field(alias="list", description="Id of the mailing list that receives the issue.")
+    language: LanguageTag = Field(default="en", description="The default language: readers of any other get it.")
+    translations: Annotated[list[Translation], Field(max_length=30)] = Field(
+        default=[], description="The issue in other languages; each reader gets theirs (else the default)."
+    )
     reply_to: (
         Annotated[str, StringConstraints(pattern=headers.ADDRESS_PATTERN), AfterValidator(headers.validate_address)]
         | None
     ) = Field(default=None, description="One plain email address (ASCII local part) for replies.")
+
+    @property
+    def languages(self) -> list[str]:
+        """The default language first, then the translations', as the document lists them."""
+        return [self.language, *(t.language for t in self.translations)]
+
+    def variant(self, language: str) -> Issue:
+        """The issue as the readers of `language` (one of `languages`) read it."""
+        if language == self.language:
+            return self.model_copy(update={"translations": []})
+        for t in self.translations:
+            if t.language == language:
+                text = {name: getattr(t, name) for name in Content.model_fields}
+                return self.model_copy(update={**text, "language": language, "translations": []})
+        raise KeyError(language)
 
 
 def json_schema() -> dict:
@@ -262,7 +306,7 @@ def parse_document(raw: bytes, *, max_bytes: int) -> Issue:
     from pydantic import ValidationError
 
     try:
-        return Issue.model_validate(data)
+        issue = Issue.model_validate(data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False):
@@ -284,3 +328,52 @@ def parse_document(raw: bytes, *, max_bytes: int) -> Issue:
                 msg += f" (got {shown[:60] + '...' if len(shown) > 60 else shown})"
             problems.append(f"{field_path(err['loc'])}: {msg}")
         raise InvalidIssue(problems) from None
+    problems = translation_problems(issue)
+    if problems:
+        raise InvalidIssue(problems)
+    return issue
+
+
+def translation_problems(issue: Issue) -> list[str]:
+    """What keeps the translations from being the same issue as the default: a language given
+    twice (or the default's again), or a structure that differs (sections, items, links)."""
+    problems, seen = [], {issue.language.lower(): "language"}
+    for n, t in enumerate(issue.translations):
+        where = f"translations[{n}]"
+        if t.language.lower() in seen:
+            problems.append(f"{where}.language: {t.language!r} is already the language of {seen[t.language.lower()]}")
+            continue
+        seen[t.language.lower()] = where
+        problems += [f"{where}.{p}" for p in _shape_differences(issue, t)]
+    return problems
+
+
+def _shape_differences(default: Content, other: Content) -> list[str]:
+    out = []
+
+    def count(path: str, mine, theirs, what: str) -> bool:
+        if len(mine) != len(theirs):
+            out.append(f"{path}: {len(theirs)} {what} here, {len(mine)} in the default language")
+            return False
+        return True
+
+    def present(path: str, mine, theirs) -> None:
+        if (mine is None) != (theirs is None):
+            out.append(f"{path}: {'missing' if theirs is None else 'not in the default language'}")
+
+    present("spotlight", default.spotlight, other.spotlight)
+    present("read_more", default.read_more, other.read_more)
+    if count("news", default.news, other.news, "news items"):
+        for i, (a, b) in enumerate(zip(default.news, other.news, strict=True)):
+            count(f"news[{i}].links", a.links, b.links, "links")
+            present(f"news[{i}].image", a.image, b.image)
+    if count("sections", default.sections, other.sections, "sections"):
+        for i, (a, b) in enumerate(zip(default.sections, other.sections, strict=True)):
+            if a.kind != b.kind:
+                out.append(f"sections[{i}].kind: {b.kind!r}, the default language has {a.kind!r} here")
+            present(f"sections[{i}].link", a.link, b.link)
+            if count(f"sections[{i}].items", a.items, b.items, "items"):
+                for j, (x, y) in enumerate(zip(a.items, b.items, strict=True)):
+                    count(f"sections[{i}].items[{j}].links", x.links, y.links, "links")
+    count("footer.links", default.footer.links, other.footer.links, "links")
+    return out

@@ -1,0 +1,119 @@
+"""Issues in several languages: the document's translations, language tags, and who gets which."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from newsletter.issue import InvalidIssue, parse_document
+from newsletter.languages import check_tag, choose, direction
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def july() -> dict:
+    return json.loads((ROOT / "examples" / "issues" / "2015-07.json").read_text(encoding="utf-8"))
+
+
+def translated(doc: dict, language: str, **changes) -> dict:
+    """The document's content as a translation (texts marked, structure kept)."""
+    names = ("subject", "preheader", "title", "view_in_browser_text", "toc_heading", "spotlight", "news")
+    t = {k: doc[k] for k in (*names, "read_more", "sections", "footer") if k in doc}
+    t["subject"] = f"[{language}] {doc['subject']}"
+    return {**t, "language": language, **changes}
+
+
+def parse(doc: dict):
+    return parse_document(json.dumps(doc).encode(), max_bytes=1 << 20)
+
+
+@pytest.mark.parametrize(
+    "tag, spelled", [("en", "en"), ("PT-br", "pt-BR"), ("sr-latn", "sr-Latn"), ("es-419", "es-419")]
+)
+def test_tags_are_spelled_one_way(tag, spelled):
+    assert check_tag(tag) == spelled
+
+
+@pytest.mark.parametrize("tag", ["xx", "english", "pt-Brazil1", "zz-BR"])
+def test_what_is_not_a_language_is_refused(tag):
+    with pytest.raises(ValueError):
+        check_tag(tag)
+
+
+@pytest.mark.parametrize(
+    "reader, expected",
+    [("pt-BR", "pt"), ("pt", "pt"), ("fr-CA", "fr"), ("de", "en"), (None, "en"), ("", "en"), ("garbage!", "en")],
+)
+def test_each_reader_gets_their_language_or_a_broader_one_or_the_default(reader, expected):
+    assert choose(reader, ["en", "fr", "pt"], "en") == expected
+
+
+def test_a_broad_reader_tag_finds_the_only_narrow_variant():
+    assert choose("pt", ["en", "pt-BR"], "en") == "pt-BR"
+    assert choose("pt-PT", ["en", "pt-BR"], "en") == "pt-BR"  # Portuguese, if not theirs, beats English
+
+
+def test_right_to_left_languages_say_so():
+    assert (direction("ar"), direction("he-IL"), direction("fr")) == ("rtl", "rtl", "ltr")
+
+
+def test_one_issue_carries_its_translations_and_each_reads_as_the_issue():
+    doc = july()
+    doc["translations"] = [translated(doc, "fr"), translated(doc, "pt")]
+    issue = parse(doc)
+    assert issue.languages == ["en", "fr", "pt"]
+    fr = issue.variant("fr")
+    assert (fr.language, fr.subject, fr.issue_id, fr.translations) == ("fr", f"[fr] {doc['subject']}", "2015-07", [])
+    assert issue.variant("en").subject == doc["subject"]
+    with pytest.raises(KeyError):
+        issue.variant("de")
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda d: [translated(d, "fr"), translated(d, "FR")], "translations[1].language: 'fr' is already"),
+        (lambda d: [translated(d, "en")], "translations[0].language: 'en' is already the language of language"),
+        (lambda d: [translated(d, "xx")], "translations[0].language"),
+        (lambda d: [translated(d, "fr", news=d["news"][:2])], "translations[0].news: 2 news items here, 4 in"),
+        (lambda d: [translated(d, "fr", sections=d["sections"][1:])], "translations[0].sections:"),
+        (lambda d: [dict(translated(d, "fr"), subject="")], "translations[0].subject"),
+        (lambda d: [{k: v for k, v in translated(d, "fr").items() if k != "footer"}], "translations[0].footer"),
+    ],
+)
+def test_a_translation_that_is_not_the_same_issue_is_refused_naming_the_field(change, expected):
+    doc = july()
+    doc["translations"] = change(doc)
+    with pytest.raises(InvalidIssue) as caught:
+        parse(doc)
+    assert any(p.startswith(expected) for p in caught.value.problems), caught.value.problems
+
+
+def test_links_in_a_translation_must_match_the_default_one_for_one():
+    doc = july()
+    fr = translated(doc, "fr")
+    fr["news"] = [dict(item, links=item["links"][:1]) if n == 1 else item for n, item in enumerate(fr["news"])]
+    doc["translations"] = [fr]
+    with pytest.raises(InvalidIssue) as caught:
+        parse(doc)
+    assert "translations[0].news[1].links: 1 links here, 2 in the default language" in caught.value.problems
+
+
+def test_translators_keep_files_of_their_own_and_the_cli_uploads_one_document(tmp_path):
+    from newsletter_cli.publishing import read_issue
+
+    doc = july()
+    (tmp_path / "2015-07.json").write_text(json.dumps(doc), encoding="utf-8")
+    (tmp_path / "2015-07.pt.json").write_text(json.dumps(translated(doc, "pt")), encoding="utf-8")
+    fr = translated(doc, "fr")
+    del fr["language"]  # the file's name says it
+    (tmp_path / "2015-07.fr.json").write_text(json.dumps(fr), encoding="utf-8")
+    (tmp_path / "2015-07.notes.json").write_text("{}", encoding="utf-8")  # not a language: not a translation
+    issue, raw = read_issue(tmp_path / "2015-07.json")
+    assert issue.languages == ["en", "fr", "pt"]
+    assert parse_document(raw, max_bytes=1 << 20) == issue  # what is uploaded is what was checked
+
+    (tmp_path / "2015-07.de.json").write_text(json.dumps(translated(doc, "es")), encoding="utf-8")
+    with pytest.raises(InvalidIssue) as caught:
+        read_issue(tmp_path / "2015-07.json")
+    assert caught.value.problems == ["2015-07.de.json: its language is 'es', its name says 'de'"]
