@@ -340,6 +340,23 @@ def publish(
 # --- status, pause, resume, cancel --------------------------------------------------------------------
 
 
+def _language_table(record: dict) -> None:
+    """An issue in several languages: its figures per language."""
+    from newsletter.store.issues import statistics_by_language
+
+    by_language = statistics_by_language(record)
+    if not by_language:
+        return
+    table = Table(title="per language", title_justify="left")
+    table.add_column("language")
+    columns = ("sent", "skipped", "failed", "delivered", "bounced", "complained", "unsubscribed")
+    for col in columns:
+        table.add_column(col, justify="right")
+    for language, c in by_language.items():
+        table.add_row(language, *(str(c[k]) for k in columns))
+    console.print(table)
+
+
 def _stats_table(records: list[dict]) -> None:
     """One issue: every figure, one per line. Several: a row each, narrow enough for 80 columns."""
     from . import publishing
@@ -419,6 +436,7 @@ def status(
         if record is None:
             raise CliError(f"no issue {issue!r} on {target.kind} {target.name!r}")
         _stats_table([record])
+        _language_table(record)
         if record.get("status") == Status.PAUSED:
             console.print(Text(f"paused: {record.get('paused_reason', '')}", style="yellow"))
         if record.get("reconciled_at"):

@@ -50,6 +50,7 @@ def notification(
     bounce_subtype: str = "General",
     feedback_id: str | None = None,
     at: datetime | None = None,
+    language: str | None = None,
 ) -> dict:
     """The SES JSON of one notification: `eventType` (configuration set, with the issue and list
     as tags) when event_publishing, else `notificationType` (identity, no tags).
@@ -72,6 +73,8 @@ def notification(
             tags["issue"] = [issue_id]
         if list_id:
             tags["list"] = [list_id]
+        if language:
+            tags["language"] = [language]
         mail["tags"] = tags
     feedback_id = feedback_id or f"0100{uuid.uuid4().hex[:12]}-{uuid.uuid4()}-000000"
     detail: dict

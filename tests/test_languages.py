@@ -117,3 +117,113 @@ def test_translators_keep_files_of_their_own_and_the_cli_uploads_one_document(tm
     with pytest.raises(InvalidIssue) as caught:
         read_issue(tmp_path / "2015-07.json")
     assert caught.value.problems == ["2015-07.de.json: its language is 'es', its name says 'de'"]
+
+
+# --- sending each reader their language -------------------------------------------------------
+
+
+def test_each_reader_gets_their_language_once_and_the_figures_say_how_many(stack):
+    import email
+    import email.policy
+
+    from conftest import add_subscribers, deliver, issue_doc, issue_record, publish, s3_text
+
+    from devstack.stack import sent_messages
+    from newsletter.store.issues import statistics_by_language
+
+    readers = {  # address -> (their language, the variant they must get)
+        "ana@example.org": ("pt-BR", "pt"),
+        "bia@example.org": ("pt", "pt"),
+        "chloe@example.org": ("fr", "fr"),
+        "dora@example.org": ("fr-CA", "fr"),
+        "erik@example.org": ("de", "en"),  # no German: the default
+        "fay@example.org": ("en", "en"),
+        "gus@example.org": ("", "en"),
+    }
+    add_subscribers(
+        stack,
+        [
+            {"email": a, "name": a.split("@")[0], "status": "active", "language": lang}
+            for a, (lang, _) in readers.items()
+        ],
+    )
+    doc = issue_doc()
+    doc["translations"] = [translated(doc, "fr"), translated(doc, "pt")]
+    assert publish(stack, doc)["outcomes"][0]["status"] == "published"
+    deliver(stack)
+
+    got = {}
+    for m in sent_messages():
+        msg = email.message_from_string(m.raw_data, policy=email.policy.default)
+        html = msg.get_body(("html",)).get_content()
+        got.setdefault(msg["To"].addresses[0].addr_spec, []).append((msg["Content-Language"], msg["Subject"], html))
+    assert sorted(got) == sorted(readers)
+    for address, (_, variant) in readers.items():
+        ((language, subject, html),) = got[address]  # once
+        assert language == variant and f'<html lang="{variant}" dir="ltr">' in html
+        assert subject == (doc["subject"] if variant == "en" else f"[{variant}] {doc['subject']}")
+        suffix = "" if variant == "en" else f".{variant}"
+        assert f"https://news.example.org/web/2015-07{suffix}.html" in html  # "view in browser": theirs
+
+    record = issue_record(stack, "2015-07")
+    assert record["status"] == "sent" and record["sent"] == len(readers)
+    assert {k: v["sent"] for k, v in statistics_by_language(record).items()} == {"en": 3, "fr": 2, "pt": 2}
+    for lang in ("fr", "pt"):
+        page = s3_text(stack, f"web/2015-07.{lang}.html")
+        assert f'<html lang="{lang}"' in page and f"[{lang}] {doc['subject']}" in page
+        assert '<link rel="alternate" hreflang="en" href="https://news.example.org/web/2015-07.html">' in page
+    assert '<link rel="alternate" hreflang="pt" href="https://news.example.org/web/2015-07.pt.html">' in s3_text(
+        stack, "web/2015-07.html"
+    )
+
+
+def test_an_issue_in_one_language_is_sent_as_before(stack):
+    from conftest import add_subscribers, deliver, issue_doc, issue_record, people, publish
+
+    from newsletter.store.issues import statistics_by_language
+
+    add_subscribers(stack, [dict(p, language="fr") for p in people(3)])
+    publish(stack, issue_doc())
+    deliver(stack)
+    record = issue_record(stack, "2015-07")
+    assert record["sent"] == 3 and statistics_by_language(record) == {} and "prepared_keys" not in record
+
+
+def test_feedback_is_counted_per_language_when_the_message_says_its_language(stack):
+    from conftest import add_subscribers, deliver, issue_doc, issue_record, publish
+
+    from devstack import ses_feedback
+    from newsletter.store.issues import statistics_by_language
+
+    add_subscribers(
+        stack,
+        [
+            {"email": "chloe@example.org", "name": "Chloé", "status": "active", "language": "fr"},
+            {"email": "fay@example.org", "name": "Fay", "status": "active", "language": "en"},
+        ],
+    )
+    doc = issue_doc()
+    doc["translations"] = [translated(doc, "fr")]
+    publish(stack, doc)
+    deliver(stack)
+    sent = {i["email"]: i for i in ses_feedback.sent_ledger(stack, "2015-07")}
+    bounce = ses_feedback.notification(
+        "Bounce",
+        sent["chloe@example.org"]["message_id"],
+        ["chloe@example.org"],
+        issue_id="2015-07",
+        list_id="infomail",
+        language="fr",
+    )
+    delivery = ses_feedback.notification(
+        "Delivery",
+        sent["fay@example.org"]["message_id"],
+        ["fay@example.org"],
+        issue_id="2015-07",
+        list_id="infomail",
+        language="en",
+    )
+    ses_feedback.deliver(stack, [bounce, delivery, bounce])  # the bounce twice: counted once
+    by_language = statistics_by_language(issue_record(stack, "2015-07"))
+    assert (by_language["fr"]["bounced"], by_language["fr"]["delivered"]) == (1, 0)
+    assert (by_language["en"]["bounced"], by_language["en"]["delivered"]) == (0, 1)

@@ -31,7 +31,7 @@ def render_fails_once(monkeypatch):
     """The first publish attempt fails after its issue record exists (SQS could not be reached)."""
     from newsletter import publish as publishing
 
-    real, calls = publishing.render, {"n": 0}
+    real, calls = publishing.render_variants, {"n": 0}
 
     def render(*args, **kwargs):
         calls["n"] += 1
@@ -39,7 +39,7 @@ def render_fails_once(monkeypatch):
             raise EndpointConnectionError(endpoint_url="https://s3.us-east-1.amazonaws.com")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(publishing, "render", render)
+    monkeypatch.setattr(publishing, "render_variants", render)
     return calls
 
 

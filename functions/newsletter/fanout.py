@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from . import aws, completion, retry
 from .config import FanoutSettings
+from .languages import choose
 from .lifecycle import Status
 from .privacy import normalise_address
 from .queue_messages import Batch, Malformed, Recipient, Reconcile, Segment, batch_id, parse_fanout
@@ -59,13 +60,13 @@ def fan_out(
         found, next_cursor = retry.call(
             subscribers.query_active, ddb, settings.subscribers_table, segment.list_id, segment.shard, cursor, PAGE_SIZE
         )
-        recipients = [Recipient(normalise_address(s["email"]), s.get("name") or "") for s in found]
+        recipients = [(Recipient(normalise_address(s["email"]), s.get("name") or ""), s.get("language")) for s in found]
         if recipients:
             suppressed = retry.call(
-                subscribers.suppressed_among, ddb, settings.suppressions_table, [r.address for r in recipients]
+                subscribers.suppressed_among, ddb, settings.suppressions_table, [r.address for r, _ in recipients]
             )
-            recipients = [r for r in recipients if r.address not in suppressed]
-        progress.batches += queue_batches(sqs, settings.send_queue_url, segment, page, recipients)
+            recipients = [(r, lang) for r, lang in recipients if r.address not in suppressed]
+        progress.batches += queue_batches(sqs, settings.send_queue_url, segment, page, by_language(issue, recipients))
         last = next_cursor is None
         if retry.call(
             issues.record_page, ddb, settings.issues_table, segment.issue_id, segment.shard, page, len(recipients), last
@@ -89,11 +90,34 @@ def fan_out(
             return progress
 
 
-def queue_batches(sqs, queue_url: str, segment: Segment, page: int, recipients: list[Recipient]) -> int:
-    """A page's recipients, RECIPIENTS_PER_BATCH to a message; how many messages."""
+def by_language(issue: dict, recipients: list[tuple[Recipient, str | None]]) -> dict[str | None, list[Recipient]]:
+    """A page's recipients by the issue's language each gets (languages.choose). An issue in one
+    language has one group, None: its batches name no language, as before languages existed."""
+    default, languages = issue.get("language") or "en", issue.get("languages") or []
+    if len(languages) < 2:
+        return {None: [r for r, _ in recipients]}
+    groups: dict[str | None, list[Recipient]] = {}
+    for r, language in recipients:
+        groups.setdefault(choose(language, languages, default), []).append(r)
+    return groups
+
+
+def queue_batches(sqs, queue_url: str, segment: Segment, page: int, groups: dict | list[Recipient]) -> int:
+    """A page's recipients, RECIPIENTS_PER_BATCH of one language to a message; how many messages.
+    The same page gives the same batch ids, however often it is fanned out. (A list: all get the
+    issue's default language.)"""
+    if not isinstance(groups, dict):
+        groups = {None: list(groups)}
+    chunks = [
+        (language, chunk)
+        for language in sorted(groups, key=lambda k: k or "")
+        for chunk in _chunks(groups[language], RECIPIENTS_PER_BATCH)
+    ]
     bodies = [
-        Batch(segment.issue_id, segment.list_id, batch_id(segment.shard, page, n), tuple(chunk)).to_message()
-        for n, chunk in enumerate(_chunks(recipients, RECIPIENTS_PER_BATCH))
+        Batch(
+            segment.issue_id, segment.list_id, batch_id(segment.shard, page, n), tuple(chunk), 0, language
+        ).to_message()
+        for n, (language, chunk) in enumerate(chunks)
     ]
     queues.send_all(sqs, queue_url, bodies)
     return len(bodies)

@@ -120,6 +120,7 @@ def apply(fb: Feedback, deps: Deps, totals: Totals, logger) -> None:
                 issue_id=issue_id,
                 counter=counter,
                 expires_at=int(now.timestamp()) + SEEN_DAYS * 86400,
+                language=fb.language,
             )
             if counted:
                 totals.issue(issue_id)[metric_name(counter)] += 1

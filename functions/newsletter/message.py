@@ -57,6 +57,7 @@ class PreparedIssue:
     web_url: str
     html: Splice
     text: Splice
+    language: str = "en"
 
     @classmethod
     def from_json(cls, data: dict) -> PreparedIssue:
@@ -71,6 +72,7 @@ class PreparedIssue:
             web_url=data["web_url"],
             html=Splice(data["html"]),
             text=Splice(data["text"]),
+            language=data.get("language") or "en",
         )
 
     @property
@@ -132,6 +134,7 @@ def build(prepared: PreparedIssue, *, address: str, name: str, token: str, base_
     msg["List-Unsubscribe"] = f"<{https}>, <{unsubscribe_mailto(mailbox, token)}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg["List-Archive"] = f"<{prepared.web_url}>"
+    msg["Content-Language"] = prepared.language
     # Gmail's Feedback Loop groups complaints by these ids.
     msg["Feedback-ID"] = f"{prepared.issue_id}:{prepared.list_id}:newsletter"
     msg.set_content(prepared.text.fill(values, escape=False), subtype="plain", cte="quoted-printable")
@@ -207,6 +210,7 @@ class MessageTemplate:
             ("List-Id", headers.named(prepared.list_name, f"{prepared.list_id}.{prepared.domain}")),
             ("List-Archive", f"<{prepared.web_url}>"),
             ("Feedback-ID", f"{prepared.issue_id}:{prepared.list_id}:newsletter"),
+            ("Content-Language", prepared.language),
         ]
         self.head = "".join(f"{name}: {value}\r\n" for name, value in lines).encode("ascii")
         self.tail_headers = (

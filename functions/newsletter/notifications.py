@@ -79,6 +79,7 @@ class Feedback:
     recipients: tuple[str, ...]  # normalised, lower case, each once
     issue_id: str | None = None  # from mail.tags; None for identity notifications
     list_id: str | None = None
+    language: str | None = None  # the issue's language it was sent in (tagged only for an issue in several)
     bounce_type: str | None = None  # Permanent, Transient, Undetermined
     bounce_subtype: str | None = None
     occurred_at: str | None = None  # when it happened (the kind's timestamp, else mail.timestamp), UTC ISO
@@ -188,6 +189,7 @@ def classify(notification: dict) -> list[Feedback]:
             recipients=recipients,
             issue_id=_tag(tags, "issue"),
             list_id=_tag(tags, "list"),
+            language=_language(_tag(tags, "language")),
             bounce_type=bounce_type,
             bounce_subtype=bounce_subtype,
             occurred_at=iso_time(detail.get("timestamp")) or iso_time(mail.get("timestamp")),
@@ -269,6 +271,16 @@ def _addresses(values: list) -> tuple[tuple[str, ...], int]:
         elif address not in out:
             out.append(address)
     return tuple(out), dropped
+
+
+def _language(value: str | None) -> str | None:
+    """A language tag as the sender wrote it; anything else counts nowhere per language."""
+    from .languages import check_tag
+
+    try:
+        return check_tag(value) if value else None
+    except ValueError:
+        return None
 
 
 def _tag(tags, name: str) -> str | None:

@@ -142,9 +142,10 @@ def publish(
                 issue, mailing_list, existing, s3=s3, ddb=ddb, sqs=sqs, settings=settings, logger=logger
             )
 
-    prepared, _ = render(issue, mailing_list, settings=settings)
-    key_prepared = prepared_key(issue.issue_id, digest)
-    retry.call(bucket.put_json, s3, settings.bucket_name, key_prepared, prepared)
+    variants = render_variants(issue, mailing_list, settings=settings)
+    keys = {v.language: prepared_key(issue.issue_id, digest, v.translation) for v in variants}
+    for v in variants:
+        retry.call(bucket.put_json, s3, settings.bucket_name, keys[v.language], v.prepared)
     started = retry.call(
         lifecycle.move,
         ddb,
@@ -153,9 +154,10 @@ def publish(
         Status.SENDING,
         from_=Status.RENDERING,
         expect={"sha256": digest},
-        prepared_key=key_prepared,
-        web_url=prepared["web_url"],
+        prepared_key=keys[issue.language],
+        web_url=variants[0].web_url,
         sending_at=_now(),
+        **_languages(issue, keys),
     )
     if not started:
         now = retry.call(issues.get_issue, ddb, settings.issues_table, issue.issue_id) or {}
@@ -216,16 +218,16 @@ def _start_sending(
     issue: Issue, mailing_list: dict, record: dict, *, s3, ddb, sqs, settings: PublishSettings, logger
 ) -> Outcome:
     """Steps after `sending`: the web version, the fan-out, the mark that it is queued."""
-    _, web = render(issue, mailing_list, settings=settings)
-    retry.call(
-        bucket.put_text,
-        s3,
-        settings.bucket_name,
-        web_key(issue.issue_id),
-        web,
-        "text/html; charset=utf-8",
-        CacheControl="public, max-age=300",
-    )
+    for v in render_variants(issue, mailing_list, settings=settings):
+        retry.call(
+            bucket.put_text,
+            s3,
+            settings.bucket_name,
+            web_key(issue.issue_id, v.translation),
+            v.web,
+            "text/html; charset=utf-8",
+            CacheControl="public, max-age=300",
+        )
     if record.get("status") in (Status.SENDING, Status.PAUSED):
         start_fanout(sqs, settings.fanout_queue_url, issue.issue_id, issue.list_id)
         retry.call(
@@ -351,29 +353,66 @@ def _refuse(value: str) -> None:
         raise headers.UnsafeHeader(why)
 
 
-def render(issue: Issue, mailing_list: dict, *, settings: PublishSettings) -> tuple[dict, str]:
-    """Render the issue once: what the senders splice per recipient (the prepared message), and
-    the public web page."""
+@dataclass(frozen=True)
+class Variant:
+    """The issue rendered in one of its languages."""
+
+    language: str
+    translation: str | None  # the language, when it is not the default (names its keys)
+    web_url: str
+    prepared: dict  # what the senders splice per recipient
+    web: str  # the public page
+
+
+def web_url(settings: PublishSettings, issue_id: str, language: str | None = None) -> str:
+    name = f"{issue_id}.{language}.html" if language else f"{issue_id}.html"
+    return f"{settings.web_base_url.rstrip('/')}/{name}"
+
+
+def render_variants(issue: Issue, mailing_list: dict, *, settings: PublishSettings) -> list[Variant]:
+    """Render the issue once per language, the default first: each language's prepared message
+    and web page (which names the others as alternates)."""
     from .render import render_issue  # Jinja2 and css-inline load only here
 
-    web_url = f"{settings.web_base_url.rstrip('/')}/{issue.issue_id}.html"
+    translations = [None, *(t.language for t in issue.translations)]
+    urls = {lang or issue.language: web_url(settings, issue.issue_id, lang) for lang in translations}
+    alternates = list(urls.items()) if len(urls) > 1 else []
     from_name = mailing_list.get("from_name") or settings.sender_name
-    rendered = render_issue(
-        issue, web_url=web_url, list_name=mailing_list.get("name", issue.list_id), sender_name=from_name
-    )
-    prepared = {
-        "issue_id": issue.issue_id,
-        "list_id": issue.list_id,
-        "list_name": mailing_list.get("name", issue.list_id),
-        "subject": issue.subject,
-        "from_name": from_name,
-        "from_address": mailing_list.get("from_address") or settings.sender_address,
-        "reply_to": issue.reply_to or mailing_list.get("reply_to"),
-        "web_url": web_url,
-        "html": rendered.html,
-        "text": rendered.text,
-    }
-    return prepared, rendered.web
+    list_name = mailing_list.get("name", issue.list_id)
+    variants = []
+    for translation in translations:
+        text = issue.variant(translation or issue.language)
+        url = urls[text.language]
+        rendered = render_issue(text, web_url=url, list_name=list_name, sender_name=from_name, alternates=alternates)
+        prepared = {
+            "issue_id": issue.issue_id,
+            "list_id": issue.list_id,
+            "list_name": list_name,
+            "subject": text.subject,
+            "from_name": from_name,
+            "from_address": mailing_list.get("from_address") or settings.sender_address,
+            "reply_to": issue.reply_to or mailing_list.get("reply_to"),
+            "web_url": url,
+            "language": text.language,
+            "html": rendered.html,
+            "text": rendered.text,
+        }
+        variants.append(Variant(text.language, translation, url, prepared, rendered.web))
+    return variants
+
+
+def _languages(issue: Issue, keys: dict[str, str]) -> dict:
+    """What the issue record says of its languages: the fan-out chooses among them."""
+    values = {"language": issue.language, "languages": issue.languages}
+    if len(keys) > 1:
+        values["prepared_keys"] = {lang: key for lang, key in keys.items() if lang != issue.language}
+    return values
+
+
+def render(issue: Issue, mailing_list: dict, *, settings: PublishSettings) -> tuple[dict, str]:
+    """The issue in its default language: the prepared message and the public web page."""
+    v = render_variants(issue.variant(issue.language), mailing_list, settings=settings)[0]
+    return v.prepared, v.web
 
 
 def render_and_store(

@@ -110,13 +110,14 @@ class Batch:
     batch_id: str
     recipients: tuple[Recipient, ...]
     attempt: int = 0
+    language: str | None = None  # the issue's language these readers get (None: the default)
 
     def __post_init__(self):
         object.__setattr__(self, "recipients", tuple(Recipient(*r) for r in self.recipients))
 
     def rest(self, recipients) -> Batch:
         """What comes back through the queue: the recipients left, one attempt later."""
-        return Batch(self.issue_id, self.list_id, self.batch_id, tuple(recipients), self.attempt + 1)
+        return Batch(self.issue_id, self.list_id, self.batch_id, tuple(recipients), self.attempt + 1, self.language)
 
     def to_message(self) -> str:
         people = [
@@ -130,6 +131,7 @@ class Batch:
                 "list_id": self.list_id,
                 "batch_id": self.batch_id,
                 "attempt": self.attempt,
+                **({"language": self.language} if self.language else {}),
                 "recipients": people,
             }
         )
@@ -161,6 +163,7 @@ def parse_batch(body: str) -> Batch:
             str(data.get("batch_id", "")),
             recipients,
             _int(data, "attempt", 0),
+            _language(data),
         )
     except Malformed as exc:
         raise Malformed(f"malformed send batch: {exc}") from None
@@ -179,6 +182,20 @@ def _object(body: str) -> dict:
     if not isinstance(version, int) or version > VERSION:
         raise Malformed(f"v: version {str(version)[:20]!r} is newer than this function reads ({VERSION})")
     return data
+
+
+def _language(data: dict) -> str | None:
+    value = data.get("language")
+    if value is None:
+        return None
+    from .languages import check_tag
+
+    if not isinstance(value, str):
+        raise Malformed("language: must be a language tag")
+    try:
+        return check_tag(value)
+    except ValueError as exc:
+        raise Malformed(f"language: {exc}") from None
 
 
 def _text(data: dict, name: str) -> str:

@@ -81,10 +81,23 @@ def _tidy_text(text: str) -> str:
     return re.sub(r"\n{4,}", "\n\n\n", text).strip("\n") + "\n"
 
 
-def render_issue(issue: Issue, *, web_url: str, list_name: str, sender_name: str) -> Rendered:
-    """Render an issue's email parts (with recipient markers) and its public web page."""
+def render_issue(
+    issue: Issue, *, web_url: str, list_name: str, sender_name: str, alternates: list[tuple[str, str]] = ()
+) -> Rendered:
+    """Render an issue's email parts (with recipient markers) and its public web page
+    (`alternates`: every language's web version, as (language, URL), for hreflang links)."""
+    from .languages import direction
+
     env = _env()
-    common = dict(issue=issue, web_url=web_url, list_name=list_name, sender_name=sender_name, css=_css())
+    common = dict(
+        issue=issue,
+        web_url=web_url,
+        list_name=list_name,
+        sender_name=sender_name,
+        css=_css(),
+        direction=direction(issue.language),
+        alternates=list(alternates),
+    )
     recipient = personalize.markers()
     html = env.get_template("email.html.j2").render(common, recipient=recipient)
     text = env.get_template("email.txt.j2").render(common, recipient=recipient)

@@ -56,9 +56,13 @@ class Sender:
 
     # --- what the container keeps -----------------------------------------------------------------
 
-    def message_template(self, settings: SendSettings, issue_id: str, record: dict) -> MessageTemplate:
-        """The issue's message, encoded once per container (fetched from the bucket on first use)."""
-        key = record.get("prepared_key") or bucket.prepared_key(issue_id)
+    def message_template(
+        self, settings: SendSettings, issue_id: str, record: dict, language: str | None = None
+    ) -> MessageTemplate:
+        """The issue's message in `language` (None: the default), encoded once per container
+        (fetched from the bucket on first use)."""
+        key = (record.get("prepared_keys") or {}).get(language or "") or record.get("prepared_key")
+        key = key or bucket.prepared_key(issue_id)
         if key not in self._prepared:
             if len(self._prepared) >= PREPARED_KEPT:
                 self._prepared.clear()
@@ -133,7 +137,7 @@ class Invocation:
         if status not in (lifecycle.SENDING, lifecycle.SENT):
             return self.wait(batch, f"issue {status}")
         try:
-            template = sender.message_template(settings, batch.issue_id, issue)
+            template = sender.message_template(settings, batch.issue_id, issue, batch.language)
         except Exception as exc:
             if retry.transient(exc):
                 raise

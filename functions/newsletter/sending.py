@@ -426,7 +426,12 @@ class _Attempt:
                 raw,
                 address,
                 configuration_set=deps.settings.configuration_set,
-                tags={"issue": self.batch.issue_id, "list": self.batch.list_id},
+                # The language only for an issue in several: its feedback is counted per language too.
+                tags={
+                    "issue": self.batch.issue_id,
+                    "list": self.batch.list_id,
+                    **({"language": self.batch.language} if self.batch.language else {}),
+                },
                 sender=self.template.prepared.from_address,
             )
             if answer.kind != ses_adapter.THROTTLED:
@@ -471,7 +476,9 @@ def deliver(
     for address, (status, owner) in result.outcomes.items():
         by_owner.setdefault(owner, {})[address] = status
     for owner, outcomes in sorted(by_owner.items()):
-        record = retry.call(issues.count_batch, deps.ddb, s.issues_table, batch.issue_id, owner, outcomes)
+        record = retry.call(
+            issues.count_batch, deps.ddb, s.issues_table, batch.issue_id, owner, outcomes, language=batch.language
+        )
         completion.finish_if_done(
             deps.ddb, s.issues_table, record, sqs=sqs, fanout_queue_url=s.fanout_queue_url, logger=logger
         )

@@ -4,7 +4,8 @@ Its keys, in one place:
     issues/<name>.json                     an uploaded issue document (the editor's)
     issues/<name>.json.error.txt           why that document was not published
     rendered/<issue id>/<digest>/message.json   what the senders splice per recipient, per document version
-    web/<issue id>.html                    the public "view in browser" page
+    rendered/<issue id>/<digest>/message.<language>.json   the same, for a translation
+    web/<issue id>.html                    the public "view in browser" page (web/<id>.<language>.html)
 """
 
 from __future__ import annotations
@@ -26,14 +27,17 @@ def report_key(key: str) -> str:
     return key + REPORT_SUFFIX
 
 
-def web_key(issue_id: str) -> str:
-    return f"web/{issue_id}.html"
+def web_key(issue_id: str, language: str | None = None) -> str:
+    """The web version (`language`: a translation's; None: the default language's)."""
+    return f"web/{issue_id}.{language}.html" if language else f"web/{issue_id}.html"
 
 
-def prepared_key(issue_id: str, digest: str | None = None) -> str:
-    """The prepared message of one version of an issue's document (by its SHA-256): two uploads
-    racing for one issue id can never overwrite what the other's senders read."""
-    return f"rendered/{issue_id}/{digest[:16]}/message.json" if digest else f"rendered/{issue_id}/message.json"
+def prepared_key(issue_id: str, digest: str | None = None, language: str | None = None) -> str:
+    """The prepared message of one version of an issue's document (by its SHA-256), in one
+    language (None: the default): two uploads racing for one issue id can never overwrite what
+    the other's senders read."""
+    name = f"message.{language}.json" if language else "message.json"
+    return f"rendered/{issue_id}/{digest[:16]}/{name}" if digest else f"rendered/{issue_id}/{name}"
 
 
 class Replaced(Exception):

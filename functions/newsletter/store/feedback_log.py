@@ -14,6 +14,7 @@ from __future__ import annotations
 from botocore.exceptions import ClientError
 
 from . import from_item, to_item
+from .issues import language_counter
 
 SEEN = "seen"
 MESSAGE_ID_INDEX = "by_message_id"
@@ -37,6 +38,7 @@ def count_once(
     issue_id: str,
     counter: str,
     expires_at: int,
+    language: str | None = None,
 ) -> bool | None:
     """ADD 1 to the issue's counter once per (feedback id, address).
 
@@ -60,9 +62,13 @@ def count_once(
                     "Update": {
                         "TableName": issues_table,
                         "Key": {"issue_id": {"S": issue_id}, "sk": {"S": "issue"}},
-                        "UpdateExpression": "ADD #c :one",
+                        # The same counter for the readers of the language, when the message was tagged with one.
+                        "UpdateExpression": "ADD #c :one" + (", #l :one" if language else ""),
                         "ConditionExpression": "attribute_exists(issue_id)",
-                        "ExpressionAttributeNames": {"#c": counter},
+                        "ExpressionAttributeNames": {
+                            "#c": counter,
+                            **({"#l": language_counter(language, counter)} if language else {}),
+                        },
                         "ExpressionAttributeValues": {":one": {"N": "1"}},
                     }
                 },

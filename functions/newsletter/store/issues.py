@@ -96,7 +96,14 @@ def _count_key(address: str) -> str:
 
 
 def count_batch(
-    ddb, table: str, issue_id: str, batch_id: str, outcomes: dict[str, str], *, tries: int = 20
+    ddb,
+    table: str,
+    issue_id: str,
+    batch_id: str,
+    outcomes: dict[str, str],
+    *,
+    language: str | None = None,
+    tries: int = 20,
 ) -> dict | None:
     """ADD each recipient's final state (sent, skipped, rejected, uncertain) to the issue's
     counters, once per recipient of a batch however often the batch (or a part of it, requeued)
@@ -120,6 +127,8 @@ def count_batch(
         if not new:
             return get_issue(ddb, table, issue_id)
         adds = Counter(new.values())
+        if language:  # and the same counts for the readers of that language (statistics_by_language)
+            adds.update({language_counter(language, status): n for status, n in list(adds.items())})
         try:
             ddb.transact_write_items(
                 TransactItems=[
@@ -141,10 +150,10 @@ def count_batch(
                         "Update": {
                             "TableName": table,
                             "Key": _key(issue_id),
-                            "UpdateExpression": "ADD " + ", ".join(f"#{k} :{k}" for k in adds),
+                            "UpdateExpression": "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(adds))),
                             "ConditionExpression": "attribute_exists(issue_id)",
-                            "ExpressionAttributeNames": {f"#{k}": k for k in adds},
-                            "ExpressionAttributeValues": to_item({f":{k}": n for k, n in adds.items()}),
+                            "ExpressionAttributeNames": {f"#c{i}": k for i, k in enumerate(adds)},
+                            "ExpressionAttributeValues": to_item({f":c{i}": n for i, n in enumerate(adds.values())}),
                         }
                     },
                 ]
@@ -198,6 +207,25 @@ def statistics(record: dict | None) -> dict[str, int]:
     c["handled"] = c["sent"] + c["skipped"] + c["failed"]
     c["pending"] = max(0, c["queued"] - c["handled"])
     return c
+
+
+LANGUAGE_PREFIX = "lang#"
+
+
+def language_counter(language: str, counter: str) -> str:
+    """The attribute that counts `counter` for the readers of one language: `lang#fr#sent`."""
+    return f"{LANGUAGE_PREFIX}{language}#{counter}"
+
+
+def statistics_by_language(record: dict | None) -> dict[str, dict[str, int]]:
+    """The figures of each language an issue was sent in (only an issue in several languages
+    has them): {language: statistics}."""
+    found: dict[str, dict] = {}
+    for name, value in (record or {}).items():
+        if name.startswith(LANGUAGE_PREFIX):
+            language, _, counter = name[len(LANGUAGE_PREFIX) :].partition("#")
+            found.setdefault(language, {})[counter] = value
+    return {language: statistics(counters) for language, counters in sorted(found.items())}
 
 
 def all_issues(ddb, table: str) -> list[dict]:
