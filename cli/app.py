@@ -829,10 +829,33 @@ def subscribers_count(ctx: typer.Context, list_id: str = typer.Option(..., "--li
 
 @local_app.command("start")
 @handled
-def local_start():
-    """Start the local stack (any --local command starts it too)."""
+def local_start(
+    host: str | None = typer.Option(
+        None,
+        "--host",
+        help="The address to listen on [default: 127.0.0.1]. For `sam local invoke`, one that containers "
+        "reach, such as the Docker bridge's gateway (docker network inspect bridge).",
+    ),
+    env_vars: Path | None = typer.Option(
+        None,
+        "--env-vars",
+        help="Where to write the functions' environment for `sam local invoke --env-vars` "
+        "[default: sam-env.json beside the stack's state].",
+    ),
+):
+    """Start the local stack (any --local command starts it too); write the env-vars file for sam local."""
+    from devstack import sam_local, server
+
+    try:
+        state = server.start(host=host)
+    except (RuntimeError, ValueError) as exc:
+        raise CliError(str(exc)) from None
     target = local_target()
     console.print(f"local stack running at {target.name}")
+    path = sam_local.write_env_vars(target.local, env_vars or server.state_dir() / sam_local.ENV_FILE)
+    console.print(f"sam local invoke --env-vars {path}")
+    if state.get("host", server.LOOPBACK) == server.LOOPBACK:
+        console.print("(on 127.0.0.1 no container reaches it: for sam local invoke, start it with --host)")
 
 
 @local_app.command("stop")

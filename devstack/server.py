@@ -3,13 +3,17 @@
 `make demo` and the tests keep moto inside their own process. `newsletter --local` runs one
 command per process, so its stack lives here instead, for as long as this server runs:
 
-    python -m devstack.server [--dir out/local] [--port 0]
+    python -m devstack.server [--dir out/local] [--port 0] [--host 127.0.0.1]
 
 It creates the resources of `template.yaml` (as `LocalStack.create` does), writes
 `<dir>/stack.json` (the endpoint, the resource names, this process's id) once it is ready, and
 serves until it gets SIGTERM or SIGINT; then it removes `stack.json`. State is in memory only;
 what SES accepts is also written to `<dir>/outbox/<issue id>/*.eml`.
 `start`, `running` and `stop` are what the CLI uses.
+
+It listens on 127.0.0.1 unless told otherwise: `--host` names another address of this machine,
+such as the Docker bridge's gateway, for containers to reach it (`sam local invoke`,
+docs/sam-local.md). Tests and the demo never bind anything but 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ DEFAULT_DIR = (
     else Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "newsletter" / "local"
 )
 STATE = "stack.json"
+LOOPBACK = "127.0.0.1"
 
 
 def state_dir() -> Path:
@@ -70,19 +75,49 @@ def running(directory: Path | None = None) -> dict | None:
     return state
 
 
-def start(directory: Path | None = None, *, timeout_s: float = 60.0) -> dict:
-    """Start a server in the background unless one runs; return its state."""
+def check_host(host: str) -> str:
+    """An IPv4 address of this machine to listen on (not the wildcard), or ValueError."""
+    import ipaddress
+    import socket
+
+    try:
+        address = ipaddress.IPv4Address(host)
+    except ValueError:
+        raise ValueError(f"--host {host!r} is not an IPv4 address") from None
+    if address.is_unspecified:
+        raise ValueError(f"--host {host}: name one address of this machine, not every one")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, 0))
+        except OSError as exc:
+            raise ValueError(f"--host {host} is not an address of this machine ({exc.strerror})") from None
+    return str(address)
+
+
+def start(directory: Path | None = None, *, host: str | None = None, timeout_s: float = 60.0) -> dict:
+    """Start a server in the background unless one runs; return its state.
+
+    `host`: the address to listen on (default 127.0.0.1). A server that already runs is kept if
+    it listens there (or if no host is asked for); one listening elsewhere is an error.
+    """
     directory = directory or state_dir()
     state = running(directory)
     if state:
+        where = state.get("host", LOOPBACK)
+        if host is not None and host != where:
+            raise RuntimeError(
+                f"the local stack already runs at {state['endpoint_url']}, not on {host}: "
+                "stop it first (newsletter local stop)"
+            )
         return state
+    host = check_host(host) if host is not None and host != LOOPBACK else LOOPBACK
     directory.mkdir(parents=True, exist_ok=True)
     log = (directory / "server.log").open("ab")
     env = dict(os.environ)
     if SOURCE_TREE:  # the repository's code, whether or not it is installed
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "functions"), os.environ.get("PYTHONPATH", "")])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "devstack.server", "--dir", str(directory)],
+        [sys.executable, "-m", "devstack.server", "--dir", str(directory), "--host", host],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -118,23 +153,23 @@ def stop(directory: Path | None = None, *, timeout_s: float = 10.0) -> bool:
     return True
 
 
-def serve(directory: Path, port: int = 0) -> None:
+def serve(directory: Path, port: int = 0, host: str = LOOPBACK) -> None:
     from moto.server import ThreadedMotoServer
 
-    # Credentials of nobody: everything goes to 127.0.0.1.
+    # Credentials of nobody: everything goes to this server.
     for name, value in (
         ("AWS_ACCESS_KEY_ID", "testing"),
         ("AWS_SECRET_ACCESS_KEY", "testing"),
         ("AWS_DEFAULT_REGION", "us-east-1"),
     ):
         os.environ[name] = value
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
-    host, bound = server.get_host_and_port()
-    endpoint = f"http://{host}:{bound}"
+    bound_host, bound = server.get_host_and_port()
+    endpoint = f"http://{bound_host}:{bound}"
     stack = LocalStack.create(endpoint_url=endpoint)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {**stack.state(), "pid": os.getpid(), "started_at": clock.iso()}
+    state = {**stack.state(), "host": host, "pid": os.getpid(), "started_at": clock.iso()}
     tmp = directory / (STATE + ".tmp")
     tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
     tmp.replace(directory / STATE)  # readers never see half a file
@@ -182,8 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=state_dir())
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
+    parser.add_argument("--host", default=LOOPBACK, help="the address to listen on (default %(default)s)")
     args = parser.parse_args(argv)
-    serve(args.dir, args.port)
+    serve(args.dir, args.port, args.host if args.host == LOOPBACK else check_host(args.host))
     return 0
 
 
