@@ -78,8 +78,11 @@ class _AwsPatch:
 
 
 def _fakes(seed: dict) -> dict:
-    from bench.fake_aws import FakeS3, FakeSQS, FakeSSM, SimulatedSES
-    from bench.fakes_ddb import FakeDynamoDB
+    from fakes.dynamodb import FakeDynamoDB
+    from fakes.s3 import FakeS3
+    from fakes.ses import SimulatedSES
+    from fakes.sqs import FakeSQS
+    from fakes.ssm import FakeSSM
 
     ddb = FakeDynamoDB(seed["tables"])
     for table, items in seed["items"].items():

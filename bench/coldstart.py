@@ -75,13 +75,11 @@ def _event_for(logical: str, props: dict) -> Path | None:
 
 def _seed(tmp: Path, *, with_issue: bool) -> dict:
     """What the fakes hold: the template's tables, the example list, issue and subscribers."""
+    from fakes.dynamodb import FakeDynamoDB
     from newsletter.store import to_item
 
-    from .fakes_ddb import FakeDynamoDB
-
     names = common.table_names()
-    ddb = FakeDynamoDB.from_template(common.template(), names)
-    tables = {t.name: {"hash": t.hash_key, "range": t.range_key, "indexes": t.indexes} for t in ddb._tables.values()}
+    tables = FakeDynamoDB.from_template(common.template(), names).table_specs()
     prepared = common.prepared_issue()
     issue_id, list_id = prepared["issue_id"], prepared["list_id"]
     items = {
@@ -179,6 +177,17 @@ def _load_seed(cfg: dict) -> dict:
     out = {k: v for k, v in cfg.items() if not k.startswith("_") and k != "seed_file"}
     out["seed"] = json.loads(Path(cfg["seed_file"]).read_text())
     return out
+
+
+def answered(summary: str | None) -> bool:
+    """Whether the child's summary of the response says the event was handled (no record
+    reported failed, no server error)."""
+    summary = summary or ""
+    if summary.startswith("batchItemFailures="):
+        return summary == "batchItemFailures=0"
+    if summary.startswith("statusCode="):
+        return summary.removeprefix("statusCode=").isdigit() and int(summary.removeprefix("statusCode=")) < 500
+    return True
 
 
 def importtime_breakdown(stderr: str) -> dict:
@@ -279,6 +288,7 @@ def run(runs: int = RUNS) -> dict:
                 "wall_range_ms": [common.ms(min(x["total_s"] for x in s)), common.ms(max(x["total_s"] for x in s))],
                 "event": configs[name]["_event_name"],
                 "response": s[-1].get("response"),
+                "answered": answered(s[-1].get("response")),
                 "clients": sorted(set(s[-1].get("client_services", []))),
                 "plus_client_creation_ms": common.ms(clients),
                 "with_clients_wall_ratio_to_boto3": round((wall + clients) / base_wall, 2),
@@ -301,7 +311,10 @@ def run(runs: int = RUNS) -> dict:
             per_function[name]["plus_client_creation_shared_session_ms"] = common.ms(common.median(shared))
         goal_fns = [n for n in GOAL_FUNCTIONS if n in per_function]
         worst = max((per_function[n]["ratio_to_boto3"] for n in goal_fns), default=float("nan"))
-        met = bool(goal_fns) and all(per_function[n]["ratio_to_boto3"] <= GOAL_RATIO for n in goal_fns)
+        # A cold start that ends in an error measures the error path: it does not count as met.
+        met = bool(goal_fns) and all(
+            per_function[n]["ratio_to_boto3"] <= GOAL_RATIO and per_function[n]["answered"] for n in goal_fns
+        )
         return common.result(
             "cold_start",
             worst,

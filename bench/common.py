@@ -285,28 +285,3 @@ def subscriber_items(list_id: str, rows: list[dict]) -> list[dict]:
     from newsletter.store.subscribers import partition, shard_of
 
     return [to_item({**r, "pk": partition(list_id, shard_of(r["email"])), "list_id": list_id}) for r in rows]
-
-
-def sqs_event(queue_arn: str, messages: list[dict]) -> dict:
-    """An SQS event for a function, shaped like events/sqs-*.json."""
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m.get("ReceiptHandle", m["MessageId"]),
-                "body": m["Body"],
-                "attributes": {
-                    "ApproximateReceiveCount": str(m.get("receives", 1)),
-                    "SentTimestamp": "1435737660000",
-                    "SenderId": "AIDAIENQZJOLO23YVJ4VO",
-                    "ApproximateFirstReceiveTimestamp": "1435737660001",
-                },
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": tpl.REGION,
-            }
-            for m in messages
-        ]
-    }

@@ -22,9 +22,10 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 
+from fakes.clients import Clients
+from fakes.dynamodb import FakeDynamoDB, item_size
+
 from . import common
-from .fake_aws import Clients
-from .fakes_ddb import FakeDynamoDB, item_size
 
 EMAILS = 1_000_000
 GOAL_SHARE = 0.03

@@ -1,7 +1,7 @@
 """Benchmark 3: fanning out a list of 1,000,000 subscribers.
 
 The real fan-out code (`newsletter.fanout.fan_out`) over 16 segments (one per subscriber shard)
-of a simulated list, against devstack's FakeDynamoDB and FakeSQS as in
+of a simulated list, against fakes/'s FakeDynamoDB (the template's tables) and FakeSQS as in
 tests/test_fanout.py (every 97th subscriber inactive, 1,000 suppressed). Each segment runs as one
 invocation with a real clock and Lambda's 900 s budget (it would continue itself with less than a
 minute left). Measured: CPU seconds (time.process_time) of the fan-out alone, the API requests per
@@ -12,14 +12,23 @@ to the CPU share Lambda gives the function's memory size (1,769 MB = one vCPU).
 from __future__ import annotations
 
 import collections
+import gc
 import json
 import math
 import time
 
+from fakes.dynamodb import FakeDynamoDB, item_size
+from fakes.sqs import FakeSQS
+
 from . import common
-from .fakes_ddb import item_size
 
 TOTAL = 1_000_000
+TABLES = {
+    "IssuesTable": "issues",
+    "SubscribersTable": "subscribers",
+    "SuppressionsTable": "suppressions",
+    "SendsTable": "sends",
+}
 GOAL_SQS_PER_1000 = 2.5
 GOAL_SEGMENT_SHARE = 0.10  # "well within": a tenth of the 900 s limit, at Lambda's CPU share
 LAMBDA_FULL_VCPU_MB = 1769
@@ -35,9 +44,10 @@ ASSUMED_LATENCY_S = {
 
 
 def run(total: int = TOTAL) -> dict:
-    from devstack.fakes import FakeDynamoDB, FakeSQS
     from newsletter.config import FanoutSettings
-    from newsletter.fanout import PAGE_SIZE, Segment, fan_out
+    from newsletter.fanout import PAGE_SIZE, fan_out
+    from newsletter.queue_messages import Segment, parse_fanout
+    from newsletter.store import to_item
     from newsletter.store.subscribers import SHARDS
     from newsletter.telemetry import logger
 
@@ -46,8 +56,10 @@ def run(total: int = TOTAL) -> dict:
     t_setup = time.perf_counter()
     addresses = [f"u{n:07d}@example.com" for n in range(total)]
     suppressed = set(addresses[5::1000])
-    ddb = FakeDynamoDB("big", addresses, inactive_every=97, suppressed=suppressed)
-    ddb.issues["big-1"] = {"issue_id": {"S": "big-1"}, "sk": {"S": "issue"}, "status": {"S": "sending"}}
+    ddb = FakeDynamoDB.from_template(common.template(), TABLES)
+    ddb.seed_subscribers("subscribers", "big", addresses, inactive_every=97)
+    ddb.seed("suppressions", [{"email": {"S": a}, "reason": {"S": "bounce"}} for a in sorted(suppressed)])
+    ddb.seed("issues", [to_item({"issue_id": "big-1", "sk": "issue", "list_id": "big", "status": "sending"})])
     sqs = FakeSQS()
     settings = FanoutSettings("issues", "subscribers", "suppressions", "send-queue", "fanout-queue", "sends")
     setup_s = time.perf_counter() - t_setup
@@ -57,27 +69,34 @@ def run(total: int = TOTAL) -> dict:
     pages_by_shard: dict[int, int] = collections.defaultdict(int)
     invocations = 0
     pending = [Segment("big-1", "big", shard).to_message() for shard in range(SHARDS)]
-    cpu0 = time.process_time()
-    while pending:
-        segment = Segment.from_message(pending.pop(0))
-        deadline = time.monotonic() + timeout
-        c0, w0 = time.process_time(), time.perf_counter()
-        progress = fan_out(
-            segment,
-            settings=settings,
-            ddb=ddb,
-            sqs=sqs,
-            time_left_ms=lambda: int((deadline - time.monotonic()) * 1000),
-            logger=logger,
-        )
-        cpu_by_shard[segment.shard] += time.process_time() - c0
-        wall_by_shard[segment.shard] += time.perf_counter() - w0
-        pages_by_shard[segment.shard] += progress.pages
-        invocations += 1
-        pending.extend(sqs.take("fanout-queue"))
-    cpu = time.process_time() - cpu0
+    # The million items stand for DynamoDB's, not the function's memory: they are kept out of
+    # the cyclic garbage collector's passes, which would charge their traversal to a segment.
+    gc.collect()
+    gc.freeze()
+    try:
+        cpu0 = time.process_time()
+        while pending:
+            segment = parse_fanout(pending.pop(0))
+            deadline = time.monotonic() + timeout
+            c0, w0 = time.process_time(), time.perf_counter()
+            progress = fan_out(
+                segment,
+                settings=settings,
+                ddb=ddb,
+                sqs=sqs,
+                time_left_ms=lambda: int((deadline - time.monotonic()) * 1000),
+                logger=logger,
+            )
+            cpu_by_shard[segment.shard] += time.process_time() - c0
+            wall_by_shard[segment.shard] += time.perf_counter() - w0
+            pages_by_shard[segment.shard] += progress.pages
+            invocations += 1
+            pending.extend(sqs.take("fanout-queue"))
+        cpu = time.process_time() - cpu0
+    finally:
+        gc.unfreeze()
 
-    bodies = sqs.sent["send-queue"]
+    bodies = sqs.bodies("send-queue")
     queued = [r["email"] for b in bodies for r in json.loads(b)["recipients"]]
     expected = sum(1 for n, a in enumerate(addresses) if n % 97 and a not in suppressed)
     duplicates = len(queued) - len(set(queued))
@@ -139,5 +158,6 @@ def run(total: int = TOTAL) -> dict:
         ddb_write_units_per_1000=round(twi_wru * per_k, 3),
         avg_subscriber_item_bytes=round(avg_item),
         setup_s=round(setup_s, 1),
-        note="CPU includes the in-memory fakes and excludes botocore's (de)serialisation of real responses",
+        note="CPU includes the in-memory fakes (not the garbage collector's passes over their million items) and "
+        "excludes botocore's (de)serialisation of real responses",
     )

@@ -19,8 +19,10 @@ import json
 import tempfile
 from pathlib import Path
 
+from fakes import events
+
 from . import common
-from .coldstart import _load_seed, run_child, targets
+from .coldstart import _load_seed, answered, run_child, targets
 
 MESSAGES, PER_MESSAGE = 10, 50
 RUNS = 3
@@ -57,11 +59,15 @@ def run() -> dict:
         collect = _Collect()
         segment = fanout.Segment(prepared["issue_id"], prepared["list_id"], 0)
         fanout.queue_batches(
-            collect, "send-queue", segment, 0, [{"email": p["email"], "name": p["name"]} for p in people]
+            collect,
+            "send-queue",
+            segment,
+            0,
+            [(p["email"], p["name"]) for p in people],  # (address, name)
         )
-        event = common.sqs_event(
-            common.physical_names()["SendQueue"]["Arn"],
+        event = events.sqs_event(
             [{"MessageId": f"mem-{i:02d}", "Body": b} for i, b in enumerate(collect.bodies)],
+            queue_arn=common.physical_names()["SendQueue"]["Arn"],
         )
         event_path = tmp / "send-full-batch.json"
         event_path.write_text(json.dumps(event))
@@ -76,8 +82,9 @@ def run() -> dict:
         "memory",
         round(peak_mb, 1),
         "MB peak RSS (send, full batch)",
-        f"<= {GOAL_MB} MB (fits the smallest useful Lambda size)",
-        peak_mb <= GOAL_MB,
+        f"<= {GOAL_MB} MB (fits the smallest useful Lambda size), the batch handled",
+        # A batch that failed measured the error path, not a full batch's work.
+        peak_mb <= GOAL_MB and all(answered(o.get("response")) for o in outs),
         template_memory_size_mb=size,
         share_of_memory_size=round(peak_mb / size, 2),
         python_plus_boto3_mb=round(base["peak_rss_kb"] / 1024, 1),

@@ -26,9 +26,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from fakes import events
+from fakes.clients import Clients
+from fakes.dynamodb import FakeDynamoDB
+from fakes.s3 import FakeS3
+from fakes.ses import SimulatedSES
+from fakes.sqs import FakeSQS, WorkQueue
+from fakes.ssm import FakeSSM
+
 from . import common
-from .fake_aws import Clients, FakeS3, FakeSQS, FakeSSM, SimulatedSES, WorkQueue
-from .fakes_ddb import FakeDynamoDB
 
 RATE = 200.0  # the simulated account's MaxSendRate (messages per second)
 RECIPIENTS = 10_000
@@ -91,7 +97,7 @@ def run(rate: float = RATE, recipients: int = RECIPIENTS) -> dict:
     # The queue as the fan-out leaves it: its own code, 50 recipients a message.
     filler = FakeSQS({send_url: queue})
     segment = fanout.Segment(issue_id, list_id, 0)
-    rows = [{"email": p["email"], "name": p["name"]} for p in people]
+    rows = [(p["email"], p["name"]) for p in people]  # recipients: (address, name)
     for page, i in enumerate(range(0, len(rows), fanout.PAGE_SIZE)):
         fanout.queue_batches(filler, send_url, segment, page, rows[i : i + fanout.PAGE_SIZE])
     batches = len(queue)
@@ -114,7 +120,7 @@ def run(rate: float = RATE, recipients: int = RECIPIENTS) -> dict:
             context = FakeContext(f"{common.STACK}-SendFunction", timeout, memory)
             t0 = time.perf_counter()
             try:
-                response = module.handler(common.sqs_event(queue_arn, messages), context) or {}
+                response = module.handler(events.sqs_event(messages, queue_arn=queue_arn), context) or {}
             except Exception as exc:  # noqa: BLE001 - a crashed invocation: SQS redelivers all of it
                 errors.append(f"{type(exc).__name__}: {exc}")
                 response = {"batchItemFailures": [{"itemIdentifier": m["MessageId"]} for m in messages]}

@@ -7,6 +7,7 @@ import email.policy
 import json
 import os
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,10 @@ os.environ.update(
 os.environ.pop("AWS_PROFILE", None)
 
 ROOT = Path(__file__).resolve().parents[1]
+# fakes/ (the test doubles) is not installed: tests import it from the repository root, under
+# `python -m pytest` (which puts the working directory on the path) and a bare `pytest` alike.
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
 EXAMPLE_ISSUE = ROOT / "examples" / "issues" / "2015-07.json"
 SECRET = "test-token-secret"
 

@@ -8,7 +8,9 @@ import boto3
 import pytest
 from conftest import add_subscribers, issue_doc, issue_record, people, publish
 
-from devstack.fakes import FakeDynamoDB, FakeSQS
+from devstack import template as tpl
+from fakes.dynamodb import FakeDynamoDB
+from fakes.sqs import FakeSQS
 from newsletter.config import FanoutSettings
 from newsletter.fanout import RECIPIENTS_PER_BATCH, SAFETY_MS, fan_out
 from newsletter.queue_messages import Segment, parse_fanout
@@ -81,8 +83,12 @@ def test_a_million_subscribers_fan_out_within_lambda_limits():
     total = 1_000_000
     addresses = [f"u{n:07d}@example.com" for n in range(total)]
     suppressed = set(addresses[5::1000])  # 1,000 suppressed
-    ddb = FakeDynamoDB("big", addresses, inactive_every=97, suppressed=suppressed)
-    ddb.issues["big-1"] = {"issue_id": {"S": "big-1"}, "sk": {"S": "issue"}, "status": {"S": "sending"}}
+    names = ("issues", "subscribers", "suppressions", "sends")
+    ddb = FakeDynamoDB.from_template(tpl.load(), {f"{n.title()}Table": n for n in names})  # the template's tables
+    ddb.seed_subscribers("subscribers", "big", addresses, inactive_every=97)  # every 97th unsubscribed
+    ddb.seed("suppressions", [{"email": {"S": a}, "reason": {"S": "bounce"}} for a in sorted(suppressed)])
+    issue_key = {"issue_id": {"S": "big-1"}, "sk": {"S": "issue"}}
+    ddb.seed("issues", [{**issue_key, "list_id": {"S": "big"}, "status": {"S": "sending"}}])
     sqs = FakeSQS()
     settings = FanoutSettings("issues", "subscribers", "suppressions", "send-queue", "fanout-queue", "sends")
 
@@ -105,13 +111,15 @@ def test_a_million_subscribers_fan_out_within_lambda_limits():
         pending.extend(sqs.take("fanout-queue"))
 
     expected = [a for n, a in enumerate(addresses) if n % 97 and a not in suppressed]
-    queued = sqs.recipients("send-queue")
+    bodies = sqs.bodies("send-queue")
+    queued = [r["email"] for b in bodies for r in json.loads(b)["recipients"]]
     assert len(queued) == len(expected)
     assert collections.Counter(queued).most_common(1)[0][1] == 1
     assert set(queued) == set(expected)
     assert invocations > SHARDS  # segments continued themselves
     assert max(pages_per_invocation) <= (900_000 - SAFETY_MS) // 20_000 + 1
-    bodies = sqs.sent["send-queue"]
     assert max(len(json.loads(b)["recipients"]) for b in bodies) == RECIPIENTS_PER_BATCH
     sqs_requests = sqs.calls["SendMessageBatch"] + sqs.calls["SendMessage"]
     assert sqs_requests / (len(queued) / 1000) <= 2.5
+    record = ddb.get_item(TableName="issues", Key=issue_key, ConsistentRead=True)["Item"]
+    assert (int(record["queued"]["N"]), int(record["segments_done"]["N"])) == (len(expected), SHARDS)
