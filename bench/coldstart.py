@@ -90,6 +90,8 @@ def _seed(tmp: Path, *, with_issue: bool) -> dict:
         items[names["IssuesTable"]] = [
             to_item({"issue_id": issue_id, "sk": "issue", "list_id": list_id, "status": "sending"})
         ]
+    from newsletter.store.bucket import issue_key, prepared_key
+
     bucket = common.physical_names()["NewsletterBucket"]["Ref"] if "NewsletterBucket" in common.physical_names() else ""
     message = tmp / "message.json"
     message.write_bytes(common.json_bytes(prepared))
@@ -97,8 +99,8 @@ def _seed(tmp: Path, *, with_issue: bool) -> dict:
         "tables": tables,
         "items": items,
         "s3": {
-            f"{bucket}/issues/{issue_id}.json": str(common.EXAMPLE_ISSUE),
-            f"{bucket}/rendered/{issue_id}/message.json": str(message),
+            f"{bucket}/{issue_key(issue_id)}": str(common.EXAMPLE_ISSUE),
+            f"{bucket}/{prepared_key(issue_id)}": str(message),
         },
         "ses_rate": SES_RATE_FOR_COLD_START,
         "ssm_default": common.SECRET,

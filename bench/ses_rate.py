@@ -90,7 +90,9 @@ def run(rate: float = RATE, recipients: int = RECIPIENTS) -> dict:
     ddb.seed(
         env["ISSUES_TABLE"], [to_item({"issue_id": issue_id, "sk": "issue", "list_id": list_id, "status": "sending"})]
     )
-    s3 = FakeS3({(env["BUCKET_NAME"], f"rendered/{issue_id}/message.json"): common.json_bytes(prepared)})
+    from newsletter.store.bucket import prepared_key
+
+    s3 = FakeS3({(env["BUCKET_NAME"], prepared_key(issue_id)): common.json_bytes(prepared)})
     ses = SimulatedSES(rate, LATENCY)
     queue = WorkQueue()
     send_url = env["SEND_QUEUE_URL"]
