@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SAM_VENV := .venv-sam
 
-.PHONY: demo test faults lint build-check schema bench clean help
+.PHONY: demo test faults lint build-check sam-local schema bench clean help
 
 help:
 	@echo "make demo         run the whole pipeline locally (moto stands in for AWS); output in out/"
@@ -12,6 +12,7 @@ help:
 	@echo "make faults       the whole pipeline under injected AWS faults (1%, 3%, 10%; above and below the SDK), then a crash at every call (~20 min)"
 	@echo "make lint         ruff (lint and format) on the code; cfn-lint and sam validate --lint on template.yaml"
 	@echo "make build-check  sam build, then import each handler with only boto3 beside it"
+	@echo "make sam-local    sam build, then sam local invoke every function in Docker against the local stack (docs/sam-local.md)"
 	@echo "make schema       regenerate schema/issue.schema.json from the issue model"
 	@echo "make bench        run the benchmarks (a few minutes); bench/results.json and bench/results.md"
 	@echo ".venv/bin/newsletter --help   the editor's and operator's tool (after make demo or make test)"
@@ -47,6 +48,12 @@ lint: $(VENV)/.installed $(SAM_VENV)/.installed
 
 build-check: $(SAM_VENV)/.installed
 	bash scripts/check-build.sh
+
+# Needs Docker (scripts/docker-engine.sh start, as root, starts an engine where none runs).
+# SAM_LOCAL_FLAGS: e.g. --no-build (reuse .aws-sam/build), --image local|official|NAME, --keep.
+SAM_LOCAL_FLAGS ?=
+sam-local: $(VENV)/.installed $(SAM_VENV)/.installed
+	$(PY) -m devstack.sam_local $(SAM_LOCAL_FLAGS)
 
 schema: $(VENV)/.installed
 	$(PY) scripts/make_schema.py

@@ -223,10 +223,11 @@ class Run:
         self.args = args
         self.dir: Path = args.dir.resolve()
         self.sam = args.sam
-        self.invocations: list[tuple[str, str, float]] = []
+        self.invocations: list[tuple[str, str, float]] = []  # function, label, seconds
+        self.durations: list[float] = []  # what the handler took, by the emulator's REPORT line
         self.phases: list[tuple[str, float]] = []
         self.count = 0
-        self.image_args: list[str] = []
+        self.image_name = "official"  # for scripts/sam-invoke.sh: "official" or an image's name
         self.stack = None
         self.started_stack = False
 
@@ -255,27 +256,6 @@ class Run:
             print(f"    {line}", flush=True)
         return out
 
-    def sam_env(self) -> dict:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("AWS_") or k in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
-        }
-        env.update(
-            SAM_CLI_TELEMETRY="0",
-            AWS_DEFAULT_REGION="us-east-1",
-            AWS_REGION="us-east-1",
-            # What sam hands the container: credentials of nobody, for the local stack.
-            AWS_ACCESS_KEY_ID="testing",
-            AWS_SECRET_ACCESS_KEY="testing",
-            # sam's version check reaches for PyPI over https and may stall offline; nothing else
-            # it does here goes over https (Docker is a local socket, the stack plain http).
-            HTTPS_PROXY="http://127.0.0.1:9",
-            https_proxy="http://127.0.0.1:9",
-        )
-        env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-        return env
-
     def invoke(self, function: str, event: dict, label: str):
         """`sam local invoke` one event; its answer, or Failed if the handler raised."""
         self.count += 1
@@ -284,31 +264,21 @@ class Run:
         stem = f"{self.count:02d}-{function}"
         event_file = where / f"{stem}.event.json"
         event_file.write_text(json.dumps(event, indent=1, ensure_ascii=False), encoding="utf-8")
-        cmd = [
-            self.sam,
-            "local",
-            "invoke",
-            function,
-            "--template",
-            str(ROOT / ".aws-sam" / "build" / "template.yaml"),
-            "--event",
-            str(event_file),
-            "--env-vars",
-            str(self.dir / ENV_FILE),
-            "--skip-pull-image",
-            *self.image_args,
-        ]
+        # scripts/sam-invoke.sh: the built template, the stack's env-vars file, the image, no credentials.
+        cmd = ["bash", str(ROOT / "scripts" / "sam-invoke.sh"), function, str(event_file)]
+        env = {**os.environ, "SAM": self.sam, "NEWSLETTER_LOCAL_DIR": str(self.dir), "SAM_LOCAL_IMAGE": self.image_name}
         started = time.monotonic()
         try:
-            proc = subprocess.run(
-                cmd, capture_output=True, text=True, env=self.sam_env(), timeout=INVOKE_TIMEOUT_S, cwd=ROOT
-            )
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=INVOKE_TIMEOUT_S, cwd=ROOT)
         except subprocess.TimeoutExpired:
             raise Failed(f"{label}: sam local invoke {function} did not finish in {INVOKE_TIMEOUT_S} s") from None
         took = time.monotonic() - started
         (where / f"{stem}.stdout").write_text(proc.stdout, encoding="utf-8")
         (where / f"{stem}.stderr").write_text(proc.stderr, encoding="utf-8")
         self.invocations.append((function, label, took))
+        report = re.search(r"REPORT RequestId: .*?(?<!Init )Duration: ([\d.]+) ms", proc.stderr)
+        handler_s = float(report.group(1)) / 1000 if report else float("nan")
+        self.durations.append(handler_s)
         log_tail = "\n".join("      " + line for line in proc.stderr.strip().splitlines()[-20:])
         if proc.returncode != 0:
             raise Failed(f"{label}: sam local invoke {function} exited {proc.returncode}:\n{log_tail}")
@@ -325,7 +295,11 @@ class Run:
             )
         if answer is None:
             raise Failed(f"{label}: {function} gave no answer (sam's log: {where / (stem + '.stderr')}):\n{log_tail}")
-        print(f"  [{self.count:02d}] {function:<19} {label:<34} {took:5.1f} s  -> {_short(answer)}", flush=True)
+        print(
+            f"  [{self.count:02d}] {function:<19} {label:<28} {took:5.1f} s (handler {handler_s:4.1f} s) -> "
+            + _short(answer, 160),
+            flush=True,
+        )
         return answer
 
     def expect(self, ok: bool, what: str) -> None:
@@ -370,13 +344,13 @@ class Run:
         if choice in ("auto", "official"):
             if has(OFFICIAL_IMAGE):
                 self.say(f"invoke image: {OFFICIAL_IMAGE} (official, present)")
-                self.image_args = []
+                self.image_name = "official"
                 return
             self.say(f"docker pull {OFFICIAL_IMAGE}")
             pull = subprocess.run(["docker", "pull", OFFICIAL_IMAGE], capture_output=True, text=True, timeout=900)
             if pull.returncode == 0:
                 self.say(f"invoke image: {OFFICIAL_IMAGE} (official, pulled)")
-                self.image_args = []
+                self.image_name = "official"
                 return
             why = (pull.stderr.strip().splitlines() or ["?"])[-1]
             if choice == "official":
@@ -390,7 +364,7 @@ class Run:
             name = choice
             self.expect(has(name), f"no image {name} in Docker")
         self.say(f"invoke image: {name}")
-        self.image_args = ["--invoke-image", name]
+        self.image_name = name
 
     def gateway(self) -> str:
         """The host's address on Docker's default bridge: what a container reaches the host by."""
@@ -685,9 +659,10 @@ class Run:
         total = time.monotonic() - started
         times = [took for _, _, took in self.invocations]
         self.say("timings: " + ", ".join(f"{name} {took:.1f} s" for name, took in self.phases))
+        handlers = [d for d in self.durations if d == d]  # not NaN
         self.say(
             f"{len(times)} invocations: {sum(times):.1f} s in all, {min(times):.1f} to {max(times):.1f} s each "
-            f"(mean {sum(times) / len(times):.1f} s)"
+            f"(mean {sum(times) / len(times):.1f} s; of that the handlers {sum(handlers):.1f} s in all)"
         )
         for function in dict.fromkeys(f for f, _, _ in self.invocations):
             mine = [took for f, _, took in self.invocations if f == function]

@@ -161,6 +161,7 @@ def test_each_sam_answer_is_read_and_a_raised_handler_fails_the_run(tmp_path, st
     fake = tmp_path / "sam"
     fake.write_text(f"#!/bin/sh\necho 'START RequestId: x' >&2\nprintf '%s' '{stdout}'\nexit {code}\n")
     fake.chmod(0o755)
+    (tmp_path / sam_local.ENV_FILE).write_text("{}")
     run = sam_local.Run(argparse.Namespace(dir=tmp_path, sam=str(fake), no_build=True, keep=False, image="local"))
     if isinstance(expected, dict):
         assert run.invoke("FanoutFunction", {"Records": []}, "a segment") == expected
@@ -168,3 +169,11 @@ def test_each_sam_answer_is_read_and_a_raised_handler_fails_the_run(tmp_path, st
         with pytest.raises(sam_local.Failed, match=expected):
             run.invoke("FanoutFunction", {"Records": []}, "a segment")
     assert (tmp_path / "invocations" / "01-FanoutFunction.event.json").is_file()
+
+
+def test_sam_invoke_says_when_the_stack_wrote_no_env_vars_file(tmp_path):
+    import argparse
+
+    run = sam_local.Run(argparse.Namespace(dir=tmp_path, sam="/bin/false", no_build=True, keep=False, image="local"))
+    with pytest.raises(sam_local.Failed, match="newsletter local start --host"):
+        run.invoke("SendFunction", {"Records": []}, "a batch")
