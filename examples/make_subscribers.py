@@ -4,6 +4,9 @@
 Standard library only; seeded, so every run writes the same bytes.
 Addresses use the reserved domains example.com/.org/.net, plus the five
 Amazon SES mailbox simulator addresses (all active) for end-to-end tests.
+Readers' languages are mostly English, a good share French and Portuguese
+(European and Brazilian: pt, pt-BR), and some the example issue is not
+translated into (German, Spanish, Georgian), who get its default, English.
 
     python examples/make_subscribers.py [output.csv]
 """
@@ -18,6 +21,9 @@ from pathlib import Path
 
 ROWS = 1000
 SEED = 201507
+# The languages are drawn from a generator of their own, so that the names, addresses and
+# statuses (drawn from SEED) stay what they were before readers had languages other than a pool's.
+LANGUAGE_SEED = 20150713
 
 SIMULATOR = [
     "success@simulator.amazonses.com",
@@ -28,7 +34,7 @@ SIMULATOR = [
 ]
 DOMAINS = ["example.com", "example.org", "example.net"]
 
-# (language, weight, first names, last names)
+# (the names' language, weight, first names, last names): the pool a reader is drawn from
 POOLS = [
     (
         "en",
@@ -216,10 +222,20 @@ POOLS = [
         ],
     ),
 ]
+# The language a reader of each pool asked for, (language, weight): an international list, so an
+# English-named reader may read French, Portuguese or Spanish; the Portuguese pool is European and
+# Brazilian; a German or Georgian reader sometimes reads English.
+LANGUAGES = {
+    "en": [("en", 78), ("fr", 8), ("pt", 3), ("pt-BR", 4), ("es", 7)],
+    "fr": [("fr", 92), ("en", 8)],
+    "de": [("de", 80), ("en", 20)],
+    "pt": [("pt", 55), ("pt-BR", 45)],
+    "ka": [("ka", 50), ("en", 50)],
+}
 # People who always appear (names the tests and demos refer to), several written in their own
 # script; the address comes from the romanisation.
 FIXED = [
-    ("José Álvarez", "jose.alvarez", "en"),
+    ("José Álvarez", "jose.alvarez", "es"),
     ("Zoë Müller", "zoe.mueller", "de"),
     ("Łukasz Wiśniewski", "lukasz.wisniewski", "de"),
     ("Nino Beridze", "nino.beridze", "ka"),
@@ -268,8 +284,19 @@ def local_part(name: str) -> str:
     return ascii_.lower().strip(".")
 
 
+def pick(weighted: list[tuple[str, int]], u: float) -> str:
+    """The language at `u` (0 <= u < 1) of the weights' cumulative share."""
+    total, at = sum(w for _, w in weighted), 0
+    for language, weight in weighted:
+        at += weight
+        if u * total < at:
+            return language
+    return weighted[-1][0]
+
+
 def generate() -> list[dict[str, str]]:
     rng = random.Random(SEED)
+    languages = random.Random(LANGUAGE_SEED)
     n = ROWS - len(SIMULATOR)
     # Exact shares: 3 % unsubscribed, 1 % bounced, 0.5 % complained (of all 1000 rows).
     statuses = ["unsubscribed"] * 30 + ["bounced"] * 10 + ["complained"] * 5
@@ -281,10 +308,12 @@ def generate() -> list[dict[str, str]]:
     fixed = list(FIXED)
     for i in range(n):
         fixed_name = bool(fixed) and (rng.random() < 0.03 or n - i <= len(fixed))
+        asked = languages.random()  # one draw a row, whoever the row is
         if fixed_name:
             name, local, language = fixed.pop(0)
         else:
-            language, _, firsts, lasts = rng.choices(POOLS, weights=[p[1] for p in POOLS])[0]
+            pool, _, firsts, lasts = rng.choices(POOLS, weights=[p[1] for p in POOLS])[0]
+            language = pick(LANGUAGES[pool], asked)
             name = f"{rng.choice(firsts)} {rng.choice(lasts)}"
             local = local_part(name)
             style = rng.random()
