@@ -5,7 +5,7 @@ it leaves checked. docs/sam-local.md tells how to do the same by hand.
     python -m devstack.sam_local [--image auto|official|local|IMAGE] [--no-build] [--keep]
 
 1. `sam build` (scripts/check-build.sh: the build, then each handler imported as Lambda would).
-2. The invoke image: the official `public.ecr.aws/lambda/python:3.12` when Docker has it or can
+2. The invoke image: the official `public.ecr.aws/lambda/python:3.12-x86_64` when Docker has it or can
    pull it; else one built here from the apt mirror and this machine's CPython 3.12
    (scripts/sam-local-image.sh, kept between runs).
 3. The local stack (`newsletter local start --host <the Docker bridge's gateway>`), in its own
@@ -52,7 +52,8 @@ from .template import ROOT
 
 EVENTS = ROOT / "events"
 ENV_FILE = "sam-env.json"
-OFFICIAL_IMAGE = "public.ecr.aws/lambda/python:3.12"
+# What sam local invoke runs python3.12 x86_64 functions in by default (and pulls when it may).
+OFFICIAL_IMAGE = "public.ecr.aws/lambda/python:3.12-x86_64"
 ISSUE_FILE = ROOT / "examples" / "issues" / "2015-07.json"
 SUBSCRIBERS_FILE = ROOT / "examples" / "subscribers.csv"
 LIST_ID, LIST_NAME = "infomail", "ICMPD Infomail"
@@ -673,8 +674,95 @@ class Run:
         return 0
 
 
+# --- events for a hand-run `sam local invoke` (docs/sam-local.md) ---------------------------------
+
+QUEUE_SAMPLES = {
+    "FanoutQueue": "sqs-fanout-segment.json",
+    "SendQueue": "sqs-send-batch.json",
+    "FeedbackQueue": "sqs-feedback-event-bounce-permanent.json",
+}
+
+
+def _running_stack():
+    from . import server
+    from .stack import LocalStack
+
+    state = server.running()
+    if not state:
+        raise Failed(f"no local stack runs in {server.state_dir()}: newsletter local start --host ADDRESS")
+    return LocalStack.attach(state)
+
+
+def upload(path: Path, key: str | None, out: Path | None) -> Path:
+    """Put an issue document into the running local stack's bucket; write the S3 event of that upload."""
+    stack = _running_stack()
+    body = path.read_bytes()
+    key = key or f"issues/{json.loads(body)['issue_id']}.json"
+    s3 = stack.client("s3")
+    s3.put_object(Bucket=stack.bucket, Key=key, Body=body, ContentType="application/json")
+    event = s3_put_event(stack.bucket, key, s3.head_object(Bucket=stack.bucket, Key=key))
+    out = out or Path("out") / "events" / f"s3-put-{Path(key).stem}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(event, indent=1), encoding="utf-8")
+    return out
+
+
+def receive(queue: str, most: int | None, out: Path | None) -> tuple[Path, int]:
+    """Take messages off one of the running local stack's queues (as Lambda's poller would, then
+    deleting them, since nothing else will) and write them as the function's SQS event."""
+    stack = _running_stack()
+    if queue not in QUEUE_SAMPLES:
+        raise Failed(f"queue {queue!r}: one of {', '.join(QUEUE_SAMPLES)}")
+    consumer = next(f for f in stack.functions.values() if f.sqs_source == queue)
+    sqs, url = stack.client("sqs"), stack.ref(queue)
+    got = sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=min(most or consumer.batch_size, 10), AttributeNames=["All"]
+    ).get("Messages", [])
+    event = sqs_event(QUEUE_SAMPLES[queue], stack.physical[queue]["Arn"], got)
+    out = out or Path("out") / "events" / f"{queue}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(event, indent=1), encoding="utf-8")
+    for m in got:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return out, len(got)
+
+
+def events_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.sam_local", description="Events for sam local invoke.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("upload", help="upload an issue to the local stack; write its S3 event")
+    up.add_argument("file", type=Path)
+    up.add_argument("--key", help="[default: issues/<issue_id>.json]")
+    up.add_argument("--out", type=Path, help="[default: out/events/s3-put-<id>.json]")
+    rc = sub.add_parser("receive", help="take messages off a local queue; write them as an SQS event")
+    rc.add_argument("queue", choices=sorted(QUEUE_SAMPLES))
+    rc.add_argument("--max", type=int, help="[default: the consuming function's BatchSize]")
+    rc.add_argument("--out", type=Path, help="[default: out/events/<queue>.json]")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "upload":
+            print(upload(args.file, args.key, args.out))
+        else:
+            path, count = receive(args.queue, args.max, args.out)
+            if not count:
+                print(f"{args.queue} is empty: no event written", file=sys.stderr)
+                return 1
+            print(path)
+            print(f"{count} message(s), deleted from {args.queue}", file=sys.stderr)
+    except Failed as exc:
+        print(f"sam-local: FAIL: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("upload", "receive"):
+        return events_main(argv)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Also: python -m devstack.sam_local upload|receive ... (events for a hand-run sam local invoke)",
+    )
     parser.add_argument(
         "--image",
         default=os.environ.get("SAM_LOCAL_IMAGE", "auto"),

@@ -7,8 +7,8 @@
 # - the env-vars file that `newsletter local start --host ADDRESS` wrote beside the stack's state
 #   ($NEWSLETTER_LOCAL_DIR/sam-env.json, by default out/local/sam-env.json): each function's local
 #   table names, queue URLs, bucket, topic, parameter names and AWS_ENDPOINT_URL;
-# - the image: $SAM_LOCAL_IMAGE if set ("official", or an image name); else the official
-#   public.ecr.aws/lambda/python:3.12 if Docker has it, else the one scripts/sam-local-image.sh
+# - the image: $SAM_LOCAL_IMAGE if set ("official", "local" or an image name); else the official
+#   public.ecr.aws/lambda/python:3.12-x86_64 if Docker has it, else the one scripts/sam-local-image.sh
 #   built; never pulled (--skip-pull-image);
 # - no AWS credentials, profile or instance metadata reach sam (it would ask STS for the account,
 #   slowly when offline, and hand your credentials to the function): the container gets sam's
@@ -40,11 +40,12 @@ ENV_VARS="$STATE_DIR/sam-env.json"
 image=()
 case "${SAM_LOCAL_IMAGE:-auto}" in
   official) ;;
+  local) image=(--invoke-image "$(bash "$ROOT/scripts/sam-local-image.sh" --print-name)") ;;
   auto)
-    if ! docker image inspect public.ecr.aws/lambda/python:3.12 >/dev/null 2>&1; then
+    if ! docker image inspect public.ecr.aws/lambda/python:3.12-x86_64 >/dev/null 2>&1; then
       local_image="$(bash "$ROOT/scripts/sam-local-image.sh" --print-name)"
       docker image inspect "$local_image" >/dev/null 2>&1 \
-        || die "no invoke image: docker pull public.ecr.aws/lambda/python:3.12, or build one offline (make sam-local does, or scripts/sam-local-image.sh)"
+        || die "no invoke image: docker pull public.ecr.aws/lambda/python:3.12-x86_64, or build one offline (make sam-local does, or scripts/sam-local-image.sh)"
       image=(--invoke-image "$local_image")
     fi ;;
   *) image=(--invoke-image "$SAM_LOCAL_IMAGE") ;;

@@ -177,3 +177,28 @@ def test_sam_invoke_says_when_the_stack_wrote_no_env_vars_file(tmp_path):
     run = sam_local.Run(argparse.Namespace(dir=tmp_path, sam="/bin/false", no_build=True, keep=False, image="local"))
     with pytest.raises(sam_local.Failed, match="newsletter local start --host"):
         run.invoke("SendFunction", {"Records": []}, "a batch")
+
+
+def test_upload_and_receive_write_events_for_a_hand_run_invoke(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEWSLETTER_LOCAL_DIR", str(tmp_path / "stack"))
+    monkeypatch.chdir(tmp_path)
+    server.start(tmp_path / "stack")
+    try:
+        assert sam_local.main(["upload", str(ROOT / "examples" / "issues" / "2015-07.json")]) == 0
+        event = json.loads((tmp_path / "out" / "events" / "s3-put-2015-07.json").read_text())
+        stack = sam_local._running_stack()
+        head = stack.client("s3").head_object(Bucket=stack.bucket, Key="issues/2015-07.json")
+        record = event["Records"][0]["s3"]
+        assert record["bucket"]["name"] == stack.bucket
+        assert record["object"]["versionId"] == head["VersionId"] and record["object"]["key"] == "issues/2015-07.json"
+
+        assert sam_local.main(["receive", "SendQueue"]) == 1  # empty: no event
+        sqs = stack.client("sqs")
+        sqs.send_message(QueueUrl=stack.ref("SendQueue"), MessageBody='{"issue_id": "x"}')
+        assert sam_local.main(["receive", "SendQueue", "--out", "batch.json"]) == 0
+        records = json.loads((tmp_path / "batch.json").read_text())["Records"]
+        assert [r["body"] for r in records] == ['{"issue_id": "x"}']
+        assert records[0]["eventSourceARN"] == stack.physical["SendQueue"]["Arn"]
+        assert sam_local.main(["receive", "SendQueue"]) == 1  # taken off the queue
+    finally:
+        server.stop(tmp_path / "stack")
