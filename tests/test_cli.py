@@ -314,7 +314,9 @@ def test_commands_find_the_stack_by_its_outputs(stack, tmp_path):
         .get_object(Bucket=stack.bucket, Key="issues/2015-07.json")["Body"]
         .read()
     )
-    assert body == EXAMPLE_ISSUE.read_bytes()  # what S3 hands the publish function
+    from newsletter_cli.publishing import read_issue
+
+    assert body == read_issue(EXAMPLE_ISSUE)[1]  # the document and its translations: what S3 hands the publish function
 
 
 def test_follow_reports_a_refused_document(stack):

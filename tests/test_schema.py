@@ -12,7 +12,8 @@ from newsletter.issue import json_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "schema" / "issue.schema.json"
-EXAMPLES = sorted((ROOT / "examples" / "issues").glob("*.json"))
+EXAMPLES = sorted(p for p in (ROOT / "examples" / "issues").glob("*.json") if p.name.count(".") == 1)
+TRANSLATIONS = sorted(p for p in (ROOT / "examples" / "issues").glob("*.json") if p.name.count(".") == 2)
 
 
 def make_schema():
@@ -60,6 +61,21 @@ def test_examples_validate_against_the_shipped_schema(path):
     validator.check_schema(schema)
     errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(json.loads(path.read_bytes()))]
     assert errors == []
+
+
+@pytest.mark.parametrize("path", TRANSLATIONS, ids=lambda p: p.name)
+def test_translation_files_validate_as_translations_and_merge_into_a_valid_document(path):
+    jsonschema = pytest.importorskip("jsonschema")
+    from newsletter_cli.publishing import read_issue
+
+    schema = json.loads(SHIPPED.read_text(encoding="utf-8"))
+    translation = {"$defs": schema["$defs"], "$ref": "#/$defs/Translation"}
+    doc = {"language": path.name.split(".")[1], **json.loads(path.read_bytes())}  # the file name says it
+    assert [e.message for e in jsonschema.Draft202012Validator(translation).iter_errors(doc)] == []
+    whole = ROOT / "examples" / "issues" / (path.name.split(".")[0] + ".json")
+    merged = json.loads(read_issue(whole)[1])
+    assert [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(merged)] == []
+    assert doc["language"] in [t["language"] for t in merged["translations"]]
 
 
 def test_shipped_schema_rejects_a_bad_document():
