@@ -18,6 +18,7 @@ HEADERS = {
     "List-Id",
     "List-Archive",
     "Feedback-ID",
+    "Content-Language",
     "To",
     "Date",
     "Message-ID",
