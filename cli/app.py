@@ -268,6 +268,9 @@ def send_test(
     ctx: typer.Context,
     issue: Path = typer.Argument(..., help="The issue document (JSON)."),
     to: list[str] = typer.Option(..., "--to", help="A test address (repeat for several)."),
+    language: str | None = typer.Option(
+        None, "--language", help="The language version to send (one of the issue's; default: the default language)."
+    ),
 ):
     """Send the issue to test addresses only, subject marked [TEST], through the real send path."""
     from . import publishing
@@ -275,7 +278,7 @@ def send_test(
     document, raw = publishing.read_issue(issue)
     addresses = _addresses(to)
     target = _target(ctx)
-    test_id = publishing.send_test(target, document, raw, addresses)
+    test_id = publishing.send_test(target, document, raw, addresses, language=language)
     console.print(f"test send {test_id}: {len(addresses)} address(es) queued on {target.kind} {target.name}")
     progress, update = _progress_view(test_id)
     with progress:

@@ -152,8 +152,19 @@ def done(record: dict | None) -> bool:
 # --- test sends ---------------------------------------------------------------------------------
 
 
-def send_test(target: Target, issue: Issue, raw: bytes, to: list[str]) -> str:
-    """Publish the issue as a test to `to` only (publish.send_test), on the target's stack."""
+def send_test(target: Target, issue: Issue, raw: bytes, to: list[str], *, language: str | None = None) -> str:
+    """Publish the issue as a test to `to` only (publish.send_test), on the target's stack, in one
+    of its languages (None: the default)."""
+    if language is not None:
+        from newsletter.languages import check_tag
+
+        try:
+            language = check_tag(language)
+        except ValueError as exc:
+            raise CliError(f"--language: {exc}") from None
+        if language not in issue.languages:
+            raise CliError(f"--language: the issue has {', '.join(issue.languages)}, not {language}")
+        issue = issue.variant(language)
     if not to:
         raise CliError("send-test needs at least one --to ADDRESS")
     if len(to) > MAX_TEST_RECIPIENTS:

@@ -203,6 +203,24 @@ def test_send_test_mails_only_the_test_addresses_marked_as_a_test(local, tmp_pat
     assert "t-2015-07-test" in cli("--local", "status", "--tests").output
 
 
+def test_send_test_sends_the_language_asked_for(local, tmp_path):
+    csv_file = write_csv(tmp_path / "t.csv", readers(2, "lang"))
+    assert cli("--local", "subscribers", "import", str(csv_file), "--list", "testing").exit_code == 0
+    doc = write_issue(tmp_path / "l.json", issue_id="t-2015-09", list="testing")
+    fr = {k: v for k, v in json.loads(doc.read_text()).items() if k in ("subject", "title", "footer", "news")}
+    fr.update(subject="Bulletin de juillet", spotlight=json.loads(doc.read_text()).get("spotlight"))
+    fr["read_more"] = json.loads(doc.read_text()).get("read_more")
+    fr["sections"] = json.loads(doc.read_text()).get("sections", [])
+    (tmp_path / "l.fr.json").write_text(json.dumps(fr), encoding="utf-8")
+    result = cli("--local", "send-test", str(doc), "--to", "proof@example.org", "--language", "FR")
+    assert result.exit_code == 0, result.output
+    test_id = next(w for w in result.output.split() if w.startswith("t-2015-09-test-")).rstrip(":")
+    (message,) = eml_files(local, test_id)
+    assert (message["Subject"], message["Content-Language"]) == ("[TEST] Bulletin de juillet", "fr")
+    missing = cli("--local", "send-test", str(doc), "--to", "proof@example.org", "--language", "de")
+    assert missing.exit_code == 2 and "the issue has en, fr, not de" in missing.output
+
+
 def test_send_test_refuses_bad_addresses_and_unknown_lists(local, tmp_path):
     doc = write_issue(tmp_path / "i.json", issue_id="t-2015-08", list="nolist")
     bad = cli("--local", "send-test", str(doc), "--to", "not an address")
