@@ -232,6 +232,28 @@ def prepared_issue() -> dict:
     return json.loads(s3.objects[prepared_key(issue.issue_id)])
 
 
+def prepared_variants() -> list[dict]:
+    """The example issue with its translations (en, fr, pt), as the publish function stores
+    each language's message for the senders."""
+    from newsletter.config import PublishSettings
+    from newsletter.publish import render_variants
+    from newsletter_cli.publishing import read_issue
+
+    env = functions()["PublishFunction"]["env"]
+    settings = PublishSettings(
+        bucket_name=env["BUCKET_NAME"],
+        lists_table=env["LISTS_TABLE"],
+        issues_table=env["ISSUES_TABLE"],
+        fanout_queue_url=env["FANOUT_QUEUE_URL"],
+        web_base_url=env["WEB_BASE_URL"],
+        sender_address=env["SENDER_ADDRESS"],
+        sender_name=env["SENDER_NAME"],
+    )
+    issue, _ = read_issue(EXAMPLE_ISSUE)
+    variants = render_variants(issue, {"list_id": issue.list_id, "name": "ICMPD Infomail"}, settings=settings)
+    return [v.prepared for v in variants]
+
+
 def json_bytes(value) -> bytes:
     """JSON as the publish function writes it (bucket.put_json)."""
     return json.dumps(value, ensure_ascii=False).encode("utf-8")

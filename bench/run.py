@@ -63,7 +63,8 @@ def absolute(entry: dict) -> str:
         return (
             f"fast {d['fast_msgs_per_s']:,} msgs/s ({d['fast_cpu_us_per_msg']} us CPU), naive "
             f"{d['naive_msgs_per_s']} msgs/s; "
-            f"with boto3's own work {d['with_sdk_cpu_us_per_recipient']:,} us/recipient"
+            f"with boto3's own work {d['with_sdk_cpu_us_per_recipient']:,} us/recipient; "
+            f"three languages {d['three_languages_msgs_per_s']:,} msgs/s ({d['three_languages_to_one']:.0%} of one)"
         )
     if name == "ses_rate":
         return (
