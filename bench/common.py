@@ -74,6 +74,11 @@ def physical_names() -> dict[str, dict[str, str]]:
                 "DomainName": f"{bucket}.s3.amazonaws.com",
                 "RegionalDomainName": f"{bucket}.s3.{tpl.REGION}.amazonaws.com",
             }
+        elif kind == "AWS::SNS::Topic":
+            # Named as SNS names a stack's topic (and as the local stack and events/ samples do):
+            # the feedback function acts only on envelopes of this topic.
+            arn = f"arn:aws:sns:{tpl.REGION}:{tpl.ACCOUNT}:{name}-1TQ7HEXAMPLE"
+            out[logical] = {"Ref": arn, "TopicName": arn.rsplit(":", 1)[1], "Arn": arn}
         elif kind == "AWS::DynamoDB::Table":
             out[logical] = {
                 "Ref": name,

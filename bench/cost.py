@@ -236,6 +236,10 @@ def measure_feedback() -> dict:
         }
         metrics |= {name for name, dims in sink.metrics if any(d == "issue" for d, _ in dims)}
         service |= {name for name, dims in sink.metrics if not any(d == "issue" for d, _ in dims)}
+    # A notification the function dropped costs nothing, and would make the model a lie.
+    dropped = service & {"FeedbackUntrusted", "FeedbackMalformed", "FeedbackUnknown"}
+    if dropped:
+        raise RuntimeError(f"the feedback function dropped the sample events ({', '.join(sorted(dropped))})")
     return {
         "measured": True,
         "by_event": out,
