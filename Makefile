@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SAM_VENV := .venv-sam
 
-.PHONY: demo test faults lint build-check sam-local schema bench clean help
+.PHONY: demo test faults lint build-check sam-local schema bench catalogs-extract catalogs-update catalogs-compile clean help
 
 help:
 	@echo "make demo         run the whole pipeline locally (moto stands in for AWS); output in out/"
@@ -15,6 +15,9 @@ help:
 	@echo "make sam-local    sam build, then sam local invoke every function in Docker against the local stack (docs/sam-local.md)"
 	@echo "make schema       regenerate schema/issue.schema.json from the issue model"
 	@echo "make bench        run the benchmarks (a few minutes); bench/results.json and bench/results.md"
+	@echo "make catalogs-extract   the templates' and pages' own words into $(LOCALE)/messages.pot (Babel)"
+	@echo "make catalogs-update    merge messages.pot into each language's messages.po (then translate)"
+	@echo "make catalogs-compile   compile each messages.po to the messages.mo the functions read"
 	@echo ".venv/bin/newsletter --help   the editor's and operator's tool (after make demo or make test)"
 
 $(VENV)/.installed: pyproject.toml
@@ -60,6 +63,21 @@ schema: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) -m bench.run
+
+# The words of the templates and the unsubscribe pages (docs/issue-format.md). Babel is a dev tool
+# only: the functions read the committed .mo files with the stdlib gettext.
+LOCALE := functions/newsletter/locale
+PYBABEL := $(VENV)/bin/pybabel
+
+catalogs-extract: $(VENV)/.installed
+	$(PYBABEL) extract -F babel.cfg -k N_ --no-wrap --sort-by-file --project=newsletter-mailer \
+		--copyright-holder="newsletter-mailer" --add-comments=Translators: -o $(LOCALE)/messages.pot .
+
+catalogs-update: $(VENV)/.installed
+	$(PYBABEL) update -i $(LOCALE)/messages.pot -d $(LOCALE) --no-wrap --ignore-obsolete
+
+catalogs-compile: $(VENV)/.installed
+	$(PYBABEL) compile -d $(LOCALE) --statistics
 
 clean:
 	rm -rf out .aws-sam .pytest_cache

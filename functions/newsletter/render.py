@@ -16,7 +16,7 @@ import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
-from newsletter import content, personalize
+from newsletter import catalogs, content, personalize
 from newsletter.issue import Issue
 
 TEXT_WIDTH = 76
@@ -45,8 +45,11 @@ def _wrap(value: str, width: int = TEXT_WIDTH, indent: str = "", first: str | No
 
 
 @cache
-def _env() -> Environment:
+def _env(language: str = "en") -> Environment:
+    """One environment per language (templates compile once per environment), with that
+    language's catalog installed for the templates' own words (`_()`; newstyle gettext)."""
     env = Environment(
+        extensions=["jinja2.ext.i18n"],
         loader=FileSystemLoader(templates_dir()),
         autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
         undefined=StrictUndefined,
@@ -61,6 +64,7 @@ def _env() -> Environment:
         wrap=_wrap,
         nl2br=_nl2br,
     )
+    env.install_gettext_translations(catalogs.translations(language), newstyle=True)
     return env
 
 
@@ -88,7 +92,7 @@ def render_issue(
     (`alternates`: every language's web version, as (language, URL), for hreflang links)."""
     from .languages import direction
 
-    env = _env()
+    env = _env(issue.language)
     common = dict(
         issue=issue,
         web_url=web_url,

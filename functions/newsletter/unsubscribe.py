@@ -176,14 +176,18 @@ class Endpoint:
         except BadRequest as exc:
             return _refused(400, "bad-request", pages.invalid_link(), str(exc))
         if request.method not in ("GET", "HEAD", "POST"):
-            page = pages.error("Method not allowed", "This address only answers GET and POST requests.")
+            page = pages.error(
+                pages.N_("Method not allowed"), pages.N_("This address only answers GET and POST requests.")
+            )
             return _refused(405, "method-not-allowed", page, request.method[:16], Allow=ALLOWED)
         form: dict[str, list[str]] = {}
         if request.method == "POST":
             try:
                 form = request.form(MAX_BODY)
             except BodyTooLarge as exc:
-                page = pages.error("Request too large", "This request is larger than an unsubscribe can be.")
+                page = pages.error(
+                    pages.N_("Request too large"), pages.N_("This request is larger than an unsubscribe can be.")
+                )
                 return _refused(413, "too-large", page, str(exc))
             except BadRequest as exc:
                 return _refused(400, "bad-request", pages.invalid_link(), str(exc))

@@ -1,7 +1,8 @@
 """The unsubscribe endpoint's HTML pages, in the newsletter's look (colours and type of
 templates/email.css, a 600 px card), from string.Template: the function never imports Jinja2.
 
-Every value is HTML-escaped here, at the one place where it meets markup.
+Every value is HTML-escaped here, at the one place where it meets markup. The words are the
+gettext catalogs' (`catalogs`), in the page's language (English unless a caller knows better).
 """
 
 from __future__ import annotations
@@ -9,6 +10,11 @@ from __future__ import annotations
 from html import escape
 from string import Template
 from urllib.parse import urlencode
+
+from .catalogs import N_, translations
+from .languages import direction
+
+__all__ = ["N_", "confirm", "error", "invalid_link", "unsubscribed"]
 
 # No "$" in here: string.Template would read it as a placeholder.
 _CSS = """
@@ -30,7 +36,7 @@ form { margin: 18px 0 14px 0; }
 
 _LAYOUT = Template(
     """<!DOCTYPE html>
-<html lang="en" dir="ltr">
+<html lang="$lang" dir="$dir">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -58,54 +64,76 @@ $content
 )
 
 _CONFIRM = Template(
-    """<p>Do you want to stop receiving <strong>$list_name</strong> at <span class="address">$address</span>?</p>
+    """<p>$question</p>
 <form method="post" action="$action">
 <input type="hidden" name="token" value="$token">
-<button class="button" type="submit">Unsubscribe</button>
+<button class="button" type="submit">$button</button>
 </form>
-<p class="note">Nothing changes until you press the button. To stay subscribed, just close this page.</p>"""
+<p class="note">$note</p>"""
 )
 
-_DONE = Template(
-    """<p><span class="address">$address</span> will receive no more emails from <strong>$list_name</strong>.</p>
-<p class="note">Other newsletters you may receive from us are not affected. You can close this page.</p>"""
-)
 
-_INVALID = """<p>The link is incomplete or was altered, so it cannot unsubscribe anyone. Nothing was changed.</p>
-<p>Some email programs break long links across lines. Please use the Unsubscribe link at the end of
-the most recent email you received from us, or copy the whole link into your browser's address bar.</p>"""
-
-_FOOTER = "This page was sent to you because you followed an unsubscribe link from one of our emails."
-
-
-def _page(title: str, content: str, list_name: str | None = None) -> str:
+def _page(_, title: str, content: str, list_name: str | None = None, language: str = "en") -> str:
     list_line = f'<p class="list-name">{escape(list_name)}</p>\n' if list_name else ""
-    return _LAYOUT.substitute(title=escape(title), list_line=list_line, content=content, footer=escape(_FOOTER))
+    footer = _("This page was sent to you because you followed an unsubscribe link from one of our emails.")
+    return _LAYOUT.substitute(
+        lang=escape(language),
+        dir=direction(language),
+        title=escape(title),
+        list_line=list_line,
+        content=content,
+        footer=escape(footer),
+    )
 
 
-def confirm(list_name: str, masked_address: str, token: str, issue_id: str | None = None) -> str:
+def _gettext(language: str):
+    return translations(language).gettext
+
+
+def confirm(list_name: str, masked_address: str, token: str, issue_id: str | None = None, language: str = "en") -> str:
     """The GET page: names the list and the (masked) address, and offers the POST button."""
+    _ = _gettext(language)
     query = {"token": token, **({"issue": issue_id} if issue_id else {})}
+    question = _("Do you want to stop receiving %(list_name)s at %(address)s?") % {
+        "list_name": f"<strong>{escape(list_name)}</strong>",
+        "address": f'<span class="address">{escape(masked_address)}</span>',
+    }
     content = _CONFIRM.substitute(
-        list_name=escape(list_name),
-        address=escape(masked_address),
+        question=question,
         # Relative: the form posts back to this same URL (custom domain or Function URL alike).
         action=escape("?" + urlencode(query)),
         token=escape(token),
+        button=escape(_("Unsubscribe")),
+        note=escape(_("Nothing changes until you press the button. To stay subscribed, just close this page.")),
     )
-    return _page("Unsubscribe?", content, list_name)
+    return _page(_, _("Unsubscribe?"), content, list_name, language)
 
 
-def unsubscribed(list_name: str, masked_address: str) -> str:
+def unsubscribed(list_name: str, masked_address: str, language: str = "en") -> str:
     """After a POST, whether or not anything changed (the page never reveals membership)."""
-    content = _DONE.substitute(list_name=escape(list_name), address=escape(masked_address))
-    return _page("You are unsubscribed", content, list_name)
+    _ = _gettext(language)
+    done = _("%(address)s will receive no more emails from %(list_name)s.") % {
+        "address": f'<span class="address">{escape(masked_address)}</span>',
+        "list_name": f"<strong>{escape(list_name)}</strong>",
+    }
+    note = _("Other newsletters you may receive from us are not affected. You can close this page.")
+    content = f'<p>{done}</p>\n<p class="note">{escape(note)}</p>'
+    return _page(_, _("You are unsubscribed"), content, list_name, language)
 
 
-def invalid_link() -> str:
-    return _page("This unsubscribe link is not valid", _INVALID)
+def invalid_link(language: str = "en") -> str:
+    _ = _gettext(language)
+    first = _("The link is incomplete or was altered, so it cannot unsubscribe anyone. Nothing was changed.")
+    second = _(
+        "Some email programs break long links across lines. Please use the Unsubscribe link at the end of "
+        "the most recent email you received from us, or copy the whole link into your browser's address bar."
+    )
+    content = f"<p>{escape(first)}</p>\n<p>{escape(second)}</p>"
+    return _page(_, _("This unsubscribe link is not valid"), content, language=language)
 
 
-def error(title: str, message: str) -> str:
-    """Any other refusal (405, 413, an unreadable request): a title and a sentence."""
-    return _page(title, f"<p>{escape(message)}</p>")
+def error(title: str, message: str, language: str = "en") -> str:
+    """Any other refusal (405, 413, an unreadable request): a title and a sentence, each
+    translated when the catalog has it (the callers mark theirs with `N_`)."""
+    _ = _gettext(language)
+    return _page(_, _(title), f"<p>{escape(_(message))}</p>", language=language)
