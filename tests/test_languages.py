@@ -227,3 +227,45 @@ def test_feedback_is_counted_per_language_when_the_message_says_its_language(sta
     by_language = statistics_by_language(issue_record(stack, "2015-07"))
     assert (by_language["fr"]["bounced"], by_language["fr"]["delivered"]) == (1, 0)
     assert (by_language["en"]["bounced"], by_language["en"]["delivered"]) == (0, 1)
+
+
+def test_the_unsubscribe_page_speaks_the_language_the_reader_was_mailed_in(stack):
+    import email
+    import email.policy
+    from urllib.parse import parse_qs, urlsplit
+
+    from conftest import add_subscribers, deliver, issue_doc, publish
+
+    from devstack.stack import sent_messages
+
+    add_subscribers(
+        stack,
+        [
+            {"email": "chloe@example.org", "name": "Chloé", "status": "active", "language": "fr"},
+            {"email": "fay@example.org", "name": "Fay", "status": "active", "language": "en"},
+        ],
+    )
+    doc = issue_doc()
+    doc["translations"] = [translated(doc, "fr")]
+    publish(stack, doc)
+    deliver(stack)
+    links = {}
+    for m in sent_messages():
+        msg = email.message_from_string(m.raw_data, policy=email.policy.default)
+        links[msg["To"].addresses[0].addr_spec] = msg["List-Unsubscribe"].split("<", 1)[1].split(">", 1)[0]
+    assert parse_qs(urlsplit(links["chloe@example.org"]).query)["lang"] == ["fr"]
+    assert "lang=" not in links["fay@example.org"]  # English: as before
+
+    def page(method: str, url: str, body: str = "") -> dict:
+        event = stack.function_url_event(method, urlsplit(url).query, body)
+        return stack.invoke("UnsubscribeFunction", event)
+
+    shown = page("GET", links["chloe@example.org"])
+    assert shown["statusCode"] == 200 and '<html lang="fr"' in shown["body"] and "lang=fr" in shown["body"]
+    done = page("POST", links["chloe@example.org"])
+    assert done["statusCode"] == 200 and '<html lang="fr"' in done["body"]
+    english = page("GET", links["fay@example.org"])
+    assert '<html lang="en"' in english["body"]
+    for forged in ("xx", "it", "fr&lang=de"):  # not a language, no catalog, two hints: English
+        url = links["fay@example.org"] + "&lang=" + forged
+        assert '<html lang="en"' in page("GET", url)["body"]

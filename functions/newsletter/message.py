@@ -80,9 +80,10 @@ class PreparedIssue:
         return self.from_address.rsplit("@", 1)[1]
 
 
-def unsubscribe_url(base_url: str, token: str, issue_id: str | None = None) -> str:
-    # The issue is an unsigned hint, only for per-issue statistics; the token alone decides.
-    hint = f"&issue={issue_id}" if issue_id else ""
+def unsubscribe_url(base_url: str, token: str, issue_id: str | None = None, language: str = "en") -> str:
+    # The issue is an unsigned hint, only for per-issue statistics; the token alone decides. The
+    # language (when not English) is the page's.
+    hint = (f"&issue={issue_id}" if issue_id else "") + (f"&lang={language}" if language != "en" else "")
     return f"{base_url}{'&' if '?' in base_url else '?'}token={token}{hint}"
 
 
@@ -118,7 +119,7 @@ def build(prepared: PreparedIssue, *, address: str, name: str, token: str, base_
     """The raw message for one recipient."""
     check_headers(prepared)
     name = safe_name(name)
-    https = unsubscribe_url(base_url, token, prepared.issue_id)
+    https = unsubscribe_url(base_url, token, prepared.issue_id, prepared.language)
     values = {"name": name or "", "email": address, "unsubscribe_url": https}
 
     address = ascii_address(address)
@@ -198,7 +199,9 @@ class MessageTemplate:
         self.prepared = prepared
         self.base_url, self.mailbox = base_url, mailbox
         self._join = "&" if "?" in base_url else "?"
-        self._hint = f"&issue={prepared.issue_id}"
+        # Unsigned hints: the issue (per-issue statistics) and, when not English, the language
+        # the unsubscribe page speaks. The token alone decides who is unsubscribed.
+        self._hint = f"&issue={prepared.issue_id}" + (f"&lang={prepared.language}" if prepared.language != "en" else "")
         # '=' never appears unencoded in a quoted-printable body, so no body line can look
         # like this boundary.
         self.boundary = f"=_nl_{os.urandom(12).hex()}"

@@ -102,19 +102,42 @@ def read_link(token_values: list[str], issue_values: list[str], secret: Callable
     return Link(list_id, normalise_address(address), token, issue_id)
 
 
+def page_language(values: list[str]) -> str:
+    """The page's language: the link's unsigned `lang` hint (the language the reader was mailed
+    in), when it is one tag of a language; else English."""
+    import gettext
+
+    from .catalogs import translations
+    from .languages import check_tag
+
+    try:
+        tag = check_tag(values[0]) if len(values) == 1 and len(values[0]) <= 35 else "en"
+    except ValueError:
+        return "en"
+    # A language without a catalog reads English: the page then says it is English.
+    return tag if isinstance(translations(tag), gettext.GNUTranslations) else "en"
+
+
 def respond(
-    method: str, token_values: list[str], issue_values: list[str], deps: Deps, *, one_click: bool = False
+    method: str,
+    token_values: list[str],
+    issue_values: list[str],
+    deps: Deps,
+    *,
+    one_click: bool = False,
+    language: str = "en",
 ) -> Result:
-    """GET/HEAD: the confirmation page. POST: unsubscribe, then the "You are unsubscribed" page."""
+    """GET/HEAD: the confirmation page. POST: unsubscribe, then the "You are unsubscribed" page,
+    in `language` (the link's hint)."""
     try:
         link = read_link(token_values, issue_values, deps.secret)
     except InvalidLink as exc:
-        return Result(400, pages.invalid_link(), "invalid", reason=str(exc))
+        return Result(400, pages.invalid_link(language), "invalid", reason=str(exc))
     seen = dict(list_id=link.list_id, address_hash=address_hash(link.address))
     name = deps.list_name(link.list_id) or link.list_id
     masked = mask_address(link.address)
     if method != "POST":
-        return Result(200, pages.confirm(name, masked, link.token, link.issue_id), "shown", **seen)
+        return Result(200, pages.confirm(name, masked, link.token, link.issue_id, language), "shown", **seen)
 
     changed = subscribers.unsubscribe(
         deps.ddb,
@@ -129,7 +152,7 @@ def respond(
         if issues.count_for_list(deps.ddb, deps.issues_table, link.issue_id, link.list_id, ISSUE_COUNTER):
             counted = link.issue_id
     outcome = "unsubscribed" if changed else "unchanged"
-    return Result(200, pages.unsubscribed(name, masked), outcome, **seen, issue_counted=counted)
+    return Result(200, pages.unsubscribed(name, masked, language), outcome, **seen, issue_counted=counted)
 
 
 # --- the Function URL endpoint ----------------------------------------------------------------------
@@ -212,6 +235,7 @@ class Endpoint:
             request.query.get("issue", []) + form.get("issue", []),
             deps,
             one_click=one_click,
+            language=page_language(request.query.get("lang", []) or form.get("lang", [])),
         )
         _report(result, request.method, one_click)
         return Reply(result.status, result.page, head=request.method == "HEAD")

@@ -93,7 +93,11 @@ def _gettext(language: str):
 def confirm(list_name: str, masked_address: str, token: str, issue_id: str | None = None, language: str = "en") -> str:
     """The GET page: names the list and the (masked) address, and offers the POST button."""
     _ = _gettext(language)
-    query = {"token": token, **({"issue": issue_id} if issue_id else {})}
+    query = {
+        "token": token,
+        **({"issue": issue_id} if issue_id else {}),
+        **({"lang": language} if language != "en" else {}),
+    }
     question = _("Do you want to stop receiving %(list_name)s at %(address)s?") % {
         "list_name": f"<strong>{escape(list_name)}</strong>",
         "address": f'<span class="address">{escape(masked_address)}</span>',
