@@ -215,14 +215,12 @@ class _Capture:
 
 
 @cache
-def prepared_issue() -> dict:
-    """The example issue as the publish function stores it for the senders (message.json)."""
+def publish_settings():
+    """The publish function's settings, from its environment in the template."""
     from newsletter.config import PublishSettings
-    from newsletter.issue import parse_document
-    from newsletter.publish import prepared_key, render_and_store
 
     env = functions()["PublishFunction"]["env"]
-    settings = PublishSettings(
+    return PublishSettings(
         bucket_name=env["BUCKET_NAME"],
         lists_table=env["LISTS_TABLE"],
         issues_table=env["ISSUES_TABLE"],
@@ -231,6 +229,14 @@ def prepared_issue() -> dict:
         sender_address=env["SENDER_ADDRESS"],
         sender_name=env["SENDER_NAME"],
     )
+
+
+def prepared_issue() -> dict:
+    """The example issue as the publish function stores it for the senders (message.json)."""
+    from newsletter.issue import parse_document
+    from newsletter.publish import prepared_key, render_and_store
+
+    settings = publish_settings()
     issue = parse_document(EXAMPLE_ISSUE.read_bytes(), max_bytes=settings.max_issue_bytes)
     s3 = _Capture()
     render_and_store(issue, {"list_id": issue.list_id, "name": "ICMPD Infomail"}, settings=settings, s3=s3)
@@ -240,20 +246,10 @@ def prepared_issue() -> dict:
 def prepared_variants() -> list[dict]:
     """The example issue with its translations (en, fr, pt), as the publish function stores
     each language's message for the senders."""
-    from newsletter.config import PublishSettings
     from newsletter.publish import render_variants
     from newsletter_cli.publishing import read_issue
 
-    env = functions()["PublishFunction"]["env"]
-    settings = PublishSettings(
-        bucket_name=env["BUCKET_NAME"],
-        lists_table=env["LISTS_TABLE"],
-        issues_table=env["ISSUES_TABLE"],
-        fanout_queue_url=env["FANOUT_QUEUE_URL"],
-        web_base_url=env["WEB_BASE_URL"],
-        sender_address=env["SENDER_ADDRESS"],
-        sender_name=env["SENDER_NAME"],
-    )
+    settings = publish_settings()
     issue, _ = read_issue(EXAMPLE_ISSUE)
     variants = render_variants(issue, {"list_id": issue.list_id, "name": "ICMPD Infomail"}, settings=settings)
     return [v.prepared for v in variants]

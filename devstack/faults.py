@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
+from .proxy import intercept
+
 SERVICES = ("dynamodb", "sqs", "s3", "sesv2")
 
 # Errors each service answers when it is having a bad moment (all retryable by their docs).
@@ -128,24 +130,7 @@ class FaultPlan:
     # --- above the SDK: a proxy around each client ----------------------------------------------
 
     def wrap(self, service: str, client):
-        plan = self
-
-        class Faulty:
-            def __getattr__(self, name):
-                attr = getattr(client, name)
-                if (
-                    name.startswith("_")
-                    or not callable(attr)
-                    or name in ("can_paginate", "get_paginator", "get_waiter")
-                ):
-                    return attr
-
-                def call(*args, **kwargs):
-                    return plan._above(service, name, attr, args, kwargs)
-
-                return call
-
-        return Faulty()
+        return intercept(client, lambda name, method, args, kwargs: self._above(service, name, method, args, kwargs))
 
     def _above(self, service, operation, method, args, kwargs):
         kind = self._draw_call(service)

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import template as tpl
+from .proxy import intercept
 
 WRITES = (
     "dynamodb:PutItem",
@@ -56,25 +57,11 @@ class Recorder:
         recorder = self
 
         def client(service: str):
-            c = real(service)
+            def record(name, method, args, kwargs):
+                recorder.calls.append(Call(recorder.function or "?", service, name, kwargs))
+                return method(*args, **kwargs)
 
-            class Recording:
-                def __getattr__(self, name):
-                    attr = getattr(c, name)
-                    if (
-                        name.startswith("_")
-                        or not callable(attr)
-                        or name in ("can_paginate", "get_paginator", "get_waiter")
-                    ):
-                        return attr
-
-                    def call(*args, **kwargs):
-                        recorder.calls.append(Call(recorder.function or "?", service, name, kwargs))
-                        return attr(*args, **kwargs)
-
-                    return call
-
-            return Recording()
+            return intercept(real(service), record)
 
         client.cache_clear = real.cache_clear
         aws.client = client
