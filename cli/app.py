@@ -734,10 +734,8 @@ def subscribers_unsubscribe(
     ),
 ):
     """Unsubscribe one reader by hand: an address and a list, or the token a mailto request carries."""
-    from newsletter import tokens
+    from newsletter import clock, tokens
     from newsletter.store import subscribers as store
-
-    from . import publishing
 
     if token:
         if address or list_id:
@@ -760,7 +758,7 @@ def subscribers_unsubscribe(
         target.ref("SubscribersTable"),
         list_id,
         address,
-        publishing.now(),
+        clock.iso(),
         unsubscribed_via="operator",
     ):
         console.print(f"unsubscribed from {list_id}: {address}")

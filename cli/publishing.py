@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from newsletter import clock, publish
+from newsletter import publish
 from newsletter.issue import Issue, parse_document
 from newsletter.lifecycle import Status
 from newsletter.store import bucket, issues, lists
@@ -20,10 +20,6 @@ from newsletter.store import bucket, issues, lists
 from .stack import CliError, Target
 
 MAX_TEST_RECIPIENTS = publish.MAX_TEST_RECIPIENTS
-
-
-def now() -> str:
-    return clock.iso()
 
 
 def read_issue(path: Path, max_bytes: int = 512 * 1024) -> tuple[Issue, bytes]:
