@@ -165,9 +165,12 @@ def preview(
         True, "--screenshots/--no-screenshots", help="Desktop and phone screenshots (needs Chromium)."
     ),
 ):
-    """Validate and render an issue as the publish function would, and check its deliverability. Sends nothing.
+    """Validate and render every language of an issue as the publish function would, and check
+    its deliverability and translations. Sends nothing.
 
-    With --local or --stack, the stack's sender, web address and list name are used.
+    Translation files beside the document (2015-07.fr.json) are read as publish reads them. With
+    --local or --stack, the stack's sender, web address and list name are used, and the list's
+    readers are counted per language to show who would fall back to the default.
     """
     from . import preview as pv
 
@@ -185,6 +188,8 @@ def _stack_sample(options: Options, path: Path) -> dict:
     import json
 
     from newsletter.store import lists
+
+    from .subscribers import count_by_language
 
     if not (options.local or options.stack):
         return {}
@@ -205,6 +210,11 @@ def _stack_sample(options: Options, path: Path) -> dict:
         "sender_address": found.get("from_address") or env.get("SENDER_ADDRESS", "news@example.org"),
         "web_base_url": env.get("WEB_BASE_URL", "https://example.org/web"),
         "list_name": found.get("name"),
+        "audience": count_by_language(
+            target.client("dynamodb"), subscribers_table=target.ref("SubscribersTable"), list_id=list_id
+        )
+        if isinstance(list_id, str)
+        else None,
     }
 
 

@@ -1,9 +1,10 @@
 """`newsletter preview`: render an issue exactly as publishing would, check it, send nothing.
 
-The issue goes through the publish function's own `render_and_store` (into a stand-in bucket) and
-the sender's own `MessageTemplate`, so the files written are what a reader would get. `check` then
-runs cheap deliverability rules over the sample message; each rule gives an "ok" finding when it
-passes, so the printed report reads as a checklist.
+Every language of the issue goes through the publish function's own `render_variants` and the
+sender's own `MessageTemplate`, so the files written are what a reader of that language would get.
+`check` then runs cheap deliverability rules over each language's sample message, and
+`translations.check` compares each translation with the default. Each rule gives an "ok" finding
+when it passes, so the printed report reads as a checklist.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -51,6 +53,7 @@ class Finding:
     level: str  # "error" | "warning" | "ok" | "info" (info: a note, e.g. screenshots skipped)
     rule: str
     message: str
+    language: str | None = None  # the variant it is about; None: the issue as a whole
 
 
 @dataclass
@@ -70,7 +73,9 @@ class Report:
 class PreviewResult:
     issue: Issue
     report: Report
-    files: dict[str, Path]  # html, text, web, eml; screenshot-desktop / screenshot-phone when made
+    # html, text, web, eml; screenshot-desktop / screenshot-phone when made; a translation's
+    # are "<language> html" and so on
+    files: dict[str, Path]
 
 
 @dataclass(frozen=True)
@@ -88,19 +93,20 @@ class Sample:
 # --- Rendering ----------------------------------------------------------------------------------
 
 
-class _Bucket:
-    """Catches what `render_and_store` writes to S3."""
+@dataclass(frozen=True)
+class Variant:
+    """One language of the issue as publishing renders it."""
 
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
+    language: str
+    translation: str | None  # None for the default language
+    issue: Issue  # the issue as that language's readers read it
+    rendered: Rendered
+    prepared: dict  # what the sender would read from the bucket
 
-    def put_object(self, *, Key: str, Body: bytes, **_: object) -> None:
-        self.objects[Key] = Body
 
-
-def render(issue: Issue, sample: Sample = Sample()) -> tuple[Rendered, dict]:
-    """The issue rendered by the publish function's own code: (parts, the stored message.json)."""
-    from newsletter.publish import prepared_key, render_and_store, web_key
+def render_all(issue: Issue, sample: Sample = Sample()) -> list[Variant]:
+    """Every language rendered by the publish function's own code, the default first."""
+    from newsletter.publish import render_variants
 
     settings = PublishSettings(
         bucket_name="preview",
@@ -111,13 +117,20 @@ def render(issue: Issue, sample: Sample = Sample()) -> tuple[Rendered, dict]:
         sender_address=sample.sender_address,
         sender_name=sample.sender_name,
     )
-    bucket = _Bucket()
     mailing_list = {"name": sample.list_name} if sample.list_name else {}
-    render_and_store(issue, mailing_list, settings=settings, s3=bucket)
-    # Read back from the stand-in bucket, as the sender reads message.json.
-    prepared = json.loads(bucket.objects[prepared_key(issue.issue_id)])
-    web = bucket.objects[web_key(issue.issue_id)].decode("utf-8")
-    return Rendered(html=prepared["html"], text=prepared["text"], web=web), prepared
+    out = []
+    for v in render_variants(issue, mailing_list, settings=settings):
+        # Through JSON, as the sender reads message.json from the bucket.
+        prepared = json.loads(json.dumps(v.prepared))
+        rendered = Rendered(html=prepared["html"], text=prepared["text"], web=v.web)
+        out.append(Variant(v.language, v.translation, issue.variant(v.language), rendered, prepared))
+    return out
+
+
+def render(issue: Issue, sample: Sample = Sample()) -> tuple[Rendered, dict]:
+    """The issue's default language rendered: (parts, the stored message.json)."""
+    default = render_all(issue.variant(issue.language), sample)[0]
+    return default.rendered, default.prepared
 
 
 def sample_message(prepared: dict, sample: Sample = Sample()) -> bytes:
@@ -345,12 +358,13 @@ def _text_length(html_text: str, text: str) -> Problems:
     return []
 
 
-def _rule(rule: str, problems: Problems, ok: str) -> list[Finding]:
-    return [Finding(level, rule, msg) for level, msg in problems] or [Finding("ok", rule, ok)]
+def _rule(rule: str, problems: Problems, ok: str, language: str | None = None) -> list[Finding]:
+    return [Finding(level, rule, msg, language) for level, msg in problems] or [Finding("ok", rule, ok, language)]
 
 
-def check(issue: Issue, rendered: Rendered, message: bytes) -> Report:
-    """The deliverability rules, over the issue, its rendered parts and one sample message."""
+def check(issue: Issue, rendered: Rendered, message: bytes, language: str | None = None) -> Report:
+    """The deliverability rules, over the issue (as one language's readers read it), its rendered
+    parts and one sample message; `language` labels the findings of a multilingual issue."""
     html, text, msg = parts(message)
     scan = _Scan(html)
     html_text, text_flat = _squash(" ".join(scan.text)), _squash(text)
@@ -359,18 +373,19 @@ def check(issue: Issue, rendered: Rendered, message: bytes) -> Report:
     hrefs = {h for h, _ in scan.links if h}
     address, headings = issue.footer.postal_address, len(_headings(issue))
     words = f"text part {_words(text_flat)} words, HTML {_words(html_text)}"
-    findings = [
-        *_rule("html-size", _size(html), f"HTML part is {size / 1024:.1f} KB of Gmail's 102 KB clipping limit"),
-        *_rule("subject", _subject(issue.subject), f"{len(issue.subject)} characters"),
-        *_rule("preheader", _preheader(issue.preheader), f"{len(issue.preheader or '')} characters"),
-        *_rule("images", _images(scan.images), f"{len(scan.images)} image(s), all with alt text"),
-        *_rule("links", _links(scan.links), f"{len(hrefs)} distinct link(s), all https, mailto or in-page"),
-        *_rule("list-unsubscribe", header_problems, "List-Unsubscribe (https) and List-Unsubscribe-Post present"),
-        *_rule("unsubscribe-link", _unsubscribe_link(rendered, unsub_url, hrefs, text), "in the HTML and text parts"),
-        *_rule("postal-address", _postal_address(address, html_text, text_flat), "in the HTML and text parts"),
-        *_rule("text-headings", _text_headings(issue, html_text, text_flat), f"all {headings} headings in both parts"),
-        *_rule("text-length", _text_length(html_text, text_flat), words),
+    rules = [
+        ("html-size", _size(html), f"HTML part is {size / 1024:.1f} KB of Gmail's 102 KB clipping limit"),
+        ("subject", _subject(issue.subject), f"{len(issue.subject)} characters"),
+        ("preheader", _preheader(issue.preheader), f"{len(issue.preheader or '')} characters"),
+        ("images", _images(scan.images), f"{len(scan.images)} image(s), all with alt text"),
+        ("links", _links(scan.links), f"{len(hrefs)} distinct link(s), all https, mailto or in-page"),
+        ("list-unsubscribe", header_problems, "List-Unsubscribe (https) and List-Unsubscribe-Post present"),
+        ("unsubscribe-link", _unsubscribe_link(rendered, unsub_url, hrefs, text), "in the HTML and text parts"),
+        ("postal-address", _postal_address(address, html_text, text_flat), "in the HTML and text parts"),
+        ("text-headings", _text_headings(issue, html_text, text_flat), f"all {headings} headings in both parts"),
+        ("text-length", _text_length(html_text, text_flat), words),
     ]
+    findings = [f for rule, problems, ok in rules for f in _rule(rule, problems, ok, language)]
     return Report(findings)
 
 
@@ -381,12 +396,14 @@ def find_browser() -> str | None:
     return next((path for name in BROWSERS if (path := shutil.which(name))), None)
 
 
-def take_screenshots(html_file: Path, out_dir: Path, stem: str) -> tuple[dict[str, Path], list[Finding]]:
+def take_screenshots(
+    html_file: Path, out_dir: Path, stem: str, language: str | None = None
+) -> tuple[dict[str, Path], list[Finding]]:
     """PNGs of the email HTML at desktop and phone widths; a missing or failing browser never raises."""
     browser = find_browser()
     if browser is None:
         note = "skipped: no chromium found (apt-get install chromium, then run preview again)"
-        return {}, [Finding("info", "screenshots", note)]
+        return {}, [Finding("info", "screenshots", note, language)]
     files: dict[str, Path] = {}
     findings: list[Finding] = []
     # Throw-away profiles: never touch (or wait on) the user's running browser.
@@ -421,12 +438,13 @@ def take_screenshots(html_file: Path, out_dir: Path, stem: str) -> tuple[dict[st
             if failure is None and not png.is_file():
                 failure = "no file written"
             if failure:
-                findings.append(Finding("warning", "screenshots", f"{view} {VIEWPORTS[view][0]} px failed: {failure}"))
+                failed = f"{view} {VIEWPORTS[view][0]} px failed: {failure}"
+                findings.append(Finding("warning", "screenshots", failed, language))
             else:
                 files[f"screenshot-{view}"] = png
     if files:
         made = [view for view in VIEWPORTS if f"screenshot-{view}" in files]
-        findings.append(Finding("ok", "screenshots", ", ".join(f"{v} {VIEWPORTS[v][0]} px" for v in made)))
+        findings.append(Finding("ok", "screenshots", ", ".join(f"{v} {VIEWPORTS[v][0]} px" for v in made), language))
     return files, findings
 
 
@@ -457,36 +475,65 @@ def preview(
     unsubscribe_base_url: str = Sample.unsubscribe_base_url,
     unsubscribe_mailto: str = Sample.unsubscribe_mailto,
     list_name: str | None = None,
+    audience: Mapping[str, int] | None = None,
 ) -> PreviewResult:
-    """Render, check and write one issue document; sends nothing.
+    """Render, check and write every language of one issue document (with the translation files
+    kept beside it, as `publish` reads them); sends nothing. `audience`: the list's active readers
+    per language tag, to say who falls back to the default.
 
     Raises InvalidIssue for a document publishing would refuse, OSError if it cannot be read.
     """
+    from . import translations
+
     sample = Sample(sender_name, sender_address, web_base_url, unsubscribe_base_url, unsubscribe_mailto, list_name)
-    issue = parse_document(Path(path).read_bytes(), max_bytes=PublishSettings.max_issue_bytes)
-    rendered, prepared = render(issue, sample)
-    message = sample_message(prepared, sample)
-    report = check(issue, rendered, message)
+    issue = read_document(Path(path))
+    variants = render_all(issue, sample)
+    multilingual = len(variants) > 1
+    report = Report()
+    for language, rule, problems, ok in translations.check(issue, audience) if multilingual else []:
+        report.findings.extend(_rule(rule, problems, ok, language))
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    html, text, _ = parts(message)
-    stem = issue.issue_id
-    files = {
-        "html": out_dir / f"{stem}.html",
-        "text": out_dir / f"{stem}.txt",
-        "web": out_dir / f"{stem}.web.html",
-        "eml": out_dir / f"{stem}.eml",
-    }
-    files["html"].write_text(html, encoding="utf-8")
-    files["text"].write_text(text, encoding="utf-8")
-    files["web"].write_text(rendered.web, encoding="utf-8")
-    files["eml"].write_bytes(message)
-    if screenshots:
-        shots, notes = take_screenshots(files["html"], out_dir, stem)
-        files.update(shots)
-        report.findings.extend(notes)
+    files: dict[str, Path] = {}
+    if screenshots and find_browser() is None:
+        screenshots = False  # said once, not once per language
+        report.findings.extend(take_screenshots(out_dir / "none.html", out_dir, issue.issue_id)[1])
+    for v in variants:
+        label = v.language if multilingual else None
+        message = sample_message(v.prepared, sample)
+        report.findings.extend(check(v.issue, v.rendered, message, label).findings)
+        html, text, _ = parts(message)
+        stem = f"{issue.issue_id}.{v.translation}" if v.translation else issue.issue_id
+        key = f"{v.translation} {{}}" if v.translation else "{}"
+        written = {
+            "html": (out_dir / f"{stem}.html", html),
+            "text": (out_dir / f"{stem}.txt", text),
+            "web": (out_dir / f"{stem}.web.html", v.rendered.web),
+            "eml": (out_dir / f"{stem}.eml", message),
+        }
+        for kind, (file, body) in written.items():
+            if isinstance(body, bytes):
+                file.write_bytes(body)
+            else:
+                file.write_text(body, encoding="utf-8")
+            files[key.format(kind)] = file
+        if screenshots:
+            shots, notes = take_screenshots(written["html"][0], out_dir, stem, label)
+            files.update((key.format(kind), file) for kind, file in shots.items())
+            report.findings.extend(notes)
     return PreviewResult(issue=issue, report=report, files=files)
+
+
+def read_document(path: Path) -> Issue:
+    """The document with its translation files merged, validated as the publish function would."""
+    from .publishing import merged, translation_files
+
+    raw = path.read_bytes()
+    siblings = translation_files(path)
+    if siblings:
+        raw = merged(raw, siblings)
+    return parse_document(raw, max_bytes=PublishSettings.max_issue_bytes)
 
 
 _STYLE = {"error": "bold red", "warning": "yellow", "ok": "green", "info": "cyan"}
@@ -499,11 +546,15 @@ def print_report(console: Console, result: PreviewResult) -> None:
 
     # Text(), not markup: subjects, link texts and URLs may contain '[' and ']'.
     table = Table(title=Text(f"Preview of {result.issue.issue_id}: {result.issue.subject}"), title_justify="left")
+    by_language = any(f.language for f in result.report.findings)
     table.add_column("Level", no_wrap=True)
+    if by_language:
+        table.add_column("Lang", no_wrap=True)
     table.add_column("Rule", no_wrap=True)
     table.add_column("Message")
     for f in result.report.findings:
-        table.add_row(Text(f.level, style=_STYLE.get(f.level, "")), Text(f.rule), Text(f.message))
+        language = [Text(f.language or "all")] if by_language else []
+        table.add_row(Text(f.level, style=_STYLE.get(f.level, "")), *language, Text(f.rule), Text(f.message))
     console.print(table)
     errors, warnings = len(result.report.errors), len(result.report.warnings)
     summary = Text(f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}")

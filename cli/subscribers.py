@@ -193,6 +193,15 @@ def count_by_status(ddb, *, subscribers_table: str, list_id: str) -> dict[str, i
     return counts
 
 
+def count_by_language(ddb, *, subscribers_table: str, list_id: str) -> dict[str, int]:
+    """Active subscribers per language tag as stored ("" for none): who would get an issue now."""
+    counts: dict[str, int] = {}
+    for item in subscribers.members(ddb, subscribers_table, list_id, status="active"):
+        language = item.get("language") or ""
+        counts[language] = counts.get(language, 0) + 1
+    return counts
+
+
 # --- the file ---------------------------------------------------------------------------------
 
 

@@ -492,6 +492,22 @@ def test_preview_with_a_stack_uses_its_sender_and_list_name(local, tmp_path):
     assert msg["List-Id"].startswith("Preview Readers <previews.")
 
 
+def test_preview_with_a_stack_counts_who_falls_back_per_language(local, tmp_path):
+    rows = [f"lang{i:02d}@example.com,R {i},{lang},active" for i, lang in enumerate(["fr", "de", "de", "pt-BR", "en"])]
+    rows.append("gone@example.com,Gone,de,unsubscribed")  # only active readers count
+    csv_file = write_csv(tmp_path / "l.csv", rows)
+    assert cli("--local", "subscribers", "import", str(csv_file), "--list", "polyglots").exit_code == 0
+    doc = write_issue(tmp_path / "l-1.json", issue_id="l-1", list="polyglots")
+    fr = json.loads(EXAMPLE_ISSUE.with_name("2015-07.fr.json").read_text(encoding="utf-8"))
+    (tmp_path / "l-1.fr.json").write_text(json.dumps(fr), encoding="utf-8")
+    result = cli("--local", "preview", str(doc), "--out", str(tmp_path / "out"), "--no-screenshots")
+    assert result.exit_code == 0, result.output
+    assert "no de variant: 2 readers get en instead" in result.output
+    assert "no pt variant: 1 reader gets en instead" in result.output  # pt-BR, with no Portuguese at all
+    assert "5 active readers: en 4, fr 1" in result.output
+    assert (tmp_path / "out" / "l-1.fr.eml").is_file()
+
+
 def test_local_start_status_stop(tmp_path, monkeypatch):
     monkeypatch.setenv("NEWSLETTER_LOCAL_DIR", str(tmp_path / "own"))
     assert cli("local", "status").exit_code == 1

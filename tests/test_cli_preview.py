@@ -30,6 +30,7 @@ RULES = [
     "text-length",
 ]
 UNSUBSCRIBE = marker("unsubscribe_url")
+KINDS = {"html": "html", "text": "txt", "web": "web.html", "eml": "eml"}
 
 
 def parse(doc: dict):
@@ -81,12 +82,18 @@ def test_preview_writes_what_a_reader_gets(tmp_path):
     result = preview.preview(EXAMPLE_ISSUE, out_dir=tmp_path / "out", screenshots=False)
     assert isinstance(result, PreviewResult) and result.issue.issue_id == "2015-07"
     assert result.report.errors == []
+    # The translations beside the document are previewed too, each under its language.
     assert {k: p.name for k, p in result.files.items()} == {
         "html": "2015-07.html",
         "text": "2015-07.txt",
         "web": "2015-07.web.html",
         "eml": "2015-07.eml",
+        **{f"{lang} {kind}": f"2015-07.{lang}.{ext}" for lang in ("fr", "pt") for kind, ext in KINDS.items()},
     }
+    for lang in ("fr", "pt"):
+        translated = email.message_from_bytes(result.files[f"{lang} eml"].read_bytes(), policy=email.policy.default)
+        assert translated["Content-Language"] == lang
+        assert f'<html lang="{lang}"' in result.files[f"{lang} html"].read_text("utf-8")
     msg = email.message_from_bytes(result.files["eml"].read_bytes(), policy=email.policy.default)
     html, text = result.files["html"].read_text("utf-8"), result.files["text"].read_text("utf-8")
     assert html == msg.get_body(("html",)).get_content().replace("\r\n", "\n")
@@ -278,17 +285,20 @@ def test_screenshots_skipped_without_chromium(tmp_path, monkeypatch):
     result = preview.preview(EXAMPLE_ISSUE, out_dir=tmp_path, screenshots=True)
     [f] = found(result.report, "screenshots")
     assert f.level == "info" and "apt-get install chromium" in f.message
-    assert not any(k.startswith("screenshot") for k in result.files) and len(result.report.warnings) == 1
+    # Said once, not once per language; the warnings are the three languages' long preheaders.
+    assert not any("screenshot" in k for k in result.files)
+    assert [(f.rule, f.language) for f in result.report.warnings] == [("preheader", lang) for lang in ("en", "fr", "pt")]
 
 
 def test_failing_browser_is_a_warning_not_a_crash(tmp_path, monkeypatch):
     monkeypatch.setattr(preview, "find_browser", lambda: shutil.which("false") or "/bin/false")
     result = preview.preview(EXAMPLE_ISSUE, out_dir=tmp_path, screenshots=True)
-    assert levels(result.report, "screenshots") == ["warning", "warning"]
-    assert not any(k.startswith("screenshot") for k in result.files) and result.report.errors == []
+    # Two windows for each of the three languages.
+    assert levels(result.report, "screenshots") == ["warning"] * 6
+    assert not any("screenshot" in k for k in result.files) and result.report.errors == []
     monkeypatch.setattr(preview, "find_browser", lambda: str(tmp_path / "no-such-browser"))
     result = preview.preview(EXAMPLE_ISSUE, out_dir=tmp_path, screenshots=True)
-    assert levels(result.report, "screenshots") == ["warning", "warning"]
+    assert levels(result.report, "screenshots") == ["warning"] * 6
 
 
 @pytest.mark.skipif(preview.find_browser() is None, reason="no chromium on this machine")
@@ -296,8 +306,11 @@ def test_screenshots_with_chromium(tmp_path, monkeypatch):
     # One small window keeps this test fast; the two-window path is the failing-browser test's.
     monkeypatch.setattr(preview, "VIEWPORTS", {"phone": (375, 600)})
     result = preview.preview(EXAMPLE_ISSUE, out_dir=tmp_path, screenshots=True)
-    assert [(f.level, f.message) for f in found(result.report, "screenshots")] == [("ok", "phone 375 px")]
-    assert result.files["screenshot-phone"].read_bytes().startswith(b"\x89PNG")
+    shots = [(f.level, f.message, f.language) for f in found(result.report, "screenshots")]
+    assert shots == [("ok", "phone 375 px", lang) for lang in ("en", "fr", "pt")]
+    for key in ("screenshot-phone", "fr screenshot-phone", "pt screenshot-phone"):
+        assert result.files[key].read_bytes().startswith(b"\x89PNG")
+    assert result.files["fr screenshot-phone"].name == "2015-07.fr.phone.png"
 
 
 # --- The printed report -------------------------------------------------------------------------
@@ -309,7 +322,7 @@ def test_print_report(tmp_path):
     console = Console(record=True, width=200, color_system=None)
     preview.print_report(console, result)
     out = console.export_text()
-    assert "0 errors, 2 warnings" in out
+    assert "0 errors, 4 warnings" in out  # a long preheader in each of three languages, and the one added
     assert "[bold]x[/bold]" in out  # shown as written, not taken for markup
     for rule in RULES:
         assert rule in out
