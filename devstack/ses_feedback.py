@@ -226,14 +226,12 @@ def sent_ledger(stack, issue_id: str | None = None) -> list[dict]:
 def simulator_outcomes(
     stack, list_id: str, *, others_delivered: bool = True, issue_id: str | None = None
 ) -> list[dict]:
-    """The notifications SES would publish for everything the ledger says was sent (of one issue if given)."""
+    """The notifications SES would publish for everything the ledger says was sent (of one issue if
+    given), with the tags it was sent with: an issue in several languages tags each message's."""
     out = []
     for item in sent_ledger(stack, issue_id):
         outcomes = SIMULATOR.get(item["email"]) or ([("Delivery", {})] if others_delivered else [])
+        tags = {"issue_id": item["issue_id"], "list_id": list_id, "language": item.get("language")}
         for kind, extra in outcomes:
-            out.append(
-                notification(
-                    kind, item["message_id"], [item["email"]], issue_id=item["issue_id"], list_id=list_id, **extra
-                )
-            )
+            out.append(notification(kind, item["message_id"], [item["email"]], **tags, **extra))
     return out

@@ -229,6 +229,48 @@ def test_feedback_is_counted_per_language_when_the_message_says_its_language(sta
     assert (by_language["en"]["bounced"], by_language["en"]["delivered"]) == (0, 1)
 
 
+def test_the_ledger_keeps_the_language_sent_and_the_local_feedback_carries_it_as_ses_would(stack):
+    from conftest import add_subscribers, deliver, issue_doc, issue_record, publish
+
+    from devstack import ses_feedback
+    from newsletter.store.issues import statistics_by_language
+
+    add_subscribers(
+        stack,
+        [
+            {"email": "bounce@simulator.amazonses.com", "name": "B", "status": "active", "language": "fr"},
+            {"email": "complaint@simulator.amazonses.com", "name": "C", "status": "active", "language": "pt-BR"},
+            {"email": "success@simulator.amazonses.com", "name": "S", "status": "active", "language": "de"},
+        ],
+    )
+    doc = issue_doc()
+    doc["translations"] = [translated(doc, "fr"), translated(doc, "pt")]
+    publish(stack, doc)
+    deliver(stack)
+    sent = {i["email"].split("@")[0]: i.get("language") for i in ses_feedback.sent_ledger(stack, "2015-07")}
+    assert sent == {"bounce": "fr", "complaint": "pt", "success": "en"}
+    ses_feedback.deliver(stack, ses_feedback.simulator_outcomes(stack, "infomail", issue_id="2015-07"))
+    figures = {
+        lang: (c["sent"], c["delivered"], c["bounced"], c["complained"])
+        for lang, c in statistics_by_language(issue_record(stack, "2015-07")).items()
+    }
+    assert figures == {"en": (1, 1, 0, 0), "fr": (1, 0, 1, 0), "pt": (1, 1, 0, 1)}
+
+
+def test_an_issue_in_one_language_keeps_no_language_in_its_ledger(stack):
+    from conftest import add_subscribers, deliver, issue_doc, people, publish
+
+    from devstack import ses_feedback
+
+    add_subscribers(stack, [dict(p, language="fr") for p in people(2)])
+    publish(stack, issue_doc())
+    deliver(stack)
+    ledger = ses_feedback.sent_ledger(stack, "2015-07")
+    assert len(ledger) == 2 and all("language" not in item for item in ledger)
+    notes = ses_feedback.simulator_outcomes(stack, "infomail", issue_id="2015-07")
+    assert all("language" not in n["mail"]["tags"] for n in notes)
+
+
 def test_the_unsubscribe_page_speaks_the_language_the_reader_was_mailed_in(stack):
     import email
     import email.policy

@@ -342,7 +342,9 @@ class _Attempt:
     def _answered(self, r: Recipient, answer: ses_adapter.Answer) -> None:
         """What SES's answer means for this recipient, and for the rest of the batch."""
         if answer.kind == ses_adapter.SENT:
-            self._settle(r, "sent", message_id=answer.message_id)
+            # The language of an issue in several, as its SES tag: who read which variant.
+            language = {"language": self.batch.language} if self.batch.language else {}
+            self._settle(r, "sent", message_id=answer.message_id, **language)
         elif answer.kind == ses_adapter.REJECTED:
             self._settle(r, "rejected", error=answer.code)
             self.logger.warning(
