@@ -19,7 +19,7 @@ from pydantic import (
     field_validator,
 )
 
-from . import headers, jsontext
+from . import dates, headers, jsontext
 
 SCHEMA_VERSION = 1
 
@@ -138,12 +138,29 @@ class SectionItem(Model):
     subtitle: Annotated[Line, Field(max_length=300)] | None = None
     body: Markdown | None = None
     url: Url | None = None
-    # Events and calls carry dates; free text so that "15-17 September 2015" fits.
-    when: Annotated[Line, Field(max_length=120)] | None = None
+    # Events and calls carry dates: ISO 8601, formatted for each reader's language (dates.py), or
+    # free text shown as written, so that "15-17 September 2015" still fits.
+    when: Annotated[Line, Field(max_length=120)] | None = Field(
+        default=None,
+        description="When it takes place: an ISO 8601 date (2015-09-15), date-time with its UTC offset "
+        "(2015-09-15T10:00+02:00) or interval (2015-09-15/2015-09-17), shown in each reader's language; "
+        "or free text (not starting with YYYY-MM-DD), shown as written.",
+    )
     where: Annotated[Line, Field(max_length=200)] | None = None
-    deadline: Annotated[Line, Field(max_length=120)] | None = None
+    deadline: Annotated[Line, Field(max_length=120)] | None = Field(
+        default=None,
+        description="The closing date, written like `when`: ISO 8601, shown in each reader's language; "
+        "or free text, shown as written.",
+    )
     downloads: Annotated[list[Download], Field(max_length=20)] = []
     links: Annotated[list[Link], Field(max_length=10)] = []
+
+    @field_validator("when", "deadline")
+    @classmethod
+    def _date(cls, value: str | None) -> str | None:
+        if value is not None:
+            dates.parse(value)  # ValueError says what is wrong with a value that starts like a date
+        return value
 
 
 SectionKind = Literal["vacancies", "publications", "calls", "events", "other"]

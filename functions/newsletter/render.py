@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
-from newsletter import catalogs, content, personalize
+from newsletter import catalogs, content, dates, personalize
 from newsletter.issue import Issue
 
 TEXT_WIDTH = 76
@@ -47,7 +47,8 @@ def _wrap(value: str, width: int = TEXT_WIDTH, indent: str = "", first: str | No
 @cache
 def _env(language: str = "en") -> Environment:
     """One environment per language (templates compile once per environment), with that
-    language's catalog installed for the templates' own words (`_()`; newstyle gettext)."""
+    language's catalog installed for the templates' own words (`_()`; newstyle gettext) and its
+    `date` filter (a structured `when` or `deadline` in that language's words)."""
     env = Environment(
         extensions=["jinja2.ext.i18n"],
         loader=FileSystemLoader(templates_dir()),
@@ -63,6 +64,7 @@ def _env(language: str = "en") -> Environment:
         link=content.link_text,
         wrap=_wrap,
         nl2br=_nl2br,
+        date=partial(dates.format, language=language),
     )
     env.install_gettext_translations(catalogs.translations(language), newstyle=True)
     return env
