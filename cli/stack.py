@@ -27,6 +27,12 @@ OUTPUTS = {
 }
 
 
+# `subscribers import` writes this many subscribers at once (subscribers.WORKERS); urllib3 keeps 10
+# connections unless told, and would open and drop one for each write beyond them. The local
+# stack's client keeps devstack's 10: the import then writes 10 at a time (the moto server is the limit).
+DYNAMODB_CONNECTIONS = 128
+
+
 class CliError(Exception):
     """A problem the user can fix; printed as is, without a traceback."""
 
@@ -65,6 +71,11 @@ class Target:
         if service not in self._clients:
             if self.local is not None:
                 self._clients[service] = self.local.client(service)
+            elif service == "dynamodb":
+                from botocore.config import Config
+
+                config = Config(max_pool_connections=DYNAMODB_CONNECTIONS)
+                self._clients[service] = self.session.client(service, config=config)
             else:
                 self._clients[service] = self.session.client(service)
         return self._clients[service]

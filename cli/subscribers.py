@@ -12,18 +12,21 @@ import hashlib
 import io
 import json
 import tempfile
+import threading
 from array import array
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from email_validator import EmailNotValidError, validate_email
 
-from newsletter import headers
+from newsletter import clock, headers
 from newsletter.privacy import normalise_address
 from newsletter.store import subscribers
-from newsletter.store.subscribers import ACTIVE, STATUSES, put_subscribers
+from newsletter.store.subscribers import ACTIVE, STATUSES
 
 CORE = ("email", "name", "language", "status")
 MAX_NAME = 200
@@ -33,6 +36,12 @@ KEPT_PROBLEMS = 1000  # kept in memory; the report file has all of them
 AUTO_REPORT_AFTER = 20  # more problems than this and no report_path: write <file>.problems.csv
 MAX_HEADER = 64 * 1024
 CHECK_BLOCK = 64 * 1024  # bytes read at a time by the encoding check: its decoded text is thrown away
+CHUNK = 2000  # rows looked up, then written, together
+LOOKUP = 50  # addresses a BatchGetItem: 50 subscriber keys and 50 suppression keys, its limit of 100
+# Conditional writes in flight, one PutItem each. 64 would do 6,400 a second at 10 ms a request, but
+# a woken thread waits for the GIL while the next chunk is parsed: 128 keep above 5,000 (bench/import_rate.py).
+# The deployed stack's client has as many connections (stack.DYNAMODB_CONNECTIONS).
+WORKERS = 128
 
 
 class BadImport(ValueError):
@@ -50,7 +59,9 @@ class Problem:
 class ImportReport:
     rows: int = 0  # data rows read; rows == imported + existing + duplicates + suppressed + invalid
     imported: int = 0
-    existing: int = 0  # already on the list: left exactly as they were
+    # Already on the list, or added by someone else between the lookup and the write (the conditional
+    # write found them): left exactly as they were, whatever their status.
+    existing: int = 0
     duplicates: int = 0  # the same address (any case) earlier in the file
     suppressed: int = 0  # on the suppression list: not imported
     invalid: int = 0
@@ -68,13 +79,20 @@ def import_csv(
     path: Path,
     progress: Callable[[int, int], None] | None = None,
     report_path: Path | None = None,
-    chunk: int = 100,
+    chunk: int = CHUNK,
+    workers: int = WORKERS,
 ) -> ImportReport:
     """Add the file's new, valid, unsuppressed addresses to the list; never change an existing subscriber.
 
-    Streams the file in chunks of `chunk` rows: one lookup (BatchGetItem) and one write
-    (BatchWriteItem, 25 a call, retried) per chunk. `progress(rows_read, bytes_read)` follows each
-    chunk; compare bytes_read with the file's size. Running the same import again changes nothing.
+    Streams the file in chunks of `chunk` rows. A chunk is looked up (BatchGetItem, LOOKUP addresses
+    a call, the calls in parallel), then each new subscriber is written with a PutItem on condition
+    that the address is not on the list, `workers` at a time (at most the client's connection
+    pool), while the next chunk is read. A chunk's lookup waits for the writes before it: a later
+    row must see an earlier row's write. Whoever signed up, unsubscribed or changed between the
+    lookup and the write fails the condition, stays exactly as they are and counts as existing.
+    Each subscriber written records its consent: {"method": "import", "source": the file's name,
+    "at": when}. `progress(rows_read, bytes_read)` follows each chunk; compare bytes_read with the
+    file's size. Running the same import again changes nothing.
     """
     path = Path(path)
     _check_text(path)  # before writing anything: a wrong encoding must not leave half an import
@@ -83,9 +101,39 @@ def import_csv(
     seen = _Seen()
     pending: dict[str, tuple[int, str, dict, bool]] = {}  # address -> line, cell, subscriber, seen in an earlier chunk
     found: list[Problem] = []  # this chunk's problems, written in line order at the flush
+    # More threads than the client has connections would only wait for one (and urllib3 warns).
+    connections = getattr(getattr(getattr(ddb, "meta", None), "config", None), "max_pool_connections", None)
+    workers = max(1, min(workers, connections or workers))
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="import")
+    writing: _Writes | None = None  # the chunk being written
+
+    def settle(*, raising: bool = True) -> None:
+        """Wait for the chunk being written and count it; raise what stopped it."""
+        nonlocal writing
+        if writing is None:
+            return
+        done, writing = writing.wait(), None
+        report.imported += done.imported
+        report.existing += done.existing
+        if done.error is not None and raising:
+            raise done.error
+
+    def lookup(addresses: list[str]) -> tuple[set[str], dict[str, str]]:
+        return subscribers.lookup(ddb, subscribers_table, suppressions_table, list_id, addresses)
+
+    def writer(consent: dict) -> Callable[[dict], bool]:
+        return lambda s: subscribers.put_new_subscriber(ddb, subscribers_table, list_id, {**s, "consent": consent})
 
     def flush() -> None:
-        on_list, suppressed = subscribers.lookup(ddb, subscribers_table, suppressions_table, list_id, list(pending))
+        nonlocal writing
+        settle()
+        addresses = list(pending)
+        on_list: set[str] = set()
+        suppressed: dict[str, str] = {}
+        for listed, barred in pool.map(lookup, [addresses[i : i + LOOKUP] for i in range(0, len(addresses), LOOKUP)]):
+            on_list |= listed
+            suppressed.update(barred)
+        consent = {"method": "import", "source": path.name, "at": clock.iso()}
         new = []
         for address, (line, value, subscriber, seen_before) in pending.items():
             # `seen` only hints at an earlier row; the tables decide, so even a hash collision cannot
@@ -100,12 +148,11 @@ def import_csv(
                 found.append(Problem(line, value, f"suppressed ({suppressed[address]}): not imported"))
             else:
                 new.append(subscriber)
-        put_subscribers(ddb, subscribers_table, list_id, new)
-        report.imported += len(new)
         pending.clear()
         for p in sorted(found, key=lambda p: p.line):
             problems.add(p)
         found.clear()
+        writing = _Writes(pool, workers, writer(consent), new)
 
     try:
         with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
@@ -131,7 +178,7 @@ def import_csv(
                 if isinstance(subscriber, str):
                     report.invalid += 1
                     found.append(Problem(start, value, subscriber))
-                elif subscriber["email"] in pending:  # BatchGet/BatchWrite refuse a key twice in one call
+                elif subscriber["email"] in pending:  # BatchGetItem refuses a key twice in one call
                     report.duplicates += 1
                     found.append(Problem(start, value, "duplicate of an earlier row"))
                 else:
@@ -142,9 +189,11 @@ def import_csv(
                     if progress:
                         progress(report.rows, raw.tell())  # the binary position: text files can't tell() mid-iteration
             flush()
+            settle()
             if progress:
                 progress(report.rows, raw.tell())
     except Exception as exc:  # DynamoDB gave up, the disk is full...: say what is already done
+        settle(raising=False)  # the writes under way finish (or fail) first, so the count is true
         if report.rows:
             exc.add_note(
                 f"{report.imported} of {report.rows} rows read were imported before this error; "
@@ -152,6 +201,9 @@ def import_csv(
             )
         raise
     finally:
+        if writing is not None:  # interrupted (Ctrl-C): start no more writes
+            writing.stop()
+        pool.shutdown(wait=True, cancel_futures=True)
         problems.close()
     return report
 
@@ -361,6 +413,45 @@ class _Problems:
             self.file.close()
         elif not self.asked:
             self.report.report_path = None
+
+
+class _Writes:
+    """One chunk's conditional writes, `workers` at a time: each worker takes the next subscriber
+    until none is left, or until a write has failed for good (the rest are then not tried)."""
+
+    def __init__(self, pool: ThreadPoolExecutor, workers: int, write: Callable[[dict], bool], items: list[dict]):
+        self.imported = self.existing = 0
+        self.error: BaseException | None = None
+        # One list iterator shared by the workers: its next() is a single step under the GIL, so
+        # each item goes to one worker, without a lock (a contended lock costs a thread switch a row).
+        self._items, self._write, self._lock, self._stopped = iter(items), write, threading.Lock(), False
+        self._futures = [pool.submit(self._work) for _ in range(min(workers, len(items)))]
+
+    def _work(self) -> None:
+        imported = existing = 0
+        try:
+            for item in self._items:
+                if self._stopped:
+                    break
+                if self._write(item):
+                    imported += 1
+                else:
+                    existing += 1
+        except BaseException as exc:  # noqa: BLE001 - handed to the importing thread by wait()
+            self._stopped = True
+            with self._lock:
+                self.error = self.error or exc
+        finally:
+            with self._lock:
+                self.imported += imported
+                self.existing += existing
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def wait(self) -> _Writes:
+        wait_for(self._futures)
+        return self
 
 
 class _Seen:

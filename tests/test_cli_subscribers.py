@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 import tracemalloc
 import types
 from pathlib import Path
@@ -251,6 +252,225 @@ def test_running_an_import_again_changes_nothing(tables, tmp_path):
     assert scan(tables) == before
 
 
+# --- readers who change meanwhile, consent, retries -----------------------------------------------
+
+
+class Meanwhile:
+    """The moto client, and another process that adds a reader between the import's lookup and its
+    write, as a signup (or an earlier unsubscribe being stored) would: just after the lookup, or
+    just before the import's first write."""
+
+    def __init__(self, ddb, when: str, reader: dict):
+        self.ddb, self.when, self.reader = ddb, when, reader
+        self.arrived = threading.Event()
+        self.lock = threading.Lock()
+
+    def __getattr__(self, name):
+        return getattr(self.ddb, name)
+
+    def _arrive(self) -> None:
+        with self.lock:
+            if not self.arrived.is_set():
+                put_subscribers(self.ddb, SUBS, LIST, [self.reader])
+                self.arrived.set()
+
+    def batch_get_item(self, **request):
+        response = self.ddb.batch_get_item(**request)
+        if self.when == "after the lookup":
+            self._arrive()
+        return response
+
+    def put_item(self, **request):
+        if self.when == "before the first write":
+            self._arrive()
+        return self.ddb.put_item(**request)
+
+
+@pytest.mark.parametrize("when", ["after the lookup", "before the first write"])
+def test_a_reader_who_arrives_meanwhile_is_neither_overwritten_nor_reactivated(tables, tmp_path, when):
+    reader = {
+        "email": "late@example.com",
+        "name": "Late Reader",
+        "status": "unsubscribed",
+        "language": "de",
+        "attributes": {"org": "Theirs"},
+    }
+    path = csv_file(
+        tmp_path,
+        "email,name,language,status,org\n"
+        "new@example.com,New,en,active,Ours\nLate@Example.com,Other Name,fr,active,Ours\nalso@example.com,Also,en,,\n",
+    )
+    client = Meanwhile(tables, when, reader)
+    r = run(client, path)
+    assert client.arrived.is_set()
+    assert (r.rows, r.imported, r.existing, r.problem_count) == (3, 2, 1, 0) and accounted(r)
+    items = stored(tables)
+    late = {k: v for k, v in items["late@example.com"].items() if k not in ("pk", "list_id")}
+    assert late == reader  # as they were: still unsubscribed, their name, language and attributes, no consent
+    assert set(items) == {"new@example.com", "late@example.com", "also@example.com"}
+    before = scan(tables)
+    again = run(tables, path)
+    assert (again.imported, again.existing) == (0, 3) and scan(tables) == before
+
+
+def test_consent_is_recorded_on_the_subscribers_an_import_adds_and_only_on_them(tables, tmp_path, monkeypatch):
+    from newsletter import clock
+
+    monkeypatch.setattr(clock, "now", lambda: 1_435_737_600.0)
+    put_subscribers(tables, SUBS, LIST, [{"email": "old@example.com", "name": "Old", "status": "active"}])
+    (tmp_path / "exports").mkdir()
+    path = csv_file(
+        tmp_path / "exports",
+        "email,name,status\nold@example.com,Old,\nnew@example.com,New,\ngone@example.com,Gone,unsubscribed\n",
+        "fair.csv",
+    )
+    r = run(tables, path)
+    assert (r.imported, r.existing) == (2, 1)
+    items = stored(tables)
+    consent = {"method": "import", "source": "fair.csv", "at": "2015-07-01T08:00:00Z"}  # the file's name, not its path
+    assert items["new@example.com"]["consent"] == items["gone@example.com"]["consent"] == consent
+    assert "consent" not in items["old@example.com"]
+
+
+def test_an_imported_subscriber_is_stored_as_put_subscribers_stores_one(tables):
+    from newsletter.store.subscribers import put_new_subscriber
+
+    reader = {
+        "email": "zoe@example.com",
+        "name": "Zoë",
+        "status": "active",
+        "language": "pt-BR",
+        "attributes": {"org": "X", "size": 3, "none": None},
+        "consent": {"method": "import", "source": "a.csv", "at": "2015-07-01T08:00:00Z"},
+        "dropped": None,
+    }
+    put_subscribers(tables, SUBS, "one", [reader])
+    assert put_new_subscriber(tables, SUBS, "two", reader) is True
+    assert put_new_subscriber(tables, SUBS, "two", {**reader, "name": "Someone Else"}) is False
+    items = {i["list_id"]["S"]: i for i in tables.scan(TableName=SUBS)["Items"]}
+    strip = lambda item: {k: v for k, v in item.items() if k not in ("pk", "list_id")}  # noqa: E731
+    assert strip(items["one"]) == strip(items["two"]) and items["two"]["name"] == {"S": "Zoë"}
+
+
+def client_error(code: str, status: int = 400):
+    from botocore.exceptions import ClientError
+
+    return ClientError(
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutItem"
+    )
+
+
+class Flaky:
+    """The moto client, whose PutItem of one address fails `times` times first; `made`: the write
+    is made before the error, as when DynamoDB's answer is lost."""
+
+    def __init__(self, ddb, address: str, times: int, error: Exception, made: bool = False):
+        self.ddb, self.address, self.times, self.error, self.made = ddb, address, times, error, made
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def __getattr__(self, name):
+        return getattr(self.ddb, name)
+
+    def put_item(self, **request):
+        if request["Item"]["email"]["S"] == self.address:
+            with self.lock:
+                self.calls += 1
+                failing = self.calls <= self.times
+            if failing:
+                if self.made:
+                    self.ddb.put_item(**request)
+                raise self.error
+        return self.ddb.put_item(**request)
+
+
+@pytest.fixture
+def sleeps(monkeypatch) -> list[float]:
+    from newsletter.store import subscribers as store
+
+    waited: list[float] = []
+    monkeypatch.setattr(store, "clock", types.SimpleNamespace(sleep=waited.append))  # backoff, without the wait
+    return waited
+
+
+THREE = "email,name\na@example.com,A\nb@example.com,B\nc@example.com,C\n"
+
+
+@pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "ThrottlingException"])
+def test_a_throttled_write_is_retried_and_the_row_imported_once(tables, tmp_path, sleeps, code):
+    client = Flaky(tables, "b@example.com", 2, client_error(code))
+    r = run(client, csv_file(tmp_path, THREE))
+    assert (r.rows, r.imported, r.existing) == (3, 3, 0) and accounted(r)
+    assert client.calls == 3 and len(sleeps) == 2 and sleeps[0] < sleeps[1]  # backing off
+    assert set(stored(tables)) == {"a@example.com", "b@example.com", "c@example.com"}
+
+
+def test_a_write_throttled_for_good_stops_the_import_and_is_not_counted(tables, tmp_path, sleeps):
+    from botocore.exceptions import ClientError
+
+    client = Flaky(tables, "b@example.com", 100, client_error("ProvisionedThroughputExceededException"))
+    with pytest.raises(ClientError, match="ProvisionedThroughputExceeded") as exc:
+        run(client, csv_file(tmp_path, THREE))
+    assert client.calls == 8 and len(sleeps) == 7
+    # The other writes under way finish; once one has failed for good, no more are started.
+    made = set(stored(tables))
+    assert "b@example.com" not in made
+    assert exc.value.__notes__ == [
+        f"{len(made)} of 3 rows read were imported before this error; importing the same file again is safe "
+        "(they come back as existing)."
+    ]
+    again = run(tables, csv_file(tmp_path, THREE))
+    assert (again.imported, again.existing) == (3 - len(made), len(made))
+
+
+def test_a_write_made_whose_answer_was_lost_counts_as_imported(tables, tmp_path, sleeps):
+    client = Flaky(tables, "b@example.com", 1, client_error("InternalServerError", 500), made=True)
+    r = run(client, csv_file(tmp_path, THREE))
+    assert (r.imported, r.existing) == (3, 0) and accounted(r)  # the failed condition found our own item
+    assert client.calls == 2 and len(stored(tables)) == 3
+
+
+class Watched:
+    """The moto client, counting the PutItem calls under way at once (each takes 2 ms more)."""
+
+    def __init__(self, ddb):
+        self.ddb, self.now, self.most = ddb, 0, 0
+        self.lock = threading.Lock()
+
+    def __getattr__(self, name):
+        return getattr(self.ddb, name)
+
+    def put_item(self, **request):
+        import time
+
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            time.sleep(0.002)
+            return self.ddb.put_item(**request)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+def test_writes_overlap_up_to_the_clients_connections(tables, tmp_path):
+    client = Watched(tables)
+    path = csv_file(tmp_path, "email\n" + "".join(f"w{i}@example.com\n" for i in range(80)))
+    assert run(client, path).imported == 80
+    assert tables.meta.config.max_pool_connections == 10  # botocore's default
+    assert 1 < client.most <= 10
+
+
+def test_the_deployed_stacks_client_has_a_connection_for_each_writer():
+    import boto3
+
+    from newsletter_cli.stack import Target
+
+    target = Target("stack", "newsletter", {}, session=boto3.Session(region_name="us-east-1"))
+    assert target.client("dynamodb").meta.config.max_pool_connections == cli.WORKERS
+
+
 # --- export, counts ------------------------------------------------------------------------------------
 
 
@@ -278,8 +498,10 @@ def test_export_round_trips_through_import(tables, tmp_path):
 
     r = run(tables, exported, list_id="copy")
     assert (r.rows, r.imported) == (151, 151)
-    strip = lambda items: {a: {k: v for k, v in i.items() if k not in ("pk", "list_id")} for a, i in items.items()}
+    skip = ("pk", "list_id", "consent")  # consent is the import's record: not exported, recorded anew
+    strip = lambda items: {a: {k: v for k, v in i.items() if k not in skip} for a, i in items.items()}
     assert strip(stored(tables, "copy")) == strip(stored(tables, LIST))
+    assert {i["consent"]["source"] for i in stored(tables, "copy").values()} == {"export.csv"}
 
     unsubscribed = io.StringIO(newline="")
     n = cli.export_csv(tables, subscribers_table=SUBS, list_id=LIST, out=unsubscribed, status="unsubscribed")
@@ -346,18 +568,20 @@ def test_progress_after_each_chunk_ends_at_the_file_size(tables, tmp_path):
 
 
 class BrokenDynamo:
-    """Finds nothing, and fails for good on the second write."""
+    """Finds nothing, takes the first 25 writes, and fails for good from then on."""
 
     def __init__(self):
         self.writes = 0
+        self.lock = threading.Lock()
 
     def batch_get_item(self, RequestItems: dict) -> dict:
         return {"Responses": {t: [] for t in RequestItems}}
 
-    def batch_write_item(self, RequestItems: dict) -> dict:
-        self.writes += 1
-        if self.writes > 1:
-            raise RuntimeError("throttled for good")
+    def put_item(self, **_) -> dict:
+        with self.lock:
+            self.writes += 1
+            if self.writes > 25:
+                raise RuntimeError("throttled for good")
         return {}
 
 
@@ -374,8 +598,10 @@ def test_a_failure_mid_import_says_how_far_it_got(tmp_path):
             chunk=25,
             report_path=report,
         )
+    # The second chunk's writes fail while the rest of the file is read; the failure stops the
+    # import at the next chunk, and only the writes that were made count.
     assert exc.value.__notes__ == [
-        "25 of 50 rows read were imported before this error; importing the same file again is safe "
+        "25 of 61 rows read were imported before this error; importing the same file again is safe "
         "(they come back as existing)."
     ]
     assert report.read_bytes() == b"\xef\xbb\xbfline,value,reason\r\n"  # flushed and closed
@@ -385,9 +611,10 @@ def test_a_failure_mid_import_says_how_far_it_got(tmp_path):
 
 
 class FakeDynamo:
-    """BatchGetItem and BatchWriteItem over a bitmap indexed by the row number in the address
-    (r0000123@…), so that its own memory stays tiny and tracemalloc measures the import. Checks
-    DynamoDB's limits, refuses to overwrite, and leaves some keys and writes for a retry."""
+    """BatchGetItem and the conditional PutItem over a bitmap indexed by the row number in the
+    address (r0000123@…), so that its own memory stays tiny and tracemalloc measures the import.
+    Checks DynamoDB's limits and the condition, leaves some keys for a retry and throttles some
+    writes. Thread-safe, as the import writes from many threads."""
 
     def __init__(self, rows: int, existing: set[int], suppressed: set[int]):
         self.on_list = bytearray(rows)
@@ -395,20 +622,36 @@ class FakeDynamo:
             self.on_list[i] = 1
         self.suppressed = suppressed
         self.gets = self.writes = self.written = self.retried = 0
+        self.lock = threading.Lock()
+
+    def __init_subclass__(cls, **kwargs):
+        # tests/test_cli.py's subclass adds a PutItem of its own, for the lists table: the
+        # subscribers table's writes still come here.
+        super().__init_subclass__(**kwargs)
+        theirs = cls.__dict__.get("put_item")
+        if theirs is not None:
+
+            def put_item(self, TableName, Item, **rest):
+                call = FakeDynamo.put_item if TableName == SUBS else theirs
+                return call(self, TableName=TableName, Item=Item, **rest)
+
+            cls.put_item = put_item
 
     @staticmethod
     def row(address: str) -> int:
         return int(address[1:8])
 
     def batch_get_item(self, RequestItems: dict) -> dict:
-        self.gets += 1
+        with self.lock:
+            self.gets += 1
+            gets = self.gets
         assert sum(len(r["Keys"]) for r in RequestItems.values()) <= 100
         responses, unprocessed = {}, {}
         for table, request in RequestItems.items():
             keys = request["Keys"]
             emails = [k["email"]["S"] for k in keys]
             assert len(set(emails)) == len(emails)
-            if self.gets % 37 == 1 and len(keys) > 3:  # AWS may return some keys unprocessed
+            if gets % 37 == 1 and len(keys) > 3:  # AWS may return some keys unprocessed
                 unprocessed[table] = {**request, "Keys": keys[-3:]}
                 emails = emails[:-3]
             if table == SUBS:
@@ -419,20 +662,25 @@ class FakeDynamo:
                 responses[table] = [{"email": {"S": e}, "reason": {"S": "bounce"}} for e in gone]
         return {"Responses": responses, "UnprocessedKeys": unprocessed}
 
-    def batch_write_item(self, RequestItems: dict) -> dict:
-        self.writes += 1
-        ((table, requests),) = RequestItems.items()
-        assert table == SUBS and 0 < len(requests) <= 25
-        back = requests[-2:] if self.writes % 50 == 1 and len(requests) > 2 else []
-        for request in requests[: len(requests) - len(back)]:
-            item = request["PutRequest"]["Item"]
-            email = item["email"]["S"]
-            assert item["pk"]["S"] == partition("big", shard_of(email)) and item["list_id"]["S"] == "big"
-            assert not self.on_list[self.row(email)], "an existing subscriber was overwritten"
+    def put_item(self, TableName: str, Item: dict, ConditionExpression: str, **_) -> dict:
+        from botocore.exceptions import ClientError
+
+        assert TableName == SUBS and ConditionExpression == "attribute_not_exists(email)"
+        email = Item["email"]["S"]
+        assert Item["pk"]["S"] == partition("big", shard_of(email)) and Item["list_id"]["S"] == "big"
+        assert Item["consent"]["M"]["method"] == {"S": "import"}
+        with self.lock:
+            self.writes += 1
+            if self.writes % 50 == 1:  # throttled: nothing written
+                self.retried += 1
+                error = {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
+                raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, "PutItem")
+            if self.on_list[self.row(email)]:
+                error = {"Code": "ConditionalCheckFailedException", "Message": "The conditional request failed"}
+                raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, "PutItem")
             self.on_list[self.row(email)] = 1
             self.written += 1
-        self.retried += len(back)
-        return {"UnprocessedItems": {table: back}} if back else {}
+        return {}
 
 
 def write_huge(path: Path, rows: int, existing: set[int], suppressed: set[int]) -> dict[str, int]:
@@ -487,6 +735,10 @@ def test_a_huge_file_streams_in_little_memory(tmp_path, monkeypatch):
             path=path,
             progress=lambda n, done: calls.append((n, done)),
             report_path=tmp_path / "problems.csv",
+            # What a chunk and a worker hold is the same for any file (bench/import_rate.py measures
+            # it for the defaults up to a million rows); small ones let a per-row cost show here.
+            chunk=250,
+            workers=8,
         )
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -494,9 +746,10 @@ def test_a_huge_file_streams_in_little_memory(tmp_path, monkeypatch):
 
     assert {k: getattr(r, k) for k in expected} == expected and r.rows == rows and accounted(r)
     assert fake.written == expected["imported"] and sum(fake.on_list) == len(existing) + expected["imported"]
-    assert fake.retried > 0 and sleeps  # unprocessed writes and keys were retried, with backoff
-    assert len(calls) == rows // 100 + 1 and calls[-1] == (rows, size)
+    assert fake.retried > 0 and sleeps  # throttled writes and unprocessed keys were retried, with backoff
+    assert len(calls) == rows // 250 + 1 and calls[-1] == (rows, size)
     assert len(r.problems) == r.problem_count == expected["invalid"] + expected["duplicates"] + expected["suppressed"]
-    # Loading the file (a list of csv.DictReader rows) takes ~8x its size. Streaming holds one chunk
-    # and 8-16 bytes of hash an address (24 while the table grows): under the file's own size.
+    # Loading the file (a list of csv.DictReader rows) takes ~8x its size. Streaming holds two chunks
+    # (one read, one written) and 8-16 bytes of hash an address (24 while the table grows): under
+    # the file's own size.
     assert peak < size, f"peak {peak / 1e6:.2f} MB for a {size / 1e6:.2f} MB file"

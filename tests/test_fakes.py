@@ -332,6 +332,83 @@ def test_fake_dynamodb_seeds_a_list_as_put_subscribers_writes_it(both):
     assert all(fake.table(table).size(i) == item_size(i) for i in fake.table(table).items())
 
 
+def slow_answers(ddb, names: dict) -> list:
+    """What `subscribers import` asks DynamoDB, through the store's own functions, and the refusals
+    of the two calls it makes, with AWS's bookkeeping left out."""
+    from newsletter.store import subscribers as store
+    from newsletter.store import to_item
+
+    subs, sups = names["SubscribersTable"], names["SuppressionsTable"]
+    out = []
+    s = lambda v: {"S": v}  # noqa: E731
+    for n in range(3):
+        old = {"email": f"old{n}@x.org", "name": "Old", "status": "unsubscribed", "list_id": "l"}
+        ddb.put_item(TableName=subs, Item=to_item({**old, "pk": store.partition("l", store.shard_of(old["email"]))}))
+
+    ddb.put_item(TableName=sups, Item={"email": s("gone@x.org"), "reason": s("bounce"), "suppressed_at": s("2015")})
+    ddb.put_item(TableName=sups, Item={"email": s("quiet@x.org")})
+    addresses = ["old1@x.org", "gone@x.org", "new@x.org", "quiet@x.org", *(f"n{n}@x.org" for n in range(46))]
+    on_list, suppressed = store.lookup(ddb, subs, sups, "l", addresses)
+    out.append((sorted(on_list), suppressed))
+    consent = {"method": "import", "source": "a.csv", "at": "2015-07-01T08:00:00Z"}
+    reader = {"email": "new@x.org", "name": "Né", "status": "active", "attributes": {"o": "X"}, "consent": consent}
+    out.append(store.put_new_subscriber(ddb, subs, "l", reader))
+    out.append(store.put_new_subscriber(ddb, subs, "l", {**reader, "name": "Other"}))
+    out.append(store.put_new_subscriber(ddb, subs, "l", {"email": "old2@x.org", "status": "active"}))
+    out.append(store.lookup(ddb, subs, sups, "l", ["new@x.org", "old2@x.org"])[0] == {"new@x.org", "old2@x.org"})
+    key = {"pk": s(store.partition("l", store.shard_of("new@x.org"))), "email": s("new@x.org")}
+    item = ddb.batch_get_item(RequestItems={subs: {"Keys": [key], "ConsistentRead": True}})["Responses"][subs]
+    out.append(item)
+    try:  # the old item comes back with a failed condition when asked for
+        ddb.put_item(
+            TableName=subs,
+            Item={**key, "name": s("x")},
+            ConditionExpression="attribute_not_exists(#e)",
+            ExpressionAttributeNames={"#e": "email"},
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    except ClientError as exc:
+        out.append((exc.response["Error"]["Code"], exc.response.get("Item")))
+    for request in (
+        {subs: {"Keys": [{"pk": s("l#00"), "email": s(f"{n}")} for n in range(101)]}},
+        {subs: {"Keys": [key, key]}},
+        {"Nope": {"Keys": [key]}},
+    ):
+        out.append(error(lambda r=request: ddb.batch_get_item(RequestItems=r)))
+    out.append(error(lambda: ddb.put_item(TableName="Nope", Item=key)))
+    return out
+
+
+def test_slow_dynamodb_answers_the_import_as_dynamodb_does(both):
+    from fakes.slow_dynamodb import SlowDynamoDB
+
+    moto, _, names = both
+    slow = SlowDynamoDB(
+        {names["SubscribersTable"]: ("pk", "email"), names["SuppressionsTable"]: ("email", None)}, latency=0.001
+    )
+    assert slow_answers(slow, names) == slow_answers(moto, names)
+    assert slow.calls["PutItem"] == 10
+
+
+def test_slow_dynamodb_lets_requests_overlap():
+    import threading
+    import time
+
+    from fakes.slow_dynamodb import SlowDynamoDB
+
+    slow = SlowDynamoDB({"t": ("k", None)}, latency=0.05)
+    threads = [
+        threading.Thread(target=slow.put_item, kwargs={"TableName": "t", "Item": {"k": {"S": str(n)}}})
+        for n in range(20)
+    ]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert time.perf_counter() - start < 0.5 and len(slow.items) == 20  # 20 x 50 ms, at once
+
+
 # --- S3, SQS, SSM, SES ------------------------------------------------------------------------
 
 
@@ -451,4 +528,14 @@ def test_the_fakes_import_only_the_standard_library():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     loaded = set(json.loads(out.replace("'", '"')))
+    assert loaded - {"fakes"} <= set(sys.stdlib_module_names)
+
+
+def test_the_slow_dynamodb_imports_only_the_standard_library():
+    import subprocess
+    import sys
+
+    code = "import sys; before = set(sys.modules); import fakes.slow_dynamodb; print(sorted(set(sys.modules) - before))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    loaded = {n.split(".")[0] for n in json.loads(out.replace("'", '"'))}
     assert loaded - {"fakes"} <= set(sys.stdlib_module_names)

@@ -8,10 +8,14 @@ stored keys: changing it needs a migration.
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Iterator
 
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as NoConnection
+
 from .. import clock
-from . import from_item, to_item, written
+from . import condition_failed, from_item, to_item, written
 
 SHARDS = 16
 ACTIVE = "active"
@@ -115,6 +119,66 @@ def put_subscribers(ddb, table: str, list_id: str, subscribers: list[dict], atte
             clock.sleep(min(0.05 * 2**attempt, 1.0))
         else:
             raise RuntimeError("DynamoDB left writes unprocessed after retries")
+
+
+# Errors after which the same write may succeed later (besides any 5xx).
+RETRYABLE = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TransactionConflictException",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+
+
+def put_new_subscriber(ddb, table: str, list_id: str, subscriber: dict, attempts: int = 8) -> bool:
+    """Write a subscriber (a dict as for put_subscribers) only if the address is not on the list:
+    True if written, False if it was there already (in any status), which is then left untouched.
+
+    Throttling and DynamoDB's transient errors are retried here too (botocore has retried them
+    already), with backoff and jitter; what still fails is raised (a throttled write was not made).
+    After an error that may hide a write that was made (a timeout, a 500), a failed condition
+    compares the item found with this one: our own write is True.
+    """
+    values = {**subscriber, "pk": partition(list_id, shard_of(subscriber["email"])), "list_id": list_id}
+    item = {k: _wire(v) for k, v in values.items() if v is not None}
+    maybe_written = False
+    for attempt in range(attempts):
+        try:
+            ddb.put_item(
+                TableName=table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(email)",
+                **({"ReturnValuesOnConditionCheckFailure": "ALL_OLD"} if maybe_written else {}),
+            )
+            return True
+        except ClientError as exc:
+            if condition_failed(exc):
+                return maybe_written and exc.response.get("Item") == item
+            error = exc.response.get("Error", {}).get("Code")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            if (error not in RETRYABLE and status < 500) or attempt == attempts - 1:
+                raise
+            maybe_written = maybe_written or status >= 500
+        except (NoConnection, HTTPClientError):  # no answer: the write may or may not have been made
+            if attempt == attempts - 1:
+                raise
+            maybe_written = True
+        clock.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.0))
+    raise ValueError("attempts must be at least 1")
+
+
+def _wire(value) -> dict:
+    """to_item's serialisation of one value, without its generic dispatch for what a subscriber
+    mostly holds (strings, maps of strings): an import serialises a million of them."""
+    if type(value) is str:
+        return {"S": value}
+    if type(value) is dict and all(type(v) is str for v in value.values()):
+        return {"M": {k: {"S": v} for k, v in value.items()}}
+    return to_item({"v": value})["v"]
 
 
 def get_subscriber(ddb, table: str, list_id: str, address: str) -> dict | None:
