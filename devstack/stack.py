@@ -599,12 +599,12 @@ def new_deployment() -> None:
     """Forget what the functions' containers cached (clients, the secret, issue states, prepared
     messages): a new stack is a new deployment, and nothing of another one's is valid in it."""
     from newsletter import aws, config
-    from newsletter.handlers import send, unsubscribe
+    from newsletter.handlers import public, send
 
     aws.reset()
     config.clear_settings()
     send.sender.reset()
-    unsubscribe.endpoint.reset()
+    public.site.reset()
 
 
 BASICS = ("PATH", "HOME", "TZ", "LANG", "TMPDIR")

@@ -13,7 +13,7 @@ SETTINGS = {
     "newsletter.handlers.fanout.handler": config.FanoutSettings,
     "newsletter.handlers.send.handler": config.SendSettings,
     "newsletter.handlers.feedback.handler": config.FeedbackSettings,
-    "newsletter.handlers.unsubscribe.handler": config.UnsubscribeSettings,
+    "newsletter.handlers.public.handler": config.PublicSettings,
 }
 POWERTOOLS = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 # Read by boto3, not by the settings; set only under `sam local` (the LocalEndpoint parameter).

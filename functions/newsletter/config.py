@@ -115,7 +115,7 @@ def feedback_settings() -> FeedbackSettings:
 
 def clear_settings() -> None:
     """Forget every function's parsed settings (for a process that plays several functions)."""
-    for read in (publish_settings, fanout_settings, send_settings, feedback_settings, unsubscribe_settings):
+    for read in (publish_settings, fanout_settings, send_settings, feedback_settings, public_settings):
         read.cache_clear()
 
 
@@ -125,15 +125,30 @@ def env_names(cls) -> set[str]:
 
 
 @dataclass(frozen=True)
-class UnsubscribeSettings:
+class PublicSettings:
+    """The public pages: unsubscribing, and signing up with double opt-in."""
+
     subscribers_table: str
     issues_table: str
     lists_table: str
+    suppressions_table: str
+    limits_table: str
     token_secret_parameter: str
+    sender_address: str
+    sender_name: str
+    configuration_set: str
+    # The pages' address for links in confirmation mails; empty: this Function URL.
+    public_base_url: str = ""
     # How long after a rotation links signed with the replaced secret still work (keys.py).
     token_grace_days: float = 365
+    signup_per_client_per_hour: int = 10
+    signup_per_list_per_hour: int = 1000
+    signup_per_address_per_day: int = 3
+    # The bot check's proof of work: key derivations per attempt, and the attempts, at most.
+    altcha_cost: int = 5000
+    altcha_max_number: int = 10000
 
 
 @cache
-def unsubscribe_settings() -> UnsubscribeSettings:
-    return _read(UnsubscribeSettings)
+def public_settings() -> PublicSettings:
+    return _read(PublicSettings)

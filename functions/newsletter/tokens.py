@@ -8,6 +8,9 @@ Formats:
 - `v1.<base64url(list "\\n" address)>.<base64url(mac)>`: tokens signed before keys had versions,
   checked against every key still honoured.
 The version and the key version are part of what is signed: neither can be edited.
+
+Tokens for one purpose (`sign_for`: confirming a signup) are `p1.<key version>.<payload>.<mac>`:
+the purpose, list, address, expiry and what they were issued for are signed, and they expire.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import re
+from dataclasses import dataclass
 
 VERSION = "v1"
 VERSION_2 = "v2"
@@ -107,3 +111,66 @@ def verify(keys, token: str) -> tuple[str, str]:
     except ValueError as exc:
         raise InvalidToken("token payload is malformed") from exc
     return list_id, address
+
+
+# --- Tokens for one purpose, with an expiry ---------------------------------------------------------
+
+PURPOSE_VERSION = "p1"
+
+
+class ExpiredToken(InvalidToken):
+    """A genuine token past its expiry."""
+
+
+@dataclass(frozen=True)
+class Claims:
+    purpose: str
+    list_id: str
+    address: str
+    expires_at: int  # epoch seconds
+    ref: str  # what the token was issued for (a signup's id): the caller checks it
+
+
+def sign_for(
+    secret: bytes, purpose: str, list_id: str, address: str, *, expires_at: int, ref: str, key_version: int
+) -> str:
+    """A token that grants `purpose` (confirm a signup, ...) for (list, address) until `expires_at`.
+    Its prefix differs from the unsubscribe tokens', so neither can stand in for the other."""
+    if not secret:
+        raise ValueError("empty token secret")
+    fields = [purpose, list_id, address, str(int(expires_at)), ref]
+    if any("\n" in f for f in fields):
+        raise ValueError("token fields must not contain line breaks")
+    payload = "\n".join(fields).encode()
+    prefix = f"{PURPOSE_VERSION}.{int(key_version)}"
+    return f"{prefix}.{_b64(payload)}.{_b64(_mac(secret, payload, prefix))}"
+
+
+def verify_for(keys, token: str, purpose: str, now: float) -> Claims:
+    """The claims of a genuine, unexpired token for `purpose`; InvalidToken (ExpiredToken) otherwise."""
+    ring = _OneKey(keys) if isinstance(keys, (bytes, bytearray)) else keys
+    if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN:
+        raise InvalidToken("missing or oversized token")
+    parts = token.split(".")
+    if len(parts) != 4 or parts[0] != PURPOSE_VERSION or not re.fullmatch(r"[1-9][0-9]{0,9}", parts[1]):
+        raise InvalidToken("unknown token format")
+    prefix = f"{PURPOSE_VERSION}.{parts[1]}"
+    secret = ring.honoured(int(parts[1]))
+    if secret is None:
+        raise InvalidToken("the token's key is no longer honoured (or never was)")
+    try:
+        payload, mac = _unb64(parts[2]), _unb64(parts[3])
+    except (ValueError, TypeError) as exc:
+        raise InvalidToken("token is not valid base64url") from exc
+    if not hmac.compare_digest(mac, _mac(secret, payload, prefix)):
+        raise InvalidToken("token signature does not match")
+    try:
+        kind, list_id, address, expires, ref = payload.decode("utf-8").split("\n")
+        expires_at = int(expires)
+    except ValueError as exc:
+        raise InvalidToken("token payload is malformed") from exc
+    if kind != purpose:
+        raise InvalidToken(f"a token for {kind!r}, not {purpose!r}")
+    if now > expires_at:
+        raise ExpiredToken("the token has expired")
+    return Claims(kind, list_id, address, expires_at, ref)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from . import aws, clock, tokens
 from . import unsubscribe_pages as pages
-from .config import UnsubscribeSettings
+from .config import PublicSettings
 from .function_url import BadRequest, BodyTooLarge, Request
 from .privacy import address_hash, normalise_address
 from .store import issues, lists, subscribers
@@ -181,7 +181,7 @@ class Endpoint:
         """Forget what the container knows: a new container."""
         self._list_names.clear()
 
-    def list_name(self, settings: UnsubscribeSettings, list_id: str) -> str | None:
+    def list_name(self, settings: PublicSettings, list_id: str) -> str | None:
         """The list's display name, read at most every LIST_NAME_TTL seconds."""
         now = clock.now()
         cached = self._list_names.get(list_id)
@@ -192,7 +192,7 @@ class Endpoint:
             self._list_names[list_id] = cached = (now + LIST_NAME_TTL, (record or {}).get("name"))
         return cached[1]
 
-    def answer(self, event: dict, settings: UnsubscribeSettings) -> Reply:
+    def answer(self, event: dict, settings: PublicSettings) -> Reply:
         """One Function URL event: refused (bad request, method, size), or `respond`'s page."""
         try:
             request = Request.from_event(event)

@@ -30,6 +30,15 @@ form { margin: 18px 0 14px 0; }
 .button { display: inline-block; padding: 10px 18px; border: 0; border-radius: 3px; background-color: #123c69; color: #ffffff; font-family: Arial, Helvetica, sans-serif; font-size: 15px; font-weight: bold; cursor: pointer; }
 .button:hover, .button:focus { background-color: #0b4f8a; }
 .note { font-size: 13px; color: #4a4a4a; }
+.field { margin: 0 0 16px 0; }
+label { display: block; margin: 0 0 4px 0; font-weight: bold; }
+input[type=email], input[type=text], select { box-sizing: border-box; width: 100%; max-width: 420px; padding: 8px; border: 1px solid #8a939c; border-radius: 3px; font-size: 15px; font-family: inherit; }
+fieldset { margin: 0 0 16px 0; padding: 0; border: 0; }
+legend { padding: 0; margin: 0 0 4px 0; font-weight: bold; }
+.choice { display: block; font-weight: normal; margin: 2px 0; }
+.consent { font-size: 14px; background-color: #f4f6f8; padding: 10px 12px; }
+.error { color: #a4000f; font-weight: bold; }
+.hp { position: absolute; left: -10000px; width: 1px; height: 1px; overflow: hidden; }
 .footer { padding: 14px 20px; background-color: #2b2f33; color: #e6e8ea; font-size: 13px; line-height: 1.5; }
 @media only screen and (max-width: 620px) { body { padding: 0; } h1 { font-size: 24px; } }
 """.strip()
@@ -42,7 +51,7 @@ _LAYOUT = Template(
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex, nofollow">
 <title>$title</title>
-<style>
+$head<style>
 """
     + _CSS
     + """
@@ -73,9 +82,10 @@ _CONFIRM = Template(
 )
 
 
-def _page(_, title: str, content: str, list_name: str | None = None, language: str = "en") -> str:
+def layout(title: str, content: str, footer: str, *, list_name: str | None, language: str, head: str = "") -> str:
+    """A whole page in the newsletter's look: `content` is markup (escape what goes into it),
+    `title`, `footer` and `list_name` are text; `head`: more markup for <head> (scripts)."""
     list_line = f'<p class="list-name">{escape(list_name)}</p>\n' if list_name else ""
-    footer = _("This page was sent to you because you followed an unsubscribe link from one of our emails.")
     return _LAYOUT.substitute(
         lang=escape(language),
         dir=direction(language),
@@ -83,7 +93,13 @@ def _page(_, title: str, content: str, list_name: str | None = None, language: s
         list_line=list_line,
         content=content,
         footer=escape(footer),
+        head=head,
     )
+
+
+def _page(_, title: str, content: str, list_name: str | None = None, language: str = "en") -> str:
+    footer = _("This page was sent to you because you followed an unsubscribe link from one of our emails.")
+    return layout(title, content, footer, list_name=list_name, language=language)
 
 
 def _gettext(language: str):

@@ -1,23 +1,24 @@
-"""Function URL → the unsubscribe confirmation page (GET, HEAD) or the unsubscribe (POST, RFC 8058).
+"""Function URL → the public pages: signup and its confirmation, and the unsubscribe link of
+every email (a confirmation page on GET, the unsubscribe on POST and RFC 8058 one-click).
 
-Kept light for a fast cold start: no Jinja2, no pydantic, no web framework (see function_url).
+The router (Powertools' LambdaFunctionUrlResolver) and the pages live in `public`; the signup
+form's libraries (email-validator, altcha) load only when a form is posted or a challenge asked.
 """
 
 from __future__ import annotations
 
 from .. import aws, privacy
-from ..config import unsubscribe_settings
-from ..function_url import html_response
+from ..config import public_settings
+from ..public import Site, build_app, handle
 from ..telemetry import logger
-from ..unsubscribe import Endpoint
 
 # What this container keeps between invocations; the local stack and tests configure or reset it.
-endpoint = Endpoint()
+site = Site()
+app = build_app(site, public_settings)
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event, context):
-    settings = unsubscribe_settings()
+    settings = public_settings()
     privacy.use_secret(lambda: aws.secret_parameter(settings.token_secret_parameter))  # keys the hashes in the logs
-    reply = endpoint.answer(event, settings)
-    return html_response(reply.status, reply.page, head=reply.head, headers=reply.headers)
+    return handle(app, site, event, context, settings)

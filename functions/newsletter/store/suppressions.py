@@ -18,3 +18,11 @@ def suppress_once(ddb, table: str, address: str, reason: str, at: str, **detail)
         Item=to_item({"email": address, "reason": reason, "suppressed_at": at, **detail}),
         ConditionExpression="attribute_not_exists(email)",
     )
+
+
+def is_suppressed(ddb, table: str, address: str) -> bool:
+    """Whether the address bounced, complained or was suppressed by hand (a consistent read)."""
+    found = ddb.get_item(
+        TableName=table, Key={"email": {"S": address}}, ProjectionExpression="email", ConsistentRead=True
+    )
+    return "Item" in found

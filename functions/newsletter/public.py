@@ -1,0 +1,445 @@
+"""The public pages on the Function URL: signup, confirmation, the bot check, and unsubscribing.
+
+Routes (Powertools' LambdaFunctionUrlResolver):
+
+    GET  /subscribe/<list>   the list's signup form          POST: sign up (`signup.subscribe`)
+    GET  /confirm?token=…    a page with a button            POST: confirm (`signup.confirm`)
+    GET  /altcha             a proof-of-work challenge (JSON) for the form's bot check
+    GET  /altcha.js          the ALTCHA widget, served from here (no CDN)
+    anything else            the unsubscribe link of every email (`unsubscribe.Endpoint`), as
+                             before: its URL is in every mail already sent, so it keeps any path
+
+`Site` is what a container keeps between invocations (lists' records for a few minutes, the
+widget's bytes); its AWS clients are injected, and `reset()` forgets all of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+
+from . import aws, clock
+from .config import PublicSettings
+from .function_url import HTML_HEADERS, BadRequest, BodyTooLarge, Request, html_response
+from .privacy import address_hash
+from .store import lists
+from .telemetry import logger, service_metrics
+from .unsubscribe import Endpoint, mask_address
+
+MAX_FORM = 8192
+LIST_TTL_S = 60.0
+STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+WIDGET_FILE = "altcha.min.js"
+CHALLENGE_TTL_S = 600
+
+# The signup form runs the ALTCHA widget (ours, from 'self'): its proof of work runs in workers
+# the widget makes from data: URLs, and it fetches its challenge from here.
+FORM_CSP = (
+    "default-src 'none'; script-src 'self'; connect-src 'self'; worker-src 'self' blob: data:; "
+    "style-src 'unsafe-inline'; img-src data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def aws_client(service: str):
+    return aws.client(service)
+
+
+@dataclass
+class Site:
+    clients: Callable[[str], object] = aws_client
+    unsubscribe: Endpoint = field(default_factory=Endpoint)
+    _lists: dict[str, tuple[float, dict | None]] = field(default_factory=dict, repr=False)
+    _widget: bytes | None = field(default=None, repr=False)
+
+    def reset(self) -> None:
+        self._lists.clear()
+        self._widget = None
+        self.unsubscribe.reset()
+
+    def list_record(self, settings: PublicSettings, list_id: str) -> dict | None:
+        now = clock.now()
+        cached = self._lists.get(list_id)
+        if cached is None or cached[0] < now:
+            if len(self._lists) > 100:
+                self._lists.clear()
+            record = lists.get_list(self.clients("dynamodb"), settings.lists_table, list_id)
+            self._lists[list_id] = cached = (now + LIST_TTL_S, record)
+        return cached[1]
+
+    def widget(self) -> bytes:
+        if self._widget is None:
+            with open(os.path.join(STATIC, WIDGET_FILE), "rb") as f:
+                self._widget = f.read()
+        return self._widget
+
+
+# --- what the routes need -------------------------------------------------------------------------
+
+
+def _html(status: int, page: str, *, csp: str | None = None, **extra: str) -> Response:
+    headers = {**HTML_HEADERS, **({"Content-Security-Policy": csp} if csp else {}), **extra}
+    headers.pop("Content-Type")
+    return Response(status_code=status, content_type="text/html; charset=utf-8", body=page, headers=headers)
+
+
+def _language(request: Request, form: dict[str, list[str]] | None = None, offered: list[str] | None = None) -> str:
+    """The page's language: the link's or form's `lang`, else the browser's first that we have
+    words for (among `offered`, the list's languages, when given); else the list's first, or English."""
+    from .languages import choose
+    from .unsubscribe import page_language
+
+    hint = request.query.get("lang") or (form or {}).get("lang") or []
+    if hint:
+        return page_language(hint)
+    for part in request.headers.get("accept-language", "").split(",")[:8]:
+        tag = part.split(";")[0].strip()
+        if offered and tag:
+            tag = choose(tag, offered, "")
+        if not tag or tag == "*":
+            continue
+        chosen = page_language([tag])  # English when we have no words in it
+        if chosen != "en" or tag.lower().startswith("en"):
+            return chosen
+    return page_language(offered[:1]) if offered else "en"
+
+
+def _client(request: Request, event: dict, secret: bytes):
+    from .signup import Client, keyed
+
+    http = (event.get("requestContext") or {}).get("http") or {}
+    origin = request.headers.get("origin")
+    own = _own_origin(event)
+    return Client(
+        ip_hash=keyed(secret, "ip", str(http.get("sourceIp") or "")),
+        ua_hash=keyed(secret, "user agent", request.headers.get("user-agent", "")),
+        origin=origin,
+        embedded=bool(origin) and origin.lower() != own,
+    )
+
+
+def _own_origin(event: dict) -> str | None:
+    domain = (event.get("requestContext") or {}).get("domainName")
+    return f"https://{domain}".lower() if domain else None
+
+
+def _base_url(settings: PublicSettings, event: dict) -> str:
+    """Where the pages are: the configured address (a custom domain), else this Function URL."""
+    if settings.public_base_url:
+        return settings.public_base_url.rstrip("/")
+    return _own_origin(event) or ""
+
+
+def build_app(site: Site, settings_of: Callable[[], PublicSettings]) -> LambdaFunctionUrlResolver:
+    """The routes. What only signing up needs (the signup module, its pages, email-validator,
+    altcha) is imported by the routes that use it: the unsubscribe link's cold start stays small."""
+    from .unsubscribe import page_language
+    from .unsubscribe_pages import N_, error
+
+    app = LambdaFunctionUrlResolver()
+
+    def request() -> Request:
+        return Request.from_event(app.current_event.raw_event)
+
+    def keyring(settings: PublicSettings):
+        return aws.token_keys(settings.token_secret_parameter, settings.token_grace_days)
+
+    def deps(settings: PublicSettings, event: dict):
+        from . import signup as su
+
+        ddb = site.clients("dynamodb")
+
+        def send_confirmation(lst, address, name, language, token) -> bool:
+            return _send_confirmation(site, settings, event, lst, address, name, language, token)
+
+        return su.Deps(
+            ddb=ddb,
+            subscribers_table=settings.subscribers_table,
+            suppressions_table=settings.suppressions_table,
+            limits_table=settings.limits_table,
+            keys=lambda: keyring(settings),
+            send_confirmation=send_confirmation,
+            now=clock.now,
+            iso=clock.iso,
+            limits=su.Limits(
+                settings.signup_per_client_per_hour,
+                settings.signup_per_list_per_hour,
+                settings.signup_per_address_per_day,
+            ),
+            altcha=lambda payload, now: _check_altcha(site, settings, payload, now),
+        )
+
+    def signup_list(settings: PublicSettings, list_id: str):
+        from . import signup as su
+
+        defaults = su.Limits(
+            settings.signup_per_client_per_hour,
+            settings.signup_per_list_per_hour,
+            settings.signup_per_address_per_day,
+        )
+        return su.ListSignup.from_record(site.list_record(settings, list_id), defaults)
+
+    def closed(language: str) -> Response:
+        page = error(N_("No such signup form"), N_("This list does not take signups here."), language)
+        return _html(404, page)
+
+    @app.get("/subscribe/<list_id>")
+    def subscribe_page(list_id: str):
+        from . import signup_pages as pages
+
+        settings, req = settings_of(), request()
+        lst = signup_list(settings, list_id)
+        if lst is None or not lst.open:
+            return closed(_language(req))
+        language = _language(req, offered=lst.languages)
+        return _html(200, pages.subscribe_form(lst, language), csp=FORM_CSP)
+
+    @app.post("/subscribe/<list_id>")
+    def subscribe(list_id: str):
+        from . import signup as su
+        from . import signup_pages as pages
+
+        settings, req, event = settings_of(), request(), app.current_event.raw_event
+        try:
+            fields = req.form(MAX_FORM)
+        except BodyTooLarge:
+            return _html(413, error(N_("Request too large"), N_("This request is larger than a signup can be.")))
+        except BadRequest:
+            return _html(400, error(N_("Bad request"), N_("This request could not be read.")))
+        lst = signup_list(settings, list_id)
+        if lst is None:
+            return closed(_language(req, fields))
+        form = su.Form.read(fields)
+        # Pages (and the confirmation mail) in the language chosen, if we have words for it.
+        if form.language:
+            language = page_language([lst.language_for(form.language)])
+        else:
+            language = _language(req, fields, lst.languages)
+        d = deps(settings, event)
+        client = _client(req, event, keyring(settings).current().secret)
+        outcome = su.subscribe(form, client, lst, d, own_origin=_own_origin(event), language=language)
+        _report("signup", outcome.reason, list_id, outcome.address, mailed=outcome.mailed)
+        allowed = client.embedded and outcome.reason != "origin"
+        cors = {"Access-Control-Allow-Origin": client.origin or "", "Vary": "Origin"} if allowed else {}
+        if outcome.page == "check-inbox":
+            return _html(outcome.status, pages.check_inbox(lst.name, language), **cors)
+        if outcome.page == "form":
+            values = {"email": form.email, "name": form.name, "language": form.language, "topics": form.topics}
+            page = pages.subscribe_form(lst, language, values=values, problems=outcome.problems)
+            return _html(outcome.status, page, csp=FORM_CSP, **cors)
+        if outcome.page == "limited":
+            page = error(N_("Too many requests"), N_("Please wait a while and try again."), language)
+            return _html(429, page, **{"Retry-After": "3600"}, **cors)
+        if outcome.page == "forbidden":
+            return _html(403, error(N_("Not allowed"), N_("This form cannot be sent from that site."), language))
+        return closed(language)
+
+    def confirmation(post: bool):
+        from . import signup as su
+        from . import signup_pages as pages
+
+        settings, req, event = settings_of(), request(), app.current_event.raw_event
+        try:
+            fields = req.form(MAX_FORM) if post else {}
+        except BadRequest:
+            fields = {}
+        language = _language(req, fields)
+        tokens = set(req.query.get("token", []) + fields.get("token", []))
+        if len(tokens) != 1:
+            return _html(400, pages.link_problem("invalid", language))
+        d = deps(settings, event)
+        client = _client(req, event, keyring(settings).current().secret)
+        result = su.confirm(tokens.pop(), client, d, post=post)
+        _report("confirm", result.reason, result.list_id, result.address)
+        if result.page in ("expired", "stale", "invalid"):
+            return _html(result.status, pages.link_problem(result.page, language))
+        record = site.list_record(settings, result.list_id) or {}
+        name = record.get("name") or result.list_id
+        masked = mask_address(result.address)
+        if result.page == "confirm":
+            return _html(200, pages.confirm_button(name, masked, req.query["token"][0], language))
+        return _html(200, pages.confirmed(name, masked, language, already=result.page == "already"))
+
+    @app.get("/confirm")
+    def confirm_page():
+        return confirmation(post=False)
+
+    @app.post("/confirm")
+    def confirm():
+        return confirmation(post=True)
+
+    @app.get("/altcha")
+    def challenge():
+        settings = settings_of()
+        body = json.dumps(_new_challenge(settings, keyring(settings).current().secret))
+        headers = {"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"}
+        return Response(status_code=200, content_type="application/json", body=body, headers=headers)
+
+    @app.get("/altcha.js", compress=True)
+    def widget():
+        headers = {
+            "Cache-Control": "public, max-age=86400",
+            # A module script is fetched with CORS: embedding sites load it too.
+            "Access-Control-Allow-Origin": "*",
+            "X-Content-Type-Options": "nosniff",
+        }
+        return Response(
+            status_code=200, content_type="text/javascript; charset=utf-8", body=site.widget(), headers=headers
+        )
+
+    @app.not_found
+    def everything_else(_: NotFoundError):
+        reply = site.unsubscribe.answer(app.current_event.raw_event, settings_of())
+        headers = {**HTML_HEADERS, **reply.headers}
+        headers.pop("Content-Type")
+        return Response(
+            status_code=reply.status,
+            content_type="text/html; charset=utf-8",
+            body="" if reply.head else reply.page,
+            headers=headers,
+        )
+
+    return app
+
+
+def handle(app: LambdaFunctionUrlResolver, site: Site, event, context, settings: PublicSettings) -> dict:
+    """One invocation. The router sees the request rebuilt from what `Request` could read, with
+    every field of the type it expects: whatever else arrives (a test event, a misrouted
+    trigger, fields of the wrong type) is answered by the unsubscribe endpoint's 400."""
+    try:
+        request = Request.from_event(event)
+    except BadRequest:
+        reply = site.unsubscribe.answer(event, settings)
+        return html_response(reply.status, reply.page, headers=reply.headers)
+    context_in = event.get("requestContext") if isinstance(event.get("requestContext"), dict) else {}
+    http_in = context_in.get("http") if isinstance(context_in.get("http"), dict) else {}
+
+    def text(value) -> str:
+        return value if isinstance(value, str) else ""
+
+    raw_query = event.get("rawQueryString")
+    clean = {
+        "version": "2.0",
+        "rawPath": request.path,
+        "rawQueryString": raw_query if isinstance(raw_query, str) else urlencode(request.query, doseq=True),
+        "headers": request.headers,
+        "queryStringParameters": {k: ",".join(v) for k, v in request.query.items()} or None,
+        "requestContext": {
+            "domainName": text(context_in.get("domainName")),
+            "requestId": text(context_in.get("requestId")),
+            "stage": "$default",
+            "http": {"method": request.method, "path": request.path, "sourceIp": text(http_in.get("sourceIp"))},
+        },
+        "body": request.raw_body or None,
+        "isBase64Encoded": request.base64_body,
+    }
+    return app.resolve(clean, context)
+
+
+# --- the bot check and the mail -------------------------------------------------------------------
+
+
+def _altcha_keys(secret: bytes) -> tuple[bytes, bytes]:
+    import hashlib
+    import hmac
+
+    return (
+        hmac.new(secret, b"newsletter altcha challenge v1", hashlib.sha256).digest(),
+        hmac.new(secret, b"newsletter altcha key v1", hashlib.sha256).digest(),
+    )
+
+
+def _new_challenge(settings: PublicSettings, secret: bytes) -> dict:
+    import secrets
+
+    from altcha import create_challenge
+
+    challenge_key, solution_key = _altcha_keys(secret)
+    half = max(1, settings.altcha_max_number // 2)
+    challenge = create_challenge(
+        "PBKDF2/SHA-256",
+        settings.altcha_cost,
+        counter=half + secrets.randbelow(half),  # work the browser does: about `counter` derivations
+        expires_at=int(time.time()) + CHALLENGE_TTL_S,
+        hmac_secret=challenge_key,
+        hmac_key_secret=solution_key,
+    )
+    return challenge.to_dict()
+
+
+def _check_altcha(site: Site, settings: PublicSettings, payload: str, now: float) -> str | None:
+    """None when the proof of work is genuine, unexpired and not used before; else what to say."""
+    from altcha import verify_solution
+
+    from . import signup_pages
+    from .store import limits
+
+    if not payload:
+        return signup_pages.N_("Please complete the check that you are not a robot.")
+    secret = aws.token_keys(settings.token_secret_parameter, settings.token_grace_days).current().secret
+    challenge_key, solution_key = _altcha_keys(secret)
+    try:
+        result = verify_solution(payload, challenge_key, hmac_key_secret=solution_key)
+    except (ValueError, TypeError, KeyError):
+        result = None
+    if result is None or not result.verified:
+        return signup_pages.N_("The check that you are not a robot failed or expired. Please try again.")
+    signature = json.loads(_b64(payload))["challenge"]["signature"]
+    if not limits.once(site.clients("dynamodb"), settings.limits_table, f"altcha#{signature}", now + CHALLENGE_TTL_S):
+        return signup_pages.N_("The check that you are not a robot failed or expired. Please try again.")
+    return None
+
+
+def _b64(payload: str) -> str:
+    import base64
+
+    return base64.b64decode(payload).decode("utf-8")
+
+
+def _send_confirmation(site: Site, settings: PublicSettings, event: dict, lst, address, name, language, token) -> bool:
+    from . import signup_mail
+    from .store import ses as ses_adapter
+
+    record = site.list_record(settings, lst.list_id) or {}
+    from_address = record.get("from_address") or settings.sender_address
+    raw = signup_mail.build(
+        list_name=lst.name,
+        from_name=record.get("from_name") or settings.sender_name,
+        from_address=from_address,
+        address=address,
+        name=name,
+        language=language,
+        url=signup_mail.confirm_url(_base_url(settings, event), token, language),
+    )
+    answer = ses_adapter.send_email(
+        site.clients("sesv2"),
+        raw,
+        address,
+        configuration_set=settings.configuration_set,
+        tags={"list": lst.list_id, "kind": "confirmation"},
+        sender=from_address,
+    )
+    if answer.kind != ses_adapter.SENT:
+        logger.warning("confirmation mail not sent", extra={"answer": answer.kind, "code": answer.code})
+    return answer.kind == ses_adapter.SENT
+
+
+def _report(what: str, reason: str, list_id: str | None, address: str | None, **extra) -> None:
+    # The outcome, the list and a keyed hash: never the address, the token, the IP or the event.
+    logger.info(
+        f"{what} {reason}",
+        extra={
+            "outcome": reason,
+            "list_id": list_id,
+            **({"address_hash": address_hash(address)} if address else {}),
+            **extra,
+        },
+    )
+    metric = {"signup": "Signup", "confirm": "Confirmation"}[what]
+    service_metrics({f"{metric}{''.join(p.title() for p in reason.split(':')[0].split('-'))}": 1})

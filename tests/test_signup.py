@@ -1,0 +1,401 @@
+"""Signing up with double opt-in through the public function: the form, the bot check, the limits,
+the confirmation mail and the confirmation, with moto standing in for DynamoDB and SES."""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import json
+import os
+import re
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+
+from devstack.stack import sent_messages
+from newsletter import config, tokens
+from newsletter.mailing_list import MailingList
+from newsletter.store import lists, signups, suppressions
+from newsletter.store.subscribers import get_subscriber
+
+LIST = {
+    "list": "infomail",
+    "name": "ICMPD Infomail",
+    "languages": ["en", "fr", "pt"],
+    "topics": [
+        {"id": "news", "labels": {"en": "News", "fr": "Actualités", "pt": "Notícias"}},
+        {"id": "vacancies", "labels": {"en": "Vacancies", "fr": "Postes vacants", "pt": "Vagas"}},
+        {"id": "events", "labels": {"en": "Events"}},
+    ],
+    "consent": {
+        "version": "2026-01",
+        "text": {
+            "en": "I agree to receive the ICMPD Infomail by email. I can unsubscribe at any time.",
+            "fr": "J'accepte de recevoir l'Infomail de l'ICMPD par courriel. Je peux me désabonner à tout moment.",
+        },
+    },
+    "signup": {"origins": ["https://www.icmpd.org"]},
+}
+IP = "203.0.113.7"
+
+
+@pytest.fixture
+def site(stack):
+    """The stack with a signup list, and a proof of work cheap enough for a test to solve."""
+    record = MailingList.model_validate(LIST).record()
+    lists.put_list(
+        stack.client("dynamodb"),
+        stack.ref("ListsTable"),
+        "infomail",
+        **_without(record, "list_id", "name"),
+        name=record["name"],
+    )
+    env = stack.functions["UnsubscribeFunction"].environment
+    env.update({"ALTCHA_COST": "1", "ALTCHA_MAX_NUMBER": "8"})
+    config.clear_settings()
+    return stack
+
+
+def _without(d: dict, *keys: str) -> dict:
+    return {k: v for k, v in d.items() if k not in keys}
+
+
+def request(stack, method: str, path: str, *, query=None, form=None, ip=IP, headers=None) -> dict:
+    body = urlencode(form, doseq=True) if form is not None else None
+    event = stack.function_url_event(method, query, body, path=path)
+    event["requestContext"]["http"]["sourceIp"] = ip
+    event["headers"].update(headers or {})
+    return stack.invoke("UnsubscribeFunction", event)
+
+
+def body_of(response: dict) -> str:
+    body = response.get("body") or ""
+    return base64.b64decode(body).decode() if response.get("isBase64Encoded") else body
+
+
+def solved(stack, ip=IP) -> str:
+    """A genuine ALTCHA payload, as the widget makes it: fetch a challenge, solve it."""
+    from altcha import Challenge, Payload, solve_challenge
+
+    answer = request(stack, "GET", "/altcha", ip=ip)
+    assert answer["statusCode"] == 200
+    challenge = Challenge.from_dict(json.loads(body_of(answer)))
+    solution = solve_challenge(challenge, timeout=10)
+    return Payload(challenge, solution).to_base64()
+
+
+def signup_form(stack, address: str, **changes) -> dict:
+    form = {
+        "email": address,
+        "name": "Ana Silva",
+        "language": "pt",
+        "topic": ["news", "vacancies"],
+        "consent": "yes",
+        "consent_version": "2026-01",
+        "consent_language": "en",
+        "altcha": solved(stack),
+        "website": "",
+    }
+    form.update(changes)
+    return form
+
+
+def mails_to(address: str) -> list[email.message.EmailMessage]:
+    out = []
+    for m in sent_messages():
+        msg = email.message_from_string(m.raw_data, policy=email.policy.default)
+        if msg["To"].addresses[0].addr_spec == address:
+            out.append(msg)
+    return out
+
+
+def link_in(msg) -> str:
+    text = msg.get_body(("plain",)).get_content()
+    return re.search(r"https://\S+/confirm\?\S+", text).group()
+
+
+def subscriber(stack, address: str) -> dict | None:
+    return get_subscriber(stack.client("dynamodb"), stack.ref("SubscribersTable"), "infomail", address)
+
+
+# --- the form -------------------------------------------------------------------------------------
+
+
+def test_the_form_names_the_list_topics_consent_and_bot_check_in_the_readers_language(site):
+    page = request(site, "GET", "/subscribe/infomail", headers={"accept-language": "fr-CH, fr;q=0.9, en;q=0.5"})
+    assert page["statusCode"] == 200
+    html = body_of(page)
+    assert '<html lang="fr"' in html and "ICMPD Infomail" in html
+    assert "Actualités" in html and "Postes vacants" in html and "Events" in html  # no French label: English
+    assert "J&#x27;accepte de recevoir" in html and 'name="consent_version" value="2026-01"' in html
+    assert '<script type="module" src="../altcha.js">' in html and '<altcha-widget challenge="../altcha"' in html
+    assert 'name="website"' in html and 'tabindex="-1"' in html  # the honeypot, out of sight and reach
+    csp = page["headers"]["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert page["headers"]["Cache-Control"] == "no-store"
+
+
+def test_a_list_without_a_consent_text_or_closed_has_no_form(site):
+    assert request(site, "GET", "/subscribe/nosuchlist")["statusCode"] == 404
+    lists.put_list(site.client("dynamodb"), site.ref("ListsTable"), "plain", "No consent text")
+    assert request(site, "GET", "/subscribe/plain")["statusCode"] == 404
+    closed = MailingList.model_validate({**LIST, "list": "closed", "signup": {"open": False}}).record()
+    lists.put_list(
+        site.client("dynamodb"), site.ref("ListsTable"), "closed", **_without(closed, "list_id", "name"), name="Closed"
+    )
+    assert request(site, "GET", "/subscribe/closed")["statusCode"] == 404
+    assert request(site, "POST", "/subscribe/closed", form=signup_form(site, "x@example.org"))["statusCode"] == 404
+
+
+def test_the_widget_is_served_from_here():
+    from newsletter.public import STATIC, WIDGET_FILE
+
+    assert os.path.getsize(os.path.join(STATIC, WIDGET_FILE)) > 50_000
+
+
+def test_the_widget_route(site):
+    answer = request(site, "GET", "/altcha.js", headers={"accept-encoding": "gzip"})
+    assert answer["statusCode"] == 200 and answer["headers"]["Content-Type"].startswith("text/javascript")
+    assert answer["headers"]["Access-Control-Allow-Origin"] == "*"  # module scripts are fetched with CORS
+    import gzip
+
+    from newsletter.public import STATIC, WIDGET_FILE
+
+    with open(os.path.join(STATIC, WIDGET_FILE), "rb") as f:
+        assert gzip.decompress(base64.b64decode(answer["body"])) == f.read()
+
+
+# --- the journey --------------------------------------------------------------------------------
+
+
+def test_signup_mails_a_confirmation_and_only_the_confirming_post_subscribes(site):
+    address = "ana.silva@example.org"
+    answer = request(site, "POST", "/subscribe/infomail", form=signup_form(site, "Ana.Silva@Example.org"))
+    # In the language the reader chose, which the list offers.
+    assert answer["statusCode"] == 200 and "Verifique a sua caixa de correio" in body_of(answer)
+    pending = subscriber(site, address)
+    assert pending["status"] == "pending" and pending["language"] == "pt" and pending["topics"] == ["news", "vacancies"]
+    consent = pending["signup"]["consent"]
+    assert consent["method"] == "form" and consent["text_version"] == "2026-01" and consent["text_language"] == "en"
+    assert len(consent["ip_hash"]) == 32 and IP not in json.dumps(pending, default=str)
+    assert int(pending["expires_at"]) - int(pending["signup"]["mailed_at"]) == 7 * 86400  # TTL, if never confirmed
+
+    [mail] = mails_to(address)
+    assert mail["Content-Language"] == "pt" and mail["Subject"] == "Confirme a sua subscrição de ICMPD Infomail"
+    assert mail["From"].addresses[0].addr_spec == "news@news.example.org"
+    assert "List-Unsubscribe" not in mail  # on no list yet
+    link = link_in(mail)
+    query = parse_qs(urlsplit(link).query)
+
+    shown = request(site, "GET", "/confirm", query={"token": query["token"][0], "lang": "pt"})
+    assert shown["statusCode"] == 200 and 'method="post"' in body_of(shown) and "a***@example.org" in body_of(shown)
+    assert subscriber(site, address)["status"] == "pending"  # a GET (a mail scanner) changes nothing
+
+    done = request(site, "POST", "/confirm", query={"lang": "pt"}, form={"token": query["token"][0]})
+    assert done["statusCode"] == 200
+    active = subscriber(site, address)
+    assert active["status"] == "active" and "expires_at" not in active and "signup" not in active
+    assert active["consent"]["confirmed_at"] and active["consent"]["confirm_ip_hash"] == consent["ip_hash"]
+    assert [e["event"] for e in active["consent_log"]] == ["confirmed"]
+
+    again = request(site, "POST", "/confirm", form={"token": query["token"][0]})
+    assert again["statusCode"] == 200 and "already" in body_of(again)
+    assert len(mails_to(address)) == 1
+
+
+def test_the_answer_is_the_same_whoever_the_address_belongs_to(site):
+    ddb, table = site.client("dynamodb"), site.ref("SubscribersTable")
+    from newsletter.store.subscribers import put_subscribers
+
+    put_subscribers(
+        ddb,
+        table,
+        "infomail",
+        [
+            {"email": "active@example.org", "name": "A", "status": "active", "language": "en"},
+            {"email": "left@example.org", "name": "L", "status": "unsubscribed", "language": "en"},
+            {"email": "bounced@example.org", "name": "B", "status": "bounced", "language": "en"},
+        ],
+    )
+    suppressions.suppress(ddb, site.ref("SuppressionsTable"), "suppressed@example.org", "complaint", "2026-01-01")
+    pages = {}
+    for address in (
+        "new@example.org",
+        "active@example.org",
+        "left@example.org",
+        "bounced@example.org",
+        "suppressed@example.org",
+    ):
+        answer = request(site, "POST", "/subscribe/infomail", form=signup_form(site, address, language="en"))
+        pages[address] = (answer["statusCode"], body_of(answer))
+    assert len(set(pages.values())) == 1  # nothing tells one from another
+    mailed = {a for a in pages if mails_to(a)}
+    assert mailed == {"new@example.org", "left@example.org"}
+    left = subscriber(site, "left@example.org")
+    assert left["status"] == "unsubscribed" and left["signup"]  # back only once they confirm
+    assert subscriber(site, "suppressed@example.org") is None
+
+
+def test_an_unsubscribed_reader_comes_back_only_by_confirming(site):
+    from newsletter.store.subscribers import put_subscribers
+
+    put_subscribers(
+        site.client("dynamodb"),
+        site.ref("SubscribersTable"),
+        "infomail",
+        [{"email": "left@example.org", "name": "L", "status": "unsubscribed", "language": "en"}],
+    )
+    request(site, "POST", "/subscribe/infomail", form=signup_form(site, "left@example.org", language="fr"))
+    [mail] = mails_to("left@example.org")
+    token = parse_qs(urlsplit(link_in(mail)).query)["token"][0]
+    assert request(site, "POST", "/confirm", form={"token": token})["statusCode"] == 200
+    back = subscriber(site, "left@example.org")
+    assert back["status"] == "active" and back["language"] == "fr" and "unsubscribed_at" not in back
+
+
+# --- what keeps bots and floods out ---------------------------------------------------------------
+
+
+def test_the_bot_check_is_required_genuine_and_used_once(site):
+    missing = request(site, "POST", "/subscribe/infomail", form=signup_form(site, "a@example.org", altcha=""))
+    assert missing["statusCode"] == 400 and "robot" in body_of(missing)
+    payload = solved(site)
+    data = json.loads(base64.b64decode(payload))
+    data["challenge"]["parameters"]["cost"] = 2  # edited: its signature no longer matches
+    forged = base64.b64encode(json.dumps(data).encode()).decode()
+    assert (
+        request(site, "POST", "/subscribe/infomail", form=signup_form(site, "b@example.org", altcha=forged))[
+            "statusCode"
+        ]
+        == 400
+    )
+    first = request(site, "POST", "/subscribe/infomail", form=signup_form(site, "c@example.org", altcha=payload))
+    replay = request(site, "POST", "/subscribe/infomail", form=signup_form(site, "d@example.org", altcha=payload))
+    assert (first["statusCode"], replay["statusCode"]) == (200, 400)
+    assert subscriber(site, "c@example.org") and subscriber(site, "d@example.org") is None
+    assert all(subscriber(site, a) is None for a in ("a@example.org", "b@example.org"))
+
+
+def test_the_honeypot_is_answered_as_a_success_and_does_nothing(site):
+    answer = request(
+        site, "POST", "/subscribe/infomail", form=signup_form(site, "bot@example.org", website="http://spam")
+    )
+    assert answer["statusCode"] == 200
+    assert subscriber(site, "bot@example.org") is None and mails_to("bot@example.org") == []
+
+
+def test_a_client_is_limited_per_hour_and_another_is_not(site):
+    codes = [
+        request(site, "POST", "/subscribe/infomail", form=signup_form(site, f"r{i}@example.org"))["statusCode"]
+        for i in range(11)
+    ]
+    assert codes == [200] * 10 + [429]
+    other = request(site, "POST", "/subscribe/infomail", form=signup_form(site, "x@example.org"), ip="198.51.100.9")
+    assert other["statusCode"] == 200
+    site.clock.advance(3600)
+    assert request(site, "POST", "/subscribe/infomail", form=signup_form(site, "y@example.org"))["statusCode"] == 200
+
+
+def test_one_address_gets_one_mail_per_ten_minutes_and_a_few_a_day(site):
+    for _ in range(3):
+        request(site, "POST", "/subscribe/infomail", form=signup_form(site, "again@example.org"), ip="198.51.100.1")
+    assert len(mails_to("again@example.org")) == 1
+    for n in range(5):
+        site.clock.advance(601)
+        request(
+            site, "POST", "/subscribe/infomail", form=signup_form(site, "again@example.org"), ip=f"198.51.100.{n + 2}"
+        )
+    assert len(mails_to("again@example.org")) == 3  # per address per day
+
+
+def test_a_form_from_another_site_must_be_one_the_list_allows(site):
+    evil = request(
+        site,
+        "POST",
+        "/subscribe/infomail",
+        form=signup_form(site, "e@example.org"),
+        headers={"origin": "https://evil.example"},
+    )
+    assert evil["statusCode"] == 403 and subscriber(site, "e@example.org") is None
+    ok = request(
+        site,
+        "POST",
+        "/subscribe/infomail",
+        form=signup_form(site, "f@example.org"),
+        headers={"origin": "https://www.icmpd.org"},
+    )
+    assert ok["statusCode"] == 200 and ok["headers"]["Access-Control-Allow-Origin"] == "https://www.icmpd.org"
+    assert subscriber(site, "f@example.org")["signup"]["consent"]["method"] == "embedded-form"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("email", "not an address", "not a valid email"),
+        ("name", "Eve\r\nBcc: victim@example.org", "line breaks"),
+        ("name", "=?utf-8?b?QmNjOiB4?=", "line breaks"),
+        ("topic", ["news", "politics"], "topics shown"),
+        ("consent", "", "agree"),
+        ("consent_version", "2025-01", "terms have changed"),
+    ],
+)
+def test_bad_fields_show_the_form_again_with_what_is_wrong_and_store_nothing(site, field, value, says):
+    answer = request(
+        site, "POST", "/subscribe/infomail", form=signup_form(site, "g@example.org", language="en", **{field: value})
+    )
+    assert answer["statusCode"] == 400
+    html = body_of(answer)
+    assert says in html and "<form" in html and 'aria-invalid="true"' in html
+    assert subscriber(site, "g@example.org") is None and mails_to("g@example.org") == []
+
+
+# --- tokens -----------------------------------------------------------------------------------------
+
+
+def test_confirmation_tokens_are_signed_for_their_purpose_and_expire(site):
+    request(site, "POST", "/subscribe/infomail", form=signup_form(site, "t@example.org"))
+    token = parse_qs(urlsplit(link_in(mails_to("t@example.org")[0])).query)["token"][0]
+    edited = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
+    assert request(site, "POST", "/confirm", form={"token": edited})["statusCode"] == 400
+    unsubscribe_token = tokens.sign(b"test-token-secret", "infomail", "t@example.org", key_version=1)
+    assert request(site, "POST", "/confirm", form={"token": unsubscribe_token})["statusCode"] == 400
+    # ... and a confirmation token unsubscribes nobody.
+    assert (
+        request(site, "POST", "/", query={"token": token}, form={"List-Unsubscribe": "One-Click"})["statusCode"] == 400
+    )
+    site.clock.advance(7 * 86400 + 1)
+    expired = request(site, "POST", "/confirm", form={"token": token})
+    assert expired["statusCode"] == 410 and subscriber(site, "t@example.org")["status"] == "pending"
+
+
+def test_a_newer_signup_replaces_the_older_link(site):
+    request(site, "POST", "/subscribe/infomail", form=signup_form(site, "n@example.org"))
+    site.clock.advance(601)
+    request(site, "POST", "/subscribe/infomail", form=signup_form(site, "n@example.org"), ip="198.51.100.3")
+    first, second = (parse_qs(urlsplit(link_in(m)).query)["token"][0] for m in mails_to("n@example.org"))
+    assert request(site, "POST", "/confirm", form={"token": first})["statusCode"] == 410
+    assert request(site, "POST", "/confirm", form={"token": second})["statusCode"] == 200
+    assert subscriber(site, "n@example.org")["status"] == "active"
+
+
+def test_the_store_never_leaves_a_reader_in_two_states(site):
+    ddb, table = site.client("dynamodb"), site.ref("SubscribersTable")
+    r = signups.Request("s1", "2026-01-01T00:00:00Z", 1_000_000, "N", "en", [], {"method": "form"})
+    assert signups.request(ddb, table, "infomail", "z@example.org", r, pending_ttl_s=100, resend_after_s=600) == (
+        signups.CREATED,
+        "s1",
+    )
+    again = signups.Request("s2", "2026-01-01T00:01:00Z", 1_000_060, "N", "en", [], {"method": "form"})
+    assert signups.request(ddb, table, "infomail", "z@example.org", again, pending_ttl_s=100, resend_after_s=600) == (
+        signups.RECENT,
+        None,
+    )
+    assert (
+        signups.confirm(ddb, table, "infomail", "z@example.org", "s2", at="t", now=1_000_061, confirmation={})[0]
+        == signups.STALE
+    )
+    outcome, item = signups.confirm(
+        ddb, table, "infomail", "z@example.org", "s1", at="t", now=1_000_061, confirmation={}
+    )
+    assert outcome == signups.CONFIRMED and item["status"] == "active"
