@@ -155,6 +155,21 @@ def test_free_text_dates_may_differ_but_not_be_given_in_one_language_only():
     assert level == "warning" and said == "sections[2].items[0].deadline is given only in en"
 
 
+def test_structured_dates_must_say_the_same_day_in_every_language():
+    def when(value):
+        def change(doc):
+            doc["sections"][2]["items"][0]["deadline"] = value
+
+        return change
+
+    # The same date, written per locale by each variant: nothing to say.
+    assert rule(multilingual(when("2015-08-31"), when("2015-08-31")), "dates-per-language") == []
+    [(level, said)] = rule(multilingual(when("2015-08-30"), when("2015-08-31")), "dates-per-language")
+    assert level == "error" and "another day" in said and "sections[2].items[0].deadline" in said
+    [(level, said)] = rule(multilingual(when("le 31 août"), when("2015-08-31")), "dates-per-language")
+    assert level == "warning" and "free text" in said
+
+
 # --- The whole preview ----------------------------------------------------------------------------
 
 
