@@ -30,8 +30,9 @@ BENCHMARKS = [
     ("cold_start", "4. Cold start"),
     ("memory", "5. Memory"),
     ("cost", "6. Cost per million emails"),
+    ("import_rate", "7. Subscriber import"),
 ]
-RUN_ORDER = ["per_recipient", "cold_start", "memory", "fanout_scale", "ses_rate", "cost"]
+RUN_ORDER = ["per_recipient", "cold_start", "memory", "import_rate", "fanout_scale", "ses_rate", "cost"]
 RESULTS_JSON = common.BENCH / "results.json"
 RESULTS_MD = common.BENCH / "results.md"
 
@@ -47,6 +48,8 @@ def _runner(name: str, results: dict):
         from .coldstart import run
     elif name == "memory":
         from .memory import run
+    elif name == "import_rate":
+        from .import_rate import run
     else:
         from .cost import run as cost_run
 
@@ -91,6 +94,16 @@ def absolute(entry: dict) -> str:
         return (
             f"peak {entry['figure']} MB vs MemorySize {d['template_memory_size_mb']} MB "
             f"(python+boto3 {d['python_plus_boto3_mb']} MB), {d['batch']}"
+        )
+    if name == "import_rate":
+        r, sdk = d["rate"], d["with_sdk"]
+        small, big = d["memory"]
+        return (
+            f"{r['rows']:,} rows in {r['wall_s']} s, {r['workers']} writers ({d['one_writer_speedup']}x one writer's "
+            f"{r['one_writer_rows_per_s']} rows/s); with boto3's own work {sdk['rows_per_s']:,} rows/s "
+            f"({sdk['cpu_us_per_row']:,} us CPU a row); memory: peak +{small['growth_kb'] / 1024:.1f} MB for "
+            f"{small['rows']:,} rows, +{big['growth_kb'] / 1024:.1f} MB for {big['rows']:,} "
+            f"({d['memory_bytes_per_row']} bytes a row more)"
         )
     if name == "cost":
         return (
@@ -166,6 +179,31 @@ def markdown(entries: list[dict], info: dict) -> str:
                 f"{f.get('plus_client_creation_shared_session_ms', 0):.0f} ms instead of "
                 f"{f.get('plus_client_creation_ms', 0):.0f} ms."
             )
+    imp = next((e for e in entries if e["name"] == "import_rate" and "memory" in e["details"]), None)
+    if imp:
+        d = imp["details"]
+        r = d["rate"]
+        out += [
+            "",
+            "## Subscriber import",
+            "",
+            f"{r['rows']:,} rows at {r['latency_ms']:.0f} ms a request: {r['rows_per_s']:,} rows/s "
+            f"({r['cpu_us_per_row']} us CPU a row, {r['workers']} writers, chunks of {r['chunk']:,}); one writer: "
+            f"{r['one_writer_rows_per_s']} rows/s; through a real boto3 client (HTTP canned): "
+            f"{d['with_sdk']['rows_per_s']:,} rows/s, {d['with_sdk']['cpu_us_per_row']:,} us CPU a row.",
+            "",
+            "| Rows | RSS before | Peak RSS | Peak above before | Import (wall) |",
+            "| ---: | ---: | ---: | ---: | ---: |",
+            *(
+                f"| {m['rows']:,} | {m['start_rss_kb'] / 1024:.1f} MB | {m['peak_rss_kb'] / 1024:.1f} MB | "
+                f"{m['growth_kb'] / 1024:.1f} MB | {m['wall_s']} s |"
+                for m in d["memory"]
+            ),
+            "",
+            f"{d['memory_bytes_per_row']} bytes a row more from the first to the second (goal: at most "
+            f"{d['memory_goal_bytes_per_row']}); peak RSS ratio {d['memory_peak_ratio']}, ratio of the growths "
+            f"{d['memory_growth_ratio']}.",
+        ]
     cost = next((e for e in entries if e["name"] == "cost" and "breakdown" in e["details"]), None)
     if cost:
         out += ["", "## Cost per million emails", "", "```", *cost_table(cost), "```"]

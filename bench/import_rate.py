@@ -1,0 +1,382 @@
+"""Benchmark 7: `newsletter subscribers import`, rows a second and memory.
+
+Rate. A generated CSV of RATE_ROWS rows (1% invalid, 2% duplicates of an earlier row in the same
+chunk or an earlier one, 2% already on the list as unsubscribed readers, 2% suppressed) goes
+through the real `import_csv` against fakes/slow_dynamodb.SlowDynamoDB, which answers every
+request after 10 ms (time.sleep, so the importing threads overlap as they do on the network).
+Every row must be accounted for, every new reader written once with its consent, and the readers
+already on the list left exactly as they were. Goal: at least GOAL_ROWS_PER_S rows a second.
+Beside it, measured in the same run: the same import with one writer (a PutItem at a time), and
+the same import through a real boto3 client whose HTTP exchange is canned after 10 ms, so that
+botocore's own work (serialising, signing, parsing: what the fake leaves out) counts.
+
+Memory. Fresh interpreters (`python -m bench.import_rate --memory ROWS`) import MEMORY_ROWS
+generated rows each with no latency, into a fake that keeps one byte a row (so that only the
+import's memory grows), after a small warm-up import. Each resets its peak RSS just before the
+import (/proc/self/clear_refs) and reports the peak above what it held then. Per row, an import
+may only keep an 8-byte hash in a table at most half full (cli/subscribers.py _Seen: 16-32 bytes
+an address, 24 at the peak of a growth); everything else is per chunk. Goal: from 100,000 to
+1,000,000 rows the peak grows by at most GOAL_BYTES_PER_ROW bytes a row. A ratio of the two peaks
+is reported too, but it is no goal: it depends on the fixed part (two chunks in flight, the
+workers), which is large next to 100,000 rows' hashes, so it would pass a leak or fail a bigger chunk.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import common
+
+RATE_ROWS = 50_000
+SEQUENTIAL_ROWS = 200
+SDK_ROWS = 4_000
+MEMORY_ROWS = (100_000, 1_000_000)
+LATENCY_S = 0.010
+GOAL_ROWS_PER_S = 5_000
+GOAL_BYTES_PER_ROW = 32
+LIST_ID = "bench"
+LANGUAGES = ("en", "fr", "pt", "de")
+
+
+# --- the file -----------------------------------------------------------------------------------
+
+
+def kind(n: int) -> str:
+    """What data row n (from 0) is: invalid, duplicate, existing, suppressed or new."""
+    m = n % 100
+    if m == 7:
+        return "invalid"
+    if m in (13, 61) and n >= 1000:
+        return "duplicate"  # of row n - 701 (often an earlier chunk) or n - 3 (the same chunk): both new rows
+    if m in (23, 71):
+        return "existing"
+    if m in (37, 89):
+        return "suppressed"
+    return "new"
+
+
+def address(n: int) -> str:
+    return f"r{n:07d}@example.com"
+
+
+def write_csv(path: Path, rows: int) -> dict[str, int]:
+    """The file, streamed to disk; the counts the import must report."""
+    counts = dict.fromkeys(("imported", "existing", "duplicates", "suppressed", "invalid"), 0)
+    field = {"new": "imported", "existing": "existing", "suppressed": "suppressed"}
+    with path.open("w", encoding="utf-8", newline="") as f:
+        f.write("email,name,language,status,organisation\r\n")
+        for n in range(rows):
+            k = kind(n)
+            if k == "invalid":
+                f.write(f"not-an-address-{n},Reader {n},en,active,Org\r\n")
+                counts["invalid"] += 1
+            elif k == "duplicate":
+                first = n - 701 if n % 100 == 13 else n - 3
+                f.write(f"R{first:07d}@EXAMPLE.COM,Reader {n},en,active,Org\r\n")
+                counts["duplicates"] += 1
+            else:
+                f.write(f"{address(n)},Reader {n},{LANGUAGES[n % 4]},active,Organisation {n % 97}\r\n")
+                counts[field[k]] += 1
+    return counts
+
+
+def _counts(report) -> dict[str, int]:
+    return {k: getattr(report, k) for k in ("imported", "existing", "duplicates", "suppressed", "invalid")}
+
+
+# --- rate -----------------------------------------------------------------------------------------
+
+
+def _tables() -> tuple[str, str]:
+    names = common.table_names()
+    return names["SubscribersTable"], names["SuppressionsTable"]
+
+
+def _slow_fake(rows: int, latency: float):
+    """SlowDynamoDB with the rows' existing readers (unsubscribed) and suppressed addresses."""
+    from fakes.slow_dynamodb import SlowDynamoDB
+    from newsletter.store import to_item
+    from newsletter.store.subscribers import partition, shard_of
+
+    subs, sups = _tables()
+    fake = SlowDynamoDB({subs: ("pk", "email"), sups: ("email", None)}, latency=latency)
+    before = [
+        {"email": address(n), "name": "Before", "status": "unsubscribed", "language": "de"}
+        for n in range(rows)
+        if kind(n) == "existing"
+    ]
+    fake.seed(
+        subs, [to_item({**r, "pk": partition(LIST_ID, shard_of(r["email"])), "list_id": LIST_ID}) for r in before]
+    )
+    fake.seed(
+        sups, [to_item({"email": address(n), "reason": "bounce"}) for n in range(rows) if kind(n) == "suppressed"]
+    )
+    return fake, {r["email"] for r in before}
+
+
+def _import(ddb, path: Path, tmp: Path, **kwargs):
+    from newsletter_cli.subscribers import import_csv
+
+    subs, sups = _tables()
+    chunks = []
+    t0, c0 = time.perf_counter(), time.process_time()
+    report = import_csv(
+        ddb,
+        subscribers_table=subs,
+        suppressions_table=sups,
+        list_id=LIST_ID,
+        path=path,
+        progress=lambda rows, done: chunks.append(rows),
+        report_path=tmp / "problems.csv",
+        **kwargs,
+    )
+    return report, time.perf_counter() - t0, time.process_time() - c0, len(chunks)
+
+
+def _check_slow(fake, report, expected: dict, before: set[str], source: str) -> list[str]:
+    """What is wrong with the tables after the import ([] when nothing)."""
+    subs, _ = _tables()
+    wrong = []
+    if _counts(report) != expected:
+        wrong.append(f"counts {_counts(report)} != {expected}")
+    items = [i for k, i in fake.items.items() if k[0] == subs]
+    if len(items) != expected["existing"] + expected["imported"]:
+        wrong.append(f"{len(items)} subscribers stored")
+    for item in items:
+        email = item["email"]["S"]
+        if email in before:
+            if item["name"]["S"] != "Before" or item["status"]["S"] != "unsubscribed" or "consent" in item:
+                wrong.append(f"{email} was changed")
+        elif item.get("consent", {}).get("M", {}).get("source") != {"S": source}:
+            wrong.append(f"{email} has no consent from {source}")
+    if fake.calls["PutItem"] != expected["imported"]:
+        wrong.append(f"{fake.calls['PutItem']} PutItem calls for {expected['imported']} new readers")
+    return wrong[:5]
+
+
+def _rate(tmp: Path) -> dict:
+    from newsletter_cli.subscribers import CHUNK, WORKERS
+
+    path = tmp / "subscribers.csv"
+    expected = write_csv(path, RATE_ROWS)
+    fake, before = _slow_fake(RATE_ROWS, LATENCY_S)
+    report, wall, cpu, chunks = _import(fake, path, tmp)
+    wrong = _check_slow(fake, report, expected, before, path.name)
+
+    small = tmp / "first-rows.csv"
+    write_csv(small, SEQUENTIAL_ROWS)
+    one, _ = _slow_fake(SEQUENTIAL_ROWS, LATENCY_S)
+    _, one_wall, _, _ = _import(one, small, tmp, workers=1)
+    return {
+        "rows": RATE_ROWS,
+        "rows_per_s": round(RATE_ROWS / wall),
+        "wall_s": round(wall, 2),
+        "cpu_us_per_row": round(cpu / RATE_ROWS * 1e6),
+        "latency_ms": LATENCY_S * 1000,
+        "workers": WORKERS,
+        "chunk": CHUNK,
+        "chunks_reported": chunks,
+        "requests": dict(fake.calls),
+        "counts": _counts(report),
+        "expected": expected,
+        "wrong": wrong,
+        "one_writer_rows_per_s": round(SEQUENTIAL_ROWS / one_wall),
+        "one_writer_rows": SEQUENTIAL_ROWS,
+    }
+
+
+# --- with boto3's own work ------------------------------------------------------------------------
+
+
+def _sdk(tmp: Path) -> dict:
+    """The import through a real boto3 client, HTTP canned after LATENCY_S: nothing found, every
+    write made. What botocore costs a request, which the fake leaves out."""
+    import boto3
+    from botocore.config import Config
+
+    from newsletter_cli.subscribers import WORKERS
+
+    from .per_recipient import _canned
+
+    subs, sups = _tables()
+    found_nothing = _canned({"Responses": {subs: [], sups: []}, "UnprocessedKeys": {}}, "application/x-amz-json-1.0")
+    written = _canned({}, "application/x-amz-json-1.0")
+
+    def answer(request, **kwargs):
+        time.sleep(LATENCY_S)
+        return (found_nothing if b"RequestItems" in request.body else written)(request, **kwargs)
+
+    session = boto3.session.Session(
+        aws_access_key_id="ASIABENCH", aws_secret_access_key="bench", aws_session_token="bench", region_name="us-east-1"
+    )
+    ddb = session.client("dynamodb", config=Config(max_pool_connections=WORKERS))
+    ddb.meta.events.register("before-send.dynamodb", answer)
+    path = tmp / "all-new.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        f.write("email,name,language\r\n")
+        f.writelines(f"{address(n)},Reader {n},en\r\n" for n in range(SDK_ROWS))
+    report, wall, cpu, _ = _import(ddb, path, tmp)
+    return {
+        "rows": SDK_ROWS,
+        "imported": report.imported,
+        "rows_per_s": round(SDK_ROWS / wall),
+        "cpu_us_per_row": round(cpu / SDK_ROWS * 1e6),
+        "note": "real boto3 DynamoDB client, HTTP canned after 10 ms (nothing found, every write made)",
+    }
+
+
+# --- memory -----------------------------------------------------------------------------------------
+
+
+def _status(field: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Linux: VmHWM back to the current RSS (clear_refs 5), so the peak is the import's."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _compact_fake(rows: int):
+    """SlowDynamoDB, no latency, one byte a row: a subscriber is on the list if the import wrote
+    it or kind() says it was there; suppressed if kind() says so. Items are built when asked for."""
+    from fakes.slow_dynamodb import SlowDynamoDB
+
+    subs, sups = _tables()
+
+    class RowIndexed(SlowDynamoDB):
+        def __init__(self):
+            super().__init__({subs: ("pk", "email"), sups: ("email", None)}, latency=0)
+            self.written = bytearray(rows)
+
+        def _get(self, key: tuple) -> dict | None:
+            email = key[-1][1]
+            n = int(email[1:8])
+            if key[0] == subs:
+                return {"email": {"S": email}} if self.written[n] or kind(n) == "existing" else None
+            return {"email": {"S": email}, "reason": {"S": "bounce"}} if kind(n) == "suppressed" else None
+
+        def _put(self, key: tuple, item: dict) -> None:
+            self.written[int(key[-1][1][1:8])] = 1
+
+    return RowIndexed()
+
+
+def memory_child(rows: int) -> dict:
+    """In a fresh interpreter: import `rows` generated rows; the peak RSS above the start."""
+    import resource
+
+    from newsletter_cli.subscribers import import_csv
+
+    subs, sups = _tables()
+    with tempfile.TemporaryDirectory(prefix="bench-import-") as d:
+        tmp = Path(d)
+        path = tmp / "subscribers.csv"
+        expected = write_csv(path, rows)
+        warm = tmp / "warm.csv"
+        write_csv(warm, 3 * 2000 + 50)  # a few chunks: the workers started, first-call caches filled
+        kwargs = {"subscribers_table": subs, "suppressions_table": sups, "list_id": LIST_ID}
+        import_csv(_compact_fake(3 * 2000 + 50), path=warm, report_path=tmp / "warm-problems.csv", **kwargs)
+        fake = _compact_fake(rows)
+        gc.collect()
+        reset = _reset_peak()
+        start_kb = _status("VmRSS") or 0
+        hwm_kb = _status("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t0, c0 = time.perf_counter(), time.process_time()
+        report = import_csv(fake, path=path, report_path=tmp / "problems.csv", **kwargs)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        peak_kb = _status("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "rows": rows,
+        "start_rss_kb": start_kb,
+        "peak_rss_kb": peak_kb,
+        "growth_kb": peak_kb - (start_kb if reset else hwm_kb),
+        "peak_reset": reset,
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
+        "accounted": _counts(report) == expected and report.rows == rows,
+    }
+
+
+def _start_child(rows: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.import_rate", "--memory", str(rows)],
+        cwd=common.ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish_child(child: subprocess.Popen) -> dict:
+    out, err = child.communicate(timeout=900)
+    if child.returncode:
+        raise RuntimeError(f"the memory child failed: {err.strip()[-500:]}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# --- the benchmark -----------------------------------------------------------------------------------
+
+
+def run() -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-import-") as d:
+        tmp = Path(d)
+        rate = _rate(tmp)  # alone, as the SDK run: they are timed
+        sdk = _sdk(tmp)
+        # The memory runs time nothing that matters: they run beside each other.
+        children = [_start_child(rows) for rows in MEMORY_ROWS]
+        try:
+            memory = [_finish_child(c) for c in children]
+        finally:
+            for c in children:
+                if c.poll() is None:
+                    c.kill()
+    small, big = memory
+    per_row = (big["growth_kb"] - small["growth_kb"]) * 1024 / (big["rows"] - small["rows"])
+    memory_met = per_row <= GOAL_BYTES_PER_ROW and all(m["accounted"] for m in memory)
+    rate_met = rate["rows_per_s"] >= GOAL_ROWS_PER_S and not rate["wrong"]
+    return common.result(
+        "import_rate",
+        rate["rows_per_s"],
+        "rows/s (10 ms a request)",
+        f">= {GOAL_ROWS_PER_S:,} rows/s at 10 ms a request, every row accounted for; memory: at most "
+        f"{GOAL_BYTES_PER_ROW} bytes a row more from {small['rows']:,} to {big['rows']:,} rows",
+        rate_met and memory_met,
+        rate=rate,
+        rate_met=rate_met,
+        one_writer_speedup=round(rate["rows_per_s"] / rate["one_writer_rows_per_s"], 1),
+        with_sdk=sdk,
+        memory=memory,
+        memory_met=memory_met,
+        memory_bytes_per_row=round(per_row, 1),
+        memory_goal_bytes_per_row=GOAL_BYTES_PER_ROW,
+        memory_peak_ratio=round(big["peak_rss_kb"] / small["peak_rss_kb"], 2),
+        memory_growth_ratio=round(big["growth_kb"] / max(small["growth_kb"], 1), 2),
+        memory_note="peak RSS above the RSS just before the import (after a warm-up import), in a fresh "
+        "interpreter, no latency, a fake that keeps one byte a row",
+    )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--memory"]:
+        print(json.dumps(memory_child(int(sys.argv[2]))))
+    else:
+        print(json.dumps(run(), indent=2))
