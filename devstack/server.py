@@ -8,8 +8,18 @@ command per process, so its stack lives here instead, for as long as this server
 It creates the resources of `template.yaml` (as `LocalStack.create` does), writes
 `<dir>/stack.json` (the endpoint, the resource names, this process's id) once it is ready, and
 serves until it gets SIGTERM or SIGINT; then it removes `stack.json`. State is in memory only;
-what SES accepts is also written to `<dir>/outbox/<issue id>/*.eml`.
+what SES accepts is also written to `<dir>/outbox/<issue id>/*.eml` (signup confirmations, which
+belong to no issue, to `<dir>/outbox/confirmations/`).
 `start`, `running` and `stop` are what the CLI uses.
+
+It also serves the public function (signup form, confirmation and unsubscribe links) as its
+Function URL would, on another free port of the same address (`public_url` in `stack.json`;
+`devstack/public_http.py`); the stack's `PublicBaseUrl` is that address, so the links in
+confirmation mails lead there.
+
+`--env FUNCTION.NAME=VALUE` (repeatable) changes a variable the template gives a function, for
+this server's invocations only: tests use it to make the bot check's proof of work cheap
+(`UnsubscribeFunction.ALTCHA_COST=1`). Only a variable the template sets can be changed.
 
 It listens on 127.0.0.1 unless told otherwise: `--host` names another address of this machine,
 such as the Docker bridge's gateway, for containers to reach it (`sam local invoke`,
@@ -21,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -94,11 +105,19 @@ def check_host(host: str) -> str:
     return str(address)
 
 
-def start(directory: Path | None = None, *, host: str | None = None, timeout_s: float = 60.0) -> dict:
+def start(
+    directory: Path | None = None,
+    *,
+    host: str | None = None,
+    env: dict[str, dict[str, str]] | None = None,
+    timeout_s: float = 60.0,
+) -> dict:
     """Start a server in the background unless one runs; return its state.
 
     `host`: the address to listen on (default 127.0.0.1). A server that already runs is kept if
     it listens there (or if no host is asked for); one listening elsewhere is an error.
+    `env`: {function: {variable: value}}, changes to the template's environment (`--env`, for
+    tests); a server that runs with other changes is an error.
     """
     directory = directory or state_dir()
     state = running(directory)
@@ -109,15 +128,21 @@ def start(directory: Path | None = None, *, host: str | None = None, timeout_s: 
                 f"the local stack already runs at {state['endpoint_url']}, not on {host}: "
                 "stop it first (newsletter local stop)"
             )
+        if env is not None and env != state.get("env", {}):
+            raise RuntimeError(
+                f"the local stack already runs at {state['endpoint_url']} with other function settings: "
+                "stop it first (newsletter local stop)"
+            )
         return state
     host = check_host(host) if host is not None and host != LOOPBACK else LOOPBACK
     directory.mkdir(parents=True, exist_ok=True)
+    settings = [f"--env={f}.{k}={v}" for f, variables in (env or {}).items() for k, v in variables.items()]
     log = (directory / "server.log").open("ab")
     env = dict(os.environ)
     if SOURCE_TREE:  # the repository's code, whether or not it is installed
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "functions"), os.environ.get("PYTHONPATH", "")])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "devstack.server", "--dir", str(directory), "--host", host],
+        [sys.executable, "-m", "devstack.server", "--dir", str(directory), "--host", host, *settings],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -153,8 +178,10 @@ def stop(directory: Path | None = None, *, timeout_s: float = 10.0) -> bool:
     return True
 
 
-def serve(directory: Path, port: int = 0, host: str = LOOPBACK) -> None:
+def serve(directory: Path, port: int = 0, host: str = LOOPBACK, env: dict[str, dict[str, str]] | None = None) -> None:
     from moto.server import ThreadedMotoServer
+
+    from .public_http import PublicServer
 
     # Credentials of nobody: everything goes to this server.
     for name, value in (
@@ -167,13 +194,23 @@ def serve(directory: Path, port: int = 0, host: str = LOOPBACK) -> None:
     server.start()
     bound_host, bound = server.get_host_and_port()
     endpoint = f"http://{bound_host}:{bound}"
-    stack = LocalStack.create(endpoint_url=endpoint)
+    public = PublicServer(host)  # its port first: the stack's links lead to it
+    stack = LocalStack.create(endpoint_url=endpoint, parameters={"PublicBaseUrl": public.url})
+    _override(stack, env or {})
+    public.start(stack)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {**stack.state(), "host": host, "pid": os.getpid(), "started_at": clock.iso()}
+    state = {
+        **stack.state(),
+        "public_url": public.url,
+        "host": host,
+        "pid": os.getpid(),
+        "started_at": clock.iso(),
+        **({"env": env} if env else {}),
+    }
     tmp = directory / (STATE + ".tmp")
     tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
     tmp.replace(directory / STATE)  # readers never see half a file
-    print(f"local stack at {endpoint} (pid {os.getpid()})", flush=True)
+    print(f"local stack at {endpoint}, public pages at {public.url} (pid {os.getpid()})", flush=True)
 
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -181,6 +218,7 @@ def serve(directory: Path, port: int = 0, host: str = LOOPBACK) -> None:
     outbox = threading.Thread(target=_write_outbox, args=(directory / "outbox", done), daemon=True)
     outbox.start()
     done.wait()
+    public.stop()
     outbox.join(timeout=2)
     server.stop()
     current = running(directory)
@@ -188,21 +226,59 @@ def serve(directory: Path, port: int = 0, host: str = LOOPBACK) -> None:
         (directory / STATE).unlink(missing_ok=True)
 
 
+def _override(stack: LocalStack, env: dict[str, dict[str, str]]) -> None:
+    """`--env`: change variables the template gives a function (checked by `parse_env`)."""
+    for logical, variables in env.items():
+        stack.functions[logical].environment.update(variables)
+
+
+def parse_env(settings: list[str]) -> dict[str, dict[str, str]]:
+    """`--env FUNCTION.NAME=VALUE` settings, each a variable the template gives that function; or ValueError."""
+    from . import template as tpl
+
+    specs = tpl.function_specs(tpl.load())
+    env: dict[str, dict[str, str]] = {}
+    for setting in settings:
+        target, eq, value = setting.partition("=")
+        logical, dot, name = target.partition(".")
+        if not (eq and dot and logical and name):
+            raise ValueError(f"--env {setting!r}: expected FUNCTION.NAME=VALUE")
+        if logical not in specs:
+            raise ValueError(f"--env {setting!r}: the template has no function {logical}")
+        if name not in (specs[logical].get("Environment") or {}).get("Variables", {}):
+            raise ValueError(f"--env {setting!r}: the template gives {logical} no {name} (only its own can change)")
+        env.setdefault(logical, {})[name] = value
+    return env
+
+
+# What an outbox folder holds: the issue id of a newsletter's Message-ID (<random.issue@domain>);
+# a signup's confirmation (make_msgid(idstring="confirm"): <time.pid.random.confirm@domain>) has none.
+ISSUE_MSGID = re.compile(r"^Message-ID: <[^.>]*\.([A-Za-z0-9_-]+)@", re.M | re.I)
+CONFIRMATION_MSGID = re.compile(r"^Message-ID: <\d+\.\d+\.\d+\.confirm@", re.M | re.I)
+CONFIRMATIONS = "confirmations"
+
+
+def outbox_folder(raw: str) -> str:
+    """The outbox folder of a raw message: its issue id, `confirmations`, or `other`."""
+    head = raw.split("\r\n\r\n", 1)[0]
+    if CONFIRMATION_MSGID.search(head):
+        return CONFIRMATIONS
+    found = ISSUE_MSGID.search(head)
+    return found.group(1) if found else "other"
+
+
 def _write_outbox(outbox: Path, done: threading.Event, interval_s: float = 0.1) -> None:
-    """What SES accepted, as .eml files under outbox/<issue id>/ (named by the Message-ID)."""
+    """What SES accepted, as .eml files under outbox/<folder>/ (`outbox_folder`)."""
     import hashlib
-    import re
 
     from .stack import sent_messages
 
-    msgid = re.compile(r"^Message-ID: <[^.>]*\.([A-Za-z0-9_-]+)@", re.M | re.I)
     seen = 0
     while True:
         stopping = done.wait(interval_s)
         messages = sent_messages()
         for m in messages[seen:]:
-            found = msgid.search(m.raw_data.split("\r\n\r\n", 1)[0])
-            folder = outbox / (found.group(1) if found else "other")
+            folder = outbox / outbox_folder(m.raw_data)
             folder.mkdir(parents=True, exist_ok=True)
             to = (m.destinations or [""])[0]
             seen += 1
@@ -218,8 +294,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=state_dir())
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--host", default=LOOPBACK, help="the address to listen on (default %(default)s)")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="FUNCTION.NAME=VALUE",
+        help="change a variable the template gives a function (for tests; repeatable)",
+    )
     args = parser.parse_args(argv)
-    serve(args.dir, args.port, args.host if args.host == LOOPBACK else check_host(args.host))
+    try:
+        env = parse_env(args.env)
+    except ValueError as exc:
+        parser.error(str(exc))
+    serve(args.dir, args.port, args.host if args.host == LOOPBACK else check_host(args.host), env)
     return 0
 
 
