@@ -39,6 +39,8 @@ dlq_app = typer.Typer(
     help="Dead letters: what each DLQ holds (without addresses), and moving them back.", invoke_without_command=True
 )
 app.add_typer(subscribers_app, name="subscribers")
+lists_app = typer.Typer(help="A list's document (topics, consent, signup) and its signup form.", no_args_is_help=True)
+app.add_typer(lists_app, name="lists")
 app.add_typer(local_app, name="local")
 app.add_typer(dlq_app, name="dlq")
 secret_app = typer.Typer(
@@ -835,6 +837,76 @@ def subscribers_count(ctx: typer.Context, list_id: str = typer.Option(..., "--li
     console.print(table)
 
 
+# --- lists ------------------------------------------------------------------------------------------
+
+
+def _public_url(target: Target) -> str:
+    """Where the stack's public pages are (signup forms, the preference centre)."""
+    if target.is_local:
+        import json
+
+        from devstack import server
+
+        try:
+            state = json.loads((server.state_dir() / server.STATE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            state = {}
+        if state.get("public_url"):
+            return state["public_url"]
+        raise CliError("the local stack serves no public pages: restart it (newsletter local stop, local start)")
+    url = target.outputs.get("PublicUrl")
+    if not url:
+        raise CliError(f"stack {target.name!r} has no output PublicUrl: is it up to date (sam deploy)?")
+    return url
+
+
+@lists_app.command("put")
+@handled
+def lists_put(ctx: typer.Context, document: Path = typer.Argument(..., help="The list document (JSON).")):
+    """Create or update a list from its document: name, languages, topics, consent text, signup settings."""
+    from . import lists
+
+    target = _target(ctx)
+    doc = lists.read_document(document)
+    record = lists.put(target.client("dynamodb"), target.ref("ListsTable"), doc)
+    console.print(f"list {doc.list_id}: {record['name']} ({', '.join(record['languages'])})")
+    if record.get("signup", {}).get("open", True):
+        try:
+            console.print(f"signup form: {_public_url(target).rstrip('/')}/subscribe/{doc.list_id}")
+        except CliError as exc:
+            err.print(str(exc))
+
+
+@lists_app.command("show")
+@handled
+def lists_show(ctx: typer.Context, list_id: str = typer.Argument(..., help="The list id.")):
+    """Print a list's record as JSON."""
+    import json
+
+    from newsletter.store import lists
+
+    target = _target(ctx)
+    record = lists.get_list(target.client("dynamodb"), target.ref("ListsTable"), list_id)
+    if record is None:
+        raise CliError(f"no list {list_id!r}")
+    console.print_json(json.dumps(record, default=str, ensure_ascii=False))
+
+
+@lists_app.command("form")
+@handled
+def lists_form(ctx: typer.Context, list_id: str = typer.Argument(..., help="The list id.")):
+    """Print the list's signup form as HTML to paste into another site's page (an origin the list allows)."""
+    from newsletter.store import lists as store
+
+    from . import lists
+
+    target = _target(ctx)
+    record = store.get_list(target.client("dynamodb"), target.ref("ListsTable"), list_id)
+    if record is None or not (record.get("consent") or {}).get("text"):
+        raise CliError(f"list {list_id!r} has no signup form: put its document first (newsletter lists put)")
+    print(lists.form_snippet(_public_url(target), record), end="")
+
+
 # --- the local stack -------------------------------------------------------------------------------
 
 
@@ -863,6 +935,8 @@ def local_start(
         raise CliError(str(exc)) from None
     target = local_target()
     console.print(f"local stack running at {target.name}")
+    if state.get("public_url"):
+        console.print(f"public pages at {state['public_url']} (a list's signup form: /subscribe/<list>)")
     path = sam_local.write_env_vars(target.local, env_vars or server.state_dir() / sam_local.ENV_FILE)
     console.print(f"sam local invoke --env-vars {path}")
     if state.get("host", server.LOOPBACK) == server.LOOPBACK:
@@ -889,6 +963,8 @@ def local_status():
         console.print(
             f"local stack running at {state['endpoint_url']} (pid {state['pid']}, since {state['started_at']})"
         )
+        if state.get("public_url"):
+            console.print(f"public pages at {state['public_url']}")
     else:
         console.print("no local stack is running")
         raise typer.Exit(EXIT_ERROR)

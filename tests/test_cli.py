@@ -508,6 +508,31 @@ def test_preview_with_a_stack_counts_who_falls_back_per_language(local, tmp_path
     assert (tmp_path / "out" / "l-1.fr.eml").is_file()
 
 
+def test_lists_put_show_and_form(local, tmp_path):
+    doc = ROOT / "examples" / "lists" / "infomail.json"
+    data = json.loads(doc.read_text(encoding="utf-8"))
+    data["list"] = "signups"
+    path = tmp_path / "signups.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    put = cli("--local", "lists", "put", str(path))
+    assert put.exit_code == 0, put.output
+    assert "list signups: ICMPD Infomail (en, fr, pt)" in put.output
+    shown = json.loads(cli("--local", "lists", "show", "signups").output)
+    assert [t["id"] for t in shown["topics"]] == ["news", "vacancies", "publications", "calls", "events"]
+    assert len(shown["consent"]["hash"]["fr"]) == 64 and shown["signup"]["origins"] == ["https://www.icmpd.org"]
+
+    data["consent"]["version"] = "not a version!"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    bad = cli("--local", "lists", "put", str(path))
+    assert bad.exit_code != 0 and "consent.version: String should match pattern" in bad.output
+    data["consent"]["version"] = "2"
+    data["topics"][1]["labels"] = {"fr": "Postes"}  # no label in the list's first language
+    path.write_text(json.dumps(data), encoding="utf-8")
+    bad = cli("--local", "lists", "put", str(path))
+    assert bad.exit_code != 0 and "topics[1].labels: no label in en" in bad.output
+    assert cli("--local", "lists", "form", "nosuchlist").exit_code != 0
+
+
 def test_local_start_status_stop(tmp_path, monkeypatch):
     monkeypatch.setenv("NEWSLETTER_LOCAL_DIR", str(tmp_path / "own"))
     assert cli("local", "status").exit_code == 1

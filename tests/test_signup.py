@@ -399,3 +399,139 @@ def test_the_store_never_leaves_a_reader_in_two_states(site):
         ddb, table, "infomail", "z@example.org", "s1", at="t", now=1_000_061, confirmation={}
     )
     assert outcome == signups.CONFIRMED and item["status"] == "active"
+
+
+# --- the preference centre ----------------------------------------------------------------------
+
+
+def reader(site, address="pat@example.org", **values) -> str:
+    """An active reader of the list; their token, as every message's footer carries it."""
+    from newsletter.store.subscribers import put_subscribers
+
+    row = {"email": address, "name": "Pat", "status": "active", "language": "en", "topics": ["news"], **values}
+    put_subscribers(site.client("dynamodb"), site.ref("SubscribersTable"), "infomail", [row])
+    return tokens.sign(b"test-token-secret", "infomail", address, key_version=1)
+
+
+def test_the_preference_centre_shows_and_saves_a_readers_choices(site):
+    token = reader(site)
+    shown = request(site, "GET", "/preferences", query={"token": token})
+    html = body_of(shown)
+    assert shown["statusCode"] == 200 and 'value="Pat"' in html and "p***@example.org" in html
+    assert 'value="news" checked' in html and 'value="vacancies">' in html
+    assert subscriber(site, "pat@example.org")["topics"] == ["news"]  # a GET changes nothing
+
+    form = {"token": token, "action": "save", "name": "Pat Lee", "language": "fr", "topic": ["vacancies", "events"]}
+    saved = request(site, "POST", "/preferences", form=form)
+    assert saved["statusCode"] == 200 and '<html lang="fr"' in body_of(saved)
+    now = subscriber(site, "pat@example.org")
+    assert (now["name"], now["language"], now["topics"], now["status"]) == (
+        "Pat Lee",
+        "fr",
+        ["vacancies", "events"],
+        "active",
+    )
+    assert now["consent_log"][-1]["event"] == "preferences" and len(now["consent_log"][-1]["by"]) == 32
+
+
+def test_bad_choices_are_shown_again_and_nothing_is_saved(site):
+    token = reader(site)
+    bad = request(site, "POST", "/preferences", form={"token": token, "action": "save", "topic": ["politics"]})
+    assert bad["statusCode"] == 400 and "topics shown" in body_of(bad)
+    none = request(
+        site, "POST", "/preferences", form={"token": token, "action": "save", "name": "X\nY", "topic": ["news"]}
+    )
+    assert none["statusCode"] == 400 and "line breaks" in body_of(none)
+    assert subscriber(site, "pat@example.org")["name"] == "Pat"
+
+
+def test_leaving_from_the_preference_centre_and_coming_back_to_it(site):
+    token = reader(site)
+    left = request(site, "POST", "/preferences", form={"token": token, "action": "unsubscribe"})
+    assert left["statusCode"] == 200 and subscriber(site, "pat@example.org")["status"] == "unsubscribed"
+    assert subscriber(site, "pat@example.org")["unsubscribed_via"] == "preferences"
+    again = body_of(request(site, "GET", "/preferences", query={"token": token}))
+    assert "nothing to change" in again and "<form" not in again
+    # Saving after leaving changes nothing either.
+    request(site, "POST", "/preferences", form={"token": token, "action": "save", "name": "Back", "topic": ["news"]})
+    assert subscriber(site, "pat@example.org")["name"] == "Pat"
+
+
+def test_the_unsubscribe_page_tells_a_reader_who_left_instead_of_asking_again(site):
+    token = reader(site, status="unsubscribed")
+    page = request(site, "GET", "/", query={"token": token})
+    assert page["statusCode"] == 200 and "nothing to change or unsubscribe" in body_of(page)
+    assert "<button" not in body_of(page)
+
+
+def test_a_forged_preferences_link_shows_nothing(site):
+    reader(site)
+    forged = tokens.sign(b"another secret", "infomail", "pat@example.org", key_version=1)
+    answer = request(site, "GET", "/preferences", query={"token": forged})
+    assert answer["statusCode"] == 400 and "Pat" not in body_of(answer)
+
+
+# --- topics ---------------------------------------------------------------------------------------
+
+
+def test_an_issue_with_topics_goes_to_readers_of_one_of_them_and_to_those_who_never_chose(site):
+    from conftest import add_subscribers, deliver, issue_doc, issue_record, mailed, publish
+
+    add_subscribers(
+        site,
+        [
+            {"email": "news@example.org", "name": "N", "status": "active", "language": "en", "topics": ["news"]},
+            {"email": "jobs@example.org", "name": "J", "status": "active", "language": "en", "topics": ["vacancies"]},
+            {
+                "email": "both@example.org",
+                "name": "B",
+                "status": "active",
+                "language": "en",
+                "topics": ["news", "events"],
+            },
+            {"email": "never@example.org", "name": "V", "status": "active", "language": "en"},  # imported: all
+        ],
+    )
+    assert publish(site, issue_doc(topics=["vacancies", "events"]))["outcomes"][0]["status"] == "published"
+    deliver(site)
+    assert sorted(mailed()) == ["both@example.org", "jobs@example.org", "never@example.org"]
+    record = issue_record(site, "2015-07")
+    assert record["topics"] == ["vacancies", "events"] and record["sent"] == 3 and record["status"] == "sent"
+
+
+def test_an_issue_naming_a_topic_its_list_lacks_is_refused_with_the_reason(site):
+    from conftest import issue_doc, publish, s3_text
+
+    answer = publish(site, issue_doc(topics=["vacancy"]))
+    assert answer["outcomes"][0]["status"] == "invalid"
+    from newsletter.store.bucket import report_key
+
+    report = s3_text(site, report_key("issues/2015-07.json")) or ""
+    assert "topics: 'vacancy' not among the list's topics (news, vacancies, events)" in report
+
+
+def test_every_message_links_to_the_preference_centre_with_the_readers_token(site):
+    from conftest import add_subscribers, deliver, issue_doc, publish
+
+    add_subscribers(site, [{"email": "foot@example.org", "name": "F", "status": "active", "language": "en"}])
+    publish(site, issue_doc())
+    deliver(site)
+    [msg] = [m for m in mails_to("foot@example.org")]
+    text = msg.get_body(("plain",)).get_content()
+    url = re.search(r"https://\S+/preferences\?token=\S+", text).group()
+    token = parse_qs(urlsplit(url).query)["token"][0]
+    assert f'href="{url}"' in msg.get_body(("html",)).get_content().replace("&amp;", "&")
+    page = request(site, "GET", "/preferences", query={"token": token})
+    assert page["statusCode"] == 200 and "f***@example.org" in body_of(page)
+
+
+def test_the_embeddable_form_posts_to_the_list_and_loads_the_widget_from_the_stack():
+    from newsletter_cli.lists import form_snippet
+
+    record = MailingList.model_validate(LIST).record()
+    html = form_snippet("https://pages.example.org/", record)
+    assert '<form method="post" action="https://pages.example.org/subscribe/infomail">' in html
+    assert '<script type="module" src="https://pages.example.org/altcha.js"></script>' in html
+    assert '<altcha-widget challenge="https://pages.example.org/altcha" name="altcha">' in html
+    assert 'name="consent_version" value="2026-01"' in html and 'name="website"' in html
+    assert html.count('name="topic"') == 3

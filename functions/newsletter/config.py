@@ -69,6 +69,8 @@ class SendSettings:
     unsubscribe_base_url: str
     unsubscribe_mailto: str
     token_secret_parameter: str
+    # The public pages (the preference centre); empty: the unsubscribe link's origin.
+    public_base_url: str = ""
     # The send queue's MaximumConcurrency: each instance paces itself to this share of the SES rate.
     send_concurrency: int = 2
 

@@ -60,6 +60,7 @@ def fan_out(
         found, next_cursor = retry.call(
             subscribers.query_active, ddb, settings.subscribers_table, segment.list_id, segment.shard, cursor, PAGE_SIZE
         )
+        found = for_topics(found, issue.get("topics"))
         recipients = [(Recipient(normalise_address(s["email"]), s.get("name") or ""), s.get("language")) for s in found]
         if recipients:
             suppressed = retry.call(
@@ -88,6 +89,15 @@ def fan_out(
             progress.continued = True
             logger.info("fan-out continues in a new invocation", extra={"shard": segment.shard, "page": page})
             return progress
+
+
+def for_topics(found: list[dict], topics: list[str] | None) -> list[dict]:
+    """The readers an issue with `topics` goes to: those who chose one of them, and those who
+    never chose (imported before topics, or from a list without them): they get every issue."""
+    if not topics:
+        return found
+    wanted = set(topics)
+    return [s for s in found if not s.get("topics") or wanted & set(s["topics"])]
 
 
 def by_language(issue: dict, recipients: list[tuple[Recipient, str | None]]) -> dict[str | None, list[Recipient]]:

@@ -27,6 +27,8 @@ SCHEMA_VERSION = 1
 # allow only ASCII letters, digits, '_' and '-'.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 Ident = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+# A list's topics (news, vacancies, ...): what readers choose, and what an issue may be sent to.
+TopicId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # Private-use markers are how the renderer leaves room for per-recipient values; content may not
@@ -230,6 +232,11 @@ class Issue(Content):
         Annotated[str, StringConstraints(pattern=headers.ADDRESS_PATTERN), AfterValidator(headers.validate_address)]
         | None
     ) = Field(default=None, description="One plain email address (ASCII local part) for replies.")
+    topics: Annotated[list[TopicId], Field(max_length=30)] = Field(
+        default=[],
+        description="Send only to readers who chose at least one of these of the list's topics (a reader who "
+        "never chose any gets every issue); none: the whole list.",
+    )
 
     @property
     def languages(self) -> list[str]:

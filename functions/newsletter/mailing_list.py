@@ -20,9 +20,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from . import headers
-from .issue import ID_PATTERN, Ident, LanguageTag, Line
-
-TopicId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+from .issue import ID_PATTERN, Ident, LanguageTag, Line, TopicId
 
 
 def _origin(value: str) -> str:

@@ -87,6 +87,22 @@ def unsubscribe_url(base_url: str, token: str, issue_id: str | None = None, lang
     return f"{base_url}{'&' if '?' in base_url else '?'}token={token}{hint}"
 
 
+def preferences_base(base_url: str, public_base_url: str = "") -> str:
+    """Where the preference centre is: the public pages' address, else the origin of the
+    unsubscribe link (the same function answers both; a custom domain forwards every path)."""
+    from urllib.parse import urlsplit
+
+    if public_base_url:
+        return public_base_url.rstrip("/") + "/preferences"
+    parts = urlsplit(base_url)
+    return f"{parts.scheme}://{parts.netloc}/preferences"
+
+
+def preferences_url(base: str, token: str, language: str = "en") -> str:
+    # The same token as the unsubscribe link: it names the list and the address, signed.
+    return f"{base}?token={token}" + (f"&lang={language}" if language != "en" else "")
+
+
 def unsubscribe_mailto(mailbox: str, token: str) -> str:
     return f"mailto:{mailbox}?subject={quote('unsubscribe ' + token)}"
 
@@ -115,12 +131,22 @@ def safe_name(name: str) -> str:
     return "" if not name or headers.problem(name) else name
 
 
-def build(prepared: PreparedIssue, *, address: str, name: str, token: str, base_url: str, mailbox: str) -> bytes:
+def build(
+    prepared: PreparedIssue,
+    *,
+    address: str,
+    name: str,
+    token: str,
+    base_url: str,
+    mailbox: str,
+    public_base_url: str = "",
+) -> bytes:
     """The raw message for one recipient."""
     check_headers(prepared)
     name = safe_name(name)
     https = unsubscribe_url(base_url, token, prepared.issue_id, prepared.language)
-    values = {"name": name or "", "email": address, "unsubscribe_url": https}
+    manage = preferences_url(preferences_base(base_url, public_base_url), token, prepared.language)
+    values = {"name": name or "", "email": address, "unsubscribe_url": https, "preferences_url": manage}
 
     address = ascii_address(address)
     msg = EmailMessage(policy=_BODY_POLICY)
@@ -194,10 +220,11 @@ class _Body:
 class MessageTemplate:
     """One issue's message, ready to be personalised for each recipient in a few microseconds."""
 
-    def __init__(self, prepared: PreparedIssue, *, base_url: str, mailbox: str):
+    def __init__(self, prepared: PreparedIssue, *, base_url: str, mailbox: str, public_base_url: str = ""):
         check_headers(prepared)
         self.prepared = prepared
         self.base_url, self.mailbox = base_url, mailbox
+        self.preferences = preferences_base(base_url, public_base_url)
         self._join = "&" if "?" in base_url else "?"
         # Unsigned hints: the issue (per-issue statistics) and, when not English, the language
         # the unsubscribe page speaks. The token alone decides who is unsubscribed.
@@ -246,7 +273,12 @@ class MessageTemplate:
         https = f"{self.base_url}{self._join}token={token}{self._hint}"
         mailto = f"mailto:{self.mailbox}?subject=unsubscribe%20{token}"
         to = headers.mailbox(name, wire)
-        values = {"name": name or "", "email": address, "unsubscribe_url": https}
+        values = {
+            "name": name or "",
+            "email": address,
+            "unsubscribe_url": https,
+            "preferences_url": preferences_url(self.preferences, token, self.prepared.language),
+        }
         out = [
             self.head,
             b"To: ",

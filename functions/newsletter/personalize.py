@@ -11,7 +11,7 @@ import html
 import re
 
 OPEN, CLOSE = "\ue000", "\ue001"
-FIELDS = ("name", "email", "unsubscribe_url")
+FIELDS = ("name", "email", "unsubscribe_url", "preferences_url")
 _MARKER = re.compile(OPEN + r"([a-z_]+)" + CLOSE)
 
 

@@ -139,6 +139,7 @@ def _base_url(settings: PublicSettings, event: dict) -> str:
 def build_app(site: Site, settings_of: Callable[[], PublicSettings]) -> LambdaFunctionUrlResolver:
     """The routes. What only signing up needs (the signup module, its pages, email-validator,
     altcha) is imported by the routes that use it: the unsubscribe link's cold start stays small."""
+    from . import unsubscribe_pages
     from .unsubscribe import page_language
     from .unsubscribe_pages import N_, error
 
@@ -265,6 +266,62 @@ def build_app(site: Site, settings_of: Callable[[], PublicSettings]) -> LambdaFu
         if result.page == "confirm":
             return _html(200, pages.confirm_button(name, masked, req.query["token"][0], language))
         return _html(200, pages.confirmed(name, masked, language, already=result.page == "already"))
+
+    def preferences(post: bool):
+        from . import preferences as prefs
+        from . import signup_pages as pages
+
+        settings, req, event = settings_of(), request(), app.current_event.raw_event
+        try:
+            fields = req.form(MAX_FORM) if post else None
+        except BadRequest:
+            return _html(400, error(N_("Bad request"), N_("This request could not be read.")))
+        ring = keyring(settings)
+        who = prefs.read_token(ring, req.query.get("token", []) + (fields or {}).get("token", []))
+        lst = signup_list(settings, who[0]) if who else None
+        language = _language(req, fields, lst.languages if lst else None)
+        client = _client(req, event, ring.current().secret)
+        result = prefs.answer(
+            site.clients("dynamodb"),
+            settings.subscribers_table,
+            lst,
+            who,
+            fields,
+            at=clock.iso(),
+            client_hash=client.ip_hash,
+        )
+        _report("preferences", result.reason, result.list_id, result.address)
+        if result.page == "saved":  # the answer in the language just chosen, when we have words for it
+            language = page_language([result.values["language"]])
+        if result.page == "invalid":
+            return _html(400, unsubscribe_pages.invalid_link(language))
+        record = site.list_record(settings, result.list_id) or {}
+        name = record.get("name") or result.list_id
+        masked = mask_address(result.address)
+        if result.page == "not-subscribed":
+            return _html(200, unsubscribe_pages.not_subscribed(name, masked, language))
+        if result.page == "unsubscribed":
+            return _html(200, unsubscribe_pages.unsubscribed(name, masked, language))
+        token = next(iter(set(req.query.get("token", []) + (fields or {}).get("token", []))))
+        page = pages.preferences_form(
+            lst,
+            language,
+            result.subscriber or {},
+            token,
+            masked_address=masked,
+            problems=result.problems,
+            values=result.values or None,
+            saved=result.page == "saved",
+        )
+        return _html(result.status, page)
+
+    @app.get("/preferences")
+    def preferences_page():
+        return preferences(post=False)
+
+    @app.post("/preferences")
+    def preferences_save():
+        return preferences(post=True)
 
     @app.get("/confirm")
     def confirm_page():
@@ -441,5 +498,5 @@ def _report(what: str, reason: str, list_id: str | None, address: str | None, **
             **extra,
         },
     )
-    metric = {"signup": "Signup", "confirm": "Confirmation"}[what]
+    metric = {"signup": "Signup", "confirm": "Confirmation", "preferences": "Preferences"}[what]
     service_metrics({f"{metric}{''.join(p.title() for p in reason.split(':')[0].split('-'))}": 1})

@@ -113,7 +113,7 @@ def publish(
         problem = f"list: unknown list {issue.list_id!r}; create it first (no subscriber was mailed)"
         write_report(s3, settings, key, [problem], "This issue document was NOT published: its list does not exist.")
         return Outcome("invalid", issue.issue_id, problem)
-    problems = check_list_settings(mailing_list, settings)
+    problems = check_list_settings(mailing_list, settings) + topic_problems(issue, mailing_list)
     if problems:
         write_report(
             s3, settings, key, problems, "This issue document was NOT published: its list's settings cannot be sent."
@@ -158,6 +158,7 @@ def publish(
         web_url=variants[0].web_url,
         sending_at=_now(),
         **_languages(issue, keys),
+        **({"topics": list(issue.topics)} if issue.topics else {}),
     )
     if not started:
         now = retry.call(issues.get_issue, ddb, settings.issues_table, issue.issue_id) or {}
@@ -343,6 +344,16 @@ def check_list_settings(mailing_list: dict, settings: PublishSettings) -> list[s
         except headers.UnsafeHeader as exc:
             problems.append(f"{what}: {exc}")
     return problems
+
+
+def topic_problems(issue: Issue, mailing_list: dict) -> list[str]:
+    """An issue may name only topics its list has (a typo would send it to nobody)."""
+    known = [t.get("id") for t in mailing_list.get("topics") or []]
+    unknown = [t for t in issue.topics if t not in known]
+    if not unknown:
+        return []
+    offered = ", ".join(known) if known else "none: the list declares no topics"
+    return [f"topics: {', '.join(map(repr, unknown))} not among the list's topics ({offered})"]
 
 
 def _refuse(value: str) -> None:

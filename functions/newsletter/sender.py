@@ -71,6 +71,7 @@ class Sender:
                 PreparedIssue.from_json(data),
                 base_url=settings.unsubscribe_base_url,
                 mailbox=settings.unsubscribe_mailto,
+                public_base_url=settings.public_base_url,
             )
         return self._prepared[key]
 

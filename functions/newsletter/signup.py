@@ -186,6 +186,23 @@ def check_address(value: str) -> str:
 _NAME_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ue000\ue001<>@]")
 
 
+def name_problem(name: str) -> str | None:
+    if len(name) > MAX_NAME:
+        return N_("This name is too long.")
+    if _NAME_UNSAFE.search(name) or "=?" in name:
+        # It goes into the confirmation mail's To header and every issue's greeting.
+        return N_("A name may not contain line breaks, control characters, @, < or >.")
+    return None
+
+
+def topics_problem(topics: list[str], lst: ListSignup) -> str | None:
+    if len(topics) > MAX_TOPICS or any(t not in lst.topics for t in topics):
+        return N_("Please choose among the topics shown.")
+    if lst.topics and not topics:
+        return N_("Please choose at least one topic.")
+    return None
+
+
 def check_form(form: Form, lst: ListSignup) -> tuple[dict[str, str], str | None]:
     """Problems by field (messages to show, untranslated msgids), and the address when valid."""
     problems: dict[str, str] = {}
@@ -194,16 +211,10 @@ def check_form(form: Form, lst: ListSignup) -> tuple[dict[str, str], str | None]
         address = check_address(form.email)
     except ValueError as exc:
         problems["email"] = str(exc)
-    if len(form.name) > MAX_NAME:
-        problems["name"] = N_("This name is too long.")
-    elif _NAME_UNSAFE.search(form.name) or "=?" in form.name:
-        # It goes into the confirmation mail's To header and every issue's greeting.
-        problems["name"] = N_("A name may not contain line breaks, control characters, @, < or >.")
-    unknown = [t for t in form.topics if t not in lst.topics]
-    if unknown or len(form.topics) > MAX_TOPICS:
-        problems["topic"] = N_("Please choose among the topics shown.")
-    elif lst.topics and not form.topics:
-        problems["topic"] = N_("Please choose at least one topic.")
+    if why := name_problem(form.name):
+        problems["name"] = why
+    if why := topics_problem(form.topics, lst):
+        problems["topic"] = why
     if not form.consent:
         problems["consent"] = N_("Please confirm that you agree, or we cannot send you anything.")
     elif form.consent_version != lst.consent_version:

@@ -189,3 +189,84 @@ def link_problem(kind: str, language: str) -> str:
     }
     title, said = titles.get(kind, titles["invalid"])
     return layout(title, f"<p>{escape(said)}</p>", _footer(_), list_name=None, language=language)
+
+
+def preferences_form(
+    lst,
+    language: str,
+    subscriber: dict,
+    token: str,
+    *,
+    masked_address: str,
+    problems: dict[str, str] | None = None,
+    values: dict | None = None,
+    saved: bool = False,
+) -> str:
+    """The preference centre: name, language, topics, and a way out. No JavaScript."""
+    _ = _gettext(language)
+    problems = problems or {}
+    values = values or {
+        "name": subscriber.get("name") or "",
+        "language": subscriber.get("language") or lst.languages[0],
+        "topics": list(subscriber.get("topics") or []),
+    }
+    words = {
+        "name": _("Name (optional)"),
+        "language": _("Language"),
+        "topics": _("Topics"),
+        "save": _("Save my preferences"),
+        "leave": _("Unsubscribe from this list"),
+        "saved": _("Your preferences are saved."),
+    }
+    words = {k: escape(v) for k, v in words.items()}
+    intro = _("The choices of %(address)s for %(list_name)s.") % {
+        "address": f'<span class="address">{escape(masked_address)}</span>',
+        "list_name": f"<strong>{escape(lst.name)}</strong>",
+    }
+
+    def error(name: str) -> str:
+        return f'<p class="error" id="{name}-error">{escape(_(problems[name]))}</p>\n' if name in problems else ""
+
+    def described(name: str) -> str:
+        return f' aria-describedby="{name}-error" aria-invalid="true"' if name in problems else ""
+
+    chosen = set(values.get("topics") or [])
+    # A reader from before topics existed gets every topic: that is what they received.
+    if not subscriber.get("topics") and not problems and not saved:
+        chosen = set(lst.topics)
+    topics = "".join(
+        f'<label class="choice"><input type="checkbox" name="topic" value="{escape(tid)}"'
+        f"{' checked' if tid in chosen else ''}> {escape(_label(labels, language, lst.languages[0]))}</label>\n"
+        for tid, labels in lst.topics.items()
+    )
+    options = "".join(
+        f'<option value="{escape(tag)}"{" selected" if tag == values.get("language") else ""}>'
+        f"{escape(LANGUAGE_NAMES.get(tag.split('-')[0], tag))}</option>"
+        for tag in lst.languages
+    )
+    hidden = f'<input type="hidden" name="token" value="{escape(token)}">\n'
+    parts = [
+        f'<p role="status">{words["saved"]}</p>\n' if saved else "",
+        f"<p>{intro}</p>\n",
+        f'<form method="post" action="">\n{hidden}',
+        f'<div class="field"><label for="name">{words["name"]}</label>\n'
+        f'<input type="text" id="name" name="name" autocomplete="name" maxlength="120" '
+        f'value="{escape(values.get("name") or "")}"{described("name")}>\n{error("name")}</div>\n',
+    ]
+    if len(lst.languages) > 1:
+        parts.append(
+            f'<div class="field"><label for="language">{words["language"]}</label>\n'
+            f'<select id="language" name="language">{options}</select></div>\n'
+        )
+    if topics:
+        parts.append(
+            f"<fieldset{described('topic')}><legend>{words['topics']}</legend>\n{topics}{error('topic')}</fieldset>\n"
+        )
+    parts += [
+        f'<button class="button" type="submit" name="action" value="save">{words["save"]}</button>\n</form>\n',
+        f'<form method="post" action="">\n{hidden}'
+        f'<button class="button" type="submit" name="action" value="unsubscribe">{words["leave"]}</button>\n</form>',
+    ]
+    title = _("Your preferences")
+    footer = _("Every email has this link: your choices apply from the next issue.")
+    return layout(title, "".join(parts), footer, list_name=lst.name, language=language)

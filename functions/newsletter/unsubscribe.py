@@ -62,13 +62,15 @@ class Deps:
     secret: Callable[[], object]  # the keys (or one secret), asked for only once a token is there to check
     list_name: Callable[[str], str | None]
     now: Callable[[], str]
+    # The subscriber's status (None: not on the list), for the GET page: one who left is told so.
+    status: Callable[[str, str], str | None] | None = None
 
 
 @dataclass(frozen=True)
 class Result:
     status: int
     page: str
-    outcome: str  # invalid | shown | unsubscribed | unchanged
+    outcome: str  # invalid | shown | not-subscribed | unsubscribed | unchanged
     list_id: str | None = None
     address_hash: str | None = None
     reason: str | None = None  # why a link was refused (never an address)
@@ -137,6 +139,8 @@ def respond(
     name = deps.list_name(link.list_id) or link.list_id
     masked = mask_address(link.address)
     if method != "POST":
+        if deps.status is not None and deps.status(link.list_id, link.address) != subscribers.ACTIVE:
+            return Result(200, pages.not_subscribed(name, masked, language), "not-subscribed", **seen)
         return Result(200, pages.confirm(name, masked, link.token, link.issue_id, language), "shown", **seen)
 
     changed = subscribers.unsubscribe(
@@ -222,6 +226,9 @@ class Endpoint:
             secret=lambda: aws.token_keys(settings.token_secret_parameter, settings.token_grace_days),
             list_name=lambda list_id: self.list_name(settings, list_id),
             now=clock.iso,
+            status=lambda list_id, address: subscribers.status_of(
+                self.clients("dynamodb"), settings.subscribers_table, list_id, address
+            ),
         )
         # The body is read (and its size and encoding checked) only for a POST: a GET or HEAD that
         # carries one, however large or malformed, is answered as if it had none.

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from .catalogs import N_, translations
 from .languages import direction
 
-__all__ = ["N_", "confirm", "error", "invalid_link", "unsubscribed"]
+__all__ = ["N_", "confirm", "error", "invalid_link", "not_subscribed", "unsubscribed"]
 
 # No "$" in here: string.Template would read it as a placeholder.
 _CSS = """
@@ -139,6 +139,18 @@ def unsubscribed(list_name: str, masked_address: str, language: str = "en") -> s
     note = _("Other newsletters you may receive from us are not affected. You can close this page.")
     content = f'<p>{done}</p>\n<p class="note">{escape(note)}</p>'
     return _page(_, _("You are unsubscribed"), content, list_name, language)
+
+
+def not_subscribed(list_name: str, masked_address: str, language: str = "en") -> str:
+    """For a reader who already left (or bounced, or never confirmed): told so, not asked again."""
+    _ = _gettext(language)
+    said = _("%(address)s does not receive %(list_name)s: there is nothing to change or unsubscribe.") % {
+        "address": f'<span class="address">{escape(masked_address)}</span>',
+        "list_name": f"<strong>{escape(list_name)}</strong>",
+    }
+    note = _("To receive it again, sign up on the list's page: you will be asked to confirm.")
+    content = f'<p>{said}</p>\n<p class="note">{escape(note)}</p>'
+    return _page(_, _("You are not subscribed"), content, list_name, language)
 
 
 def invalid_link(language: str = "en") -> str:

@@ -177,3 +177,32 @@ def confirm(
             return ALREADY_CONFIRMED, now_there
         return STALE, None
     return CONFIRMED, get(ddb, table, list_id, address)
+
+
+def update_preferences(
+    ddb, table: str, list_id: str, address: str, *, name: str, language: str, topics: list[str], at: str, event: dict
+) -> bool:
+    """An active reader's own choices (from the preference centre); False, nothing written, unless
+    they are active (someone who left signs up again instead)."""
+    return written(
+        ddb.update_item,
+        TableName=table,
+        Key=key(list_id, address),
+        UpdateExpression=(
+            "SET #name = :name, #language = :language, topics = :topics, updated_at = :at, "
+            "consent_log = list_append(if_not_exists(consent_log, :empty), :log)"
+        ),
+        ConditionExpression="#status = :active",
+        ExpressionAttributeNames={"#status": "status", "#name": "name", "#language": "language"},
+        ExpressionAttributeValues=to_item(
+            {
+                ":name": name,
+                ":language": language,
+                ":topics": topics,
+                ":at": at,
+                ":empty": [],
+                ":log": [{"event": "preferences", "at": at, **event}],
+                ":active": ACTIVE,
+            }
+        ),
+    )

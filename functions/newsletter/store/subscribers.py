@@ -41,8 +41,8 @@ def query_active(ddb, table: str, list_id: str, shard: int, start: dict | None, 
         TableName=table,
         KeyConditionExpression="pk = :pk",
         FilterExpression="#status = :active",
-        ProjectionExpression="email, #name, #lang",
-        ExpressionAttributeNames={"#status": "status", "#name": "name", "#lang": "language"},
+        ProjectionExpression="email, #name, #lang, #topics",
+        ExpressionAttributeNames={"#status": "status", "#name": "name", "#lang": "language", "#topics": "topics"},
         ExpressionAttributeValues={":pk": {"S": partition(list_id, shard)}, ":active": {"S": ACTIVE}},
         Limit=limit,
         **kwargs,
@@ -281,3 +281,15 @@ def members(ddb, table: str, list_id: str, status: str | None = None, projection
             if not resp.get("LastEvaluatedKey"):
                 break
             args["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+
+def status_of(ddb, table: str, list_id: str, address: str) -> str | None:
+    """The subscriber's status, or None if the address is not on the list (a consistent read)."""
+    found = ddb.get_item(
+        TableName=table,
+        Key=key(list_id, address),
+        ProjectionExpression="#s",
+        ExpressionAttributeNames={"#s": "status"},
+        ConsistentRead=True,
+    ).get("Item")
+    return found["status"]["S"] if found and "status" in found else None
