@@ -535,3 +535,45 @@ def test_the_embeddable_form_posts_to_the_list_and_loads_the_widget_from_the_sta
     assert '<altcha-widget challenge="https://pages.example.org/altcha" name="altcha">' in html
     assert 'name="consent_version" value="2026-01"' in html and 'name="website"' in html
     assert html.count('name="topic"') == 3
+
+
+# --- the welcome mail -----------------------------------------------------------------------------
+
+
+def test_confirming_sends_the_lists_welcome_once_in_the_readers_language(site):
+    doc = {
+        **LIST,
+        "welcome": {
+            "en": {"subject": "Welcome to the ICMPD Infomail", "body": "Thank you. Our [site](https://www.icmpd.org)."},
+            "fr": {"subject": "Bienvenue", "body": "Merci. Notre **site** : <https://www.icmpd.org>."},
+        },
+    }
+    record = MailingList.model_validate(doc).record()
+    lists.put_list(
+        site.client("dynamodb"),
+        site.ref("ListsTable"),
+        "infomail",
+        **_without(record, "list_id", "name"),
+        name=record["name"],
+    )
+    request(site, "POST", "/subscribe/infomail", form=signup_form(site, "w@example.org", language="fr"))
+    [confirmation] = mails_to("w@example.org")
+    token = parse_qs(urlsplit(link_in(confirmation)).query)["token"][0]
+    assert request(site, "POST", "/confirm", form={"token": token})["statusCode"] == 200
+    assert request(site, "POST", "/confirm", form={"token": token})["statusCode"] == 200  # again: already
+    welcome = mails_to("w@example.org")[1:]
+    assert [m["Subject"] for m in welcome] == ["Bienvenue"]
+    [msg] = welcome
+    assert msg["Content-Language"] == "fr" and msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "<strong>site</strong>" in msg.get_body(("html",)).get_content()
+    unsubscribe = re.search(r"<(https://[^>]+)>", msg["List-Unsubscribe"]).group(1)
+    query = parse_qs(urlsplit(unsubscribe).query)
+    one_click = request(site, "POST", "/", query={"token": query["token"][0]}, form={"List-Unsubscribe": "One-Click"})
+    assert one_click["statusCode"] == 200 and subscriber(site, "w@example.org")["status"] == "unsubscribed"
+
+
+def test_a_welcome_must_be_written_in_the_lists_first_language():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="welcome: no mail in en"):
+        MailingList.model_validate({**LIST, "welcome": {"fr": {"subject": "Bienvenue", "body": "Merci."}}})

@@ -52,6 +52,13 @@ class Consent(Model):
     text: dict[LanguageTag, Annotated[str, StringConstraints(min_length=10, max_length=2000)]]
 
 
+class Welcome(Model):
+    """The mail a reader gets once, when they confirm: a subject and a Markdown body, per language."""
+
+    subject: Annotated[Line, Field(max_length=200)]
+    body: Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
+
+
 class Signup(Model):
     open: bool = Field(default=True, description="Whether the public signup form takes new readers.")
     origins: Annotated[list[Origin], Field(max_length=20)] = Field(
@@ -68,6 +75,9 @@ class MailingList(Model):
     topics: Annotated[list[Topic], Field(max_length=30)] = []
     consent: Consent
     signup: Signup = Signup()
+    welcome: dict[LanguageTag, Welcome] = Field(
+        default={}, description="Optional: the welcome mail per language (the list's first language required)."
+    )
     from_name: Annotated[Line, Field(max_length=120)] | None = None
     from_address: (
         Annotated[str, StringConstraints(pattern=headers.ADDRESS_PATTERN), AfterValidator(headers.validate_address)]
@@ -90,6 +100,8 @@ class MailingList(Model):
         for n, topic in enumerate(self.topics):
             if first not in topic.labels:
                 problems.append(f"topics[{n}].labels: no label in {first}, the list's first language")
+        if self.welcome and first not in self.welcome:
+            problems.append(f"welcome: no mail in {first}, the list's first language")
         ids = [t.id for t in self.topics]
         if len(set(ids)) != len(ids):
             problems.append("topics: a topic id is given twice")
@@ -103,7 +115,15 @@ class MailingList(Model):
         values["consent"]["hash"] = {
             lang: hashlib.sha256(text.encode("utf-8")).hexdigest() for lang, text in self.consent.text.items()
         }
+        if self.welcome:
+            # Rendered here, once: the public function only fills in the reader's links.
+            from .content import to_html, to_text
+
+            values["welcome"] = {
+                lang: {"subject": w.subject, "html": str(to_html(w.body)), "text": to_text(w.body, 76)}
+                for lang, w in self.welcome.items()
+            }
         return values
 
 
-__all__ = ["ID_PATTERN", "MailingList", "Topic", "Consent", "Signup"]
+__all__ = ["ID_PATTERN", "MailingList", "Topic", "Consent", "Signup", "Welcome"]

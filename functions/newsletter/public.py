@@ -265,6 +265,8 @@ def build_app(site: Site, settings_of: Callable[[], PublicSettings]) -> LambdaFu
         masked = mask_address(result.address)
         if result.page == "confirm":
             return _html(200, pages.confirm_button(name, masked, req.query["token"][0], language))
+        if result.page == "confirmed" and record.get("welcome"):  # once: only one POST confirms
+            _send_welcome(site, settings, event, record, result.subscriber or {}, result.address)
         return _html(200, pages.confirmed(name, masked, language, already=result.page == "already"))
 
     def preferences(post: bool):
@@ -485,6 +487,46 @@ def _send_confirmation(site: Site, settings: PublicSettings, event: dict, lst, a
     if answer.kind != ses_adapter.SENT:
         logger.warning("confirmation mail not sent", extra={"answer": answer.kind, "code": answer.code})
     return answer.kind == ses_adapter.SENT
+
+
+def _send_welcome(site: Site, settings: PublicSettings, event: dict, record: dict, subscriber: dict, address: str):
+    from . import signup_mail, tokens
+    from .languages import choose
+    from .message import preferences_url
+    from .store import ses as ses_adapter
+
+    welcome = record["welcome"]
+    languages = list(record.get("languages") or welcome)
+    language = choose(
+        subscriber.get("language"), list(welcome), languages[0] if languages[0] in welcome else next(iter(welcome))
+    )
+    key = aws.token_keys(settings.token_secret_parameter, settings.token_grace_days).current()
+    token = tokens.sign(key.secret, record["list_id"], address, key_version=key.version)
+    base = _base_url(settings, event)
+    hint = f"&lang={language}" if language != "en" else ""
+    from_address = record.get("from_address") or settings.sender_address
+    raw = signup_mail.build_welcome(
+        welcome=welcome[language],
+        list_id=record["list_id"],
+        list_name=record.get("name") or record["list_id"],
+        from_name=record.get("from_name") or settings.sender_name,
+        from_address=from_address,
+        address=address,
+        name=subscriber.get("name") or "",
+        language=language,
+        unsubscribe_url=f"{base}/?token={token}{hint}",
+        preferences_url=preferences_url(f"{base}/preferences", token, language),
+    )
+    answer = ses_adapter.send_email(
+        site.clients("sesv2"),
+        raw,
+        address,
+        configuration_set=settings.configuration_set,
+        tags={"list": record["list_id"], "kind": "welcome"},
+        sender=from_address,
+    )
+    if answer.kind != ses_adapter.SENT:
+        logger.warning("welcome mail not sent", extra={"answer": answer.kind, "code": answer.code})
 
 
 def _report(what: str, reason: str, list_id: str | None, address: str | None, **extra) -> None:

@@ -72,3 +72,50 @@ def build(
     msg.add_alternative(html, subtype="html", cte="quoted-printable")
     msg["Content-Language"] = language  # after the parts exist: making them moves Content-* headers
     return msg.as_bytes(policy=_HEADER_POLICY)
+
+
+def build_welcome(
+    *,
+    welcome: dict,
+    list_id: str,
+    list_name: str,
+    from_name: str,
+    from_address: str,
+    address: str,
+    name: str,
+    language: str,
+    unsubscribe_url: str,
+    preferences_url: str,
+) -> bytes:
+    """The list's welcome mail (rendered at `newsletter lists put`), with the reader's own links:
+    they are on the list now, so it carries List-Unsubscribe and one-click like every issue."""
+    _ = translations(language).gettext
+    subject = welcome["subject"]
+    headers.check(subject)
+    manage, leave = _("Change your preferences"), _("Unsubscribe")
+    msg = EmailMessage(policy=_BODY_POLICY)
+    msg["From"] = Address(display_name=from_name, addr_spec=from_address)
+    msg["To"] = Address(display_name=safe_name(name), addr_spec=ascii_address(address))
+    msg["Subject"] = subject
+    msg["Date"] = formatdate(usegmt=True)
+    domain = from_address.rpartition("@")[2]
+    msg["Message-ID"] = make_msgid(idstring="welcome", domain=domain)
+    msg["List-Id"] = headers.named(list_name, f"{list_id}.{domain}")
+    msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    text = f"{welcome['text'].rstrip()}\n\n{manage}: {preferences_url}\n{leave}: {unsubscribe_url}\n"
+    msg.set_content(text, subtype="plain", cte="quoted-printable")
+    html = (
+        f'<!DOCTYPE html><html lang="{escape(language)}"><head><meta charset="utf-8">'
+        f"<title>{escape(subject)}</title></head>"
+        '<body style="margin:0;padding:24px 12px;background:#eef1f4;font-family:Arial,Helvetica,sans-serif;'
+        'font-size:15px;line-height:1.5;color:#222222">'
+        '<div style="max-width:600px;margin:0 auto;background:#ffffff;padding:24px 20px">'
+        f"{welcome['html']}"
+        f'<p style="font-size:13px;color:#4a4a4a"><a href="{escape(preferences_url)}">{escape(manage)}</a> | '
+        f'<a href="{escape(unsubscribe_url)}">{escape(leave)}</a></p>'
+        "</div></body></html>"
+    )
+    msg.add_alternative(html, subtype="html", cte="quoted-printable")
+    msg["Content-Language"] = language
+    return msg.as_bytes(policy=_HEADER_POLICY)
