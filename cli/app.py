@@ -709,6 +709,7 @@ def subscribers_import(
                 path=file,
                 progress=lambda rows, done: progress.update(task, completed=done, rows=rows),
                 report_path=report,
+                forgotten_id=_forgotten_id(target),
             )
         except subs.BadImport as exc:
             raise CliError(f"{exc}; nothing was imported") from None
@@ -805,6 +806,56 @@ def subscribers_export(
     with out.open("w", newline="", encoding="utf-8") as f:
         n = subs.export_csv(target.client("dynamodb"), out=f, **kwargs)
     console.print(f"{n} subscriber(s) of {list_id} written to {out}")
+
+
+def _forgotten_id(target: Target):
+    """How an erased address is found in the suppression list (None before anyone was erased:
+    the token secret's first version, the key, is labelled by the first `forget`)."""
+    from newsletter.erasure import KEY_VERSION, erasure_key, forgotten_id
+
+    try:
+        key = target.token_key(KEY_VERSION)
+    except CliError:
+        return None  # no token secret yet: nobody can have been erased
+    if key is None:
+        return None
+    secret = erasure_key(key.secret)
+    return lambda address: forgotten_id(secret, address)
+
+
+@subscribers_app.command("show")
+@handled
+def subscribers_show(ctx: typer.Context, address: str = typer.Argument(..., help="The person's email address.")):
+    """Print, as JSON, everything the stack holds about a person: subscriptions and consent,
+    suppression, what was sent to them and SES's feedback (for an access request)."""
+    import json
+
+    from . import person
+
+    print(json.dumps(person.show(_target(ctx), address), default=str, ensure_ascii=False, indent=2))
+
+
+@subscribers_app.command("forget")
+@handled
+def subscribers_forget(
+    ctx: typer.Context,
+    address: str = typer.Argument(..., help="The person's email address."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+):
+    """Erase a person everywhere (subscriptions, consent, sends, feedback, suppression), keeping only
+    a keyed hash in the suppression list so that no import or signup brings them back."""
+    from newsletter.privacy import address_hash
+
+    from . import person
+
+    if not yes and not typer.confirm(f"Erase everything held about {address}? This cannot be undone"):
+        raise typer.Exit(EXIT_ERROR)
+    deleted = person.forget(_target(ctx), address)
+    console.print(
+        f"erased {address_hash(address)}: {deleted['subscriptions']} subscription(s), {deleted['sends']} send(s), "
+        f"{deleted['feedback']} feedback item(s), {deleted['suppression']} suppression; "
+        "a keyed hash now keeps the address out"
+    )
 
 
 @subscribers_app.command("hash")

@@ -16,6 +16,7 @@ OUTPUTS = {
     "SubscribersTable": "SubscribersTableName",
     "SuppressionsTable": "SuppressionsTableName",
     "SendsTable": "SendsTableName",
+    "FeedbackTable": "FeedbackTableName",
     "SendQueue": "SendQueueUrl",
     "PublishFunction": "PublishFunctionName",
     "FanoutQueue": "FanoutQueueUrl",

@@ -81,6 +81,7 @@ def import_csv(
     report_path: Path | None = None,
     chunk: int = CHUNK,
     workers: int = WORKERS,
+    forgotten_id: Callable[[str], str] | None = None,
 ) -> ImportReport:
     """Add the file's new, valid, unsuppressed addresses to the list; never change an existing subscriber.
 
@@ -92,7 +93,8 @@ def import_csv(
     lookup and the write fails the condition, stays exactly as they are and counts as existing.
     Each subscriber written records its consent: {"method": "import", "source": the file's name,
     "at": when}. `progress(rows_read, bytes_read)` follows each chunk; compare bytes_read with the
-    file's size. Running the same import again changes nothing.
+    file's size. Running the same import again changes nothing. With `forgotten_id`, an address the
+    operator erased (`subscribers forget`) is refused like a suppressed one.
     """
     path = Path(path)
     _check_text(path)  # before writing anything: a wrong encoding must not leave half an import
@@ -119,7 +121,7 @@ def import_csv(
             raise done.error
 
     def lookup(addresses: list[str]) -> tuple[set[str], dict[str, str]]:
-        return subscribers.lookup(ddb, subscribers_table, suppressions_table, list_id, addresses)
+        return subscribers.lookup(ddb, subscribers_table, suppressions_table, list_id, addresses, forgotten_id)
 
     def writer(consent: dict) -> Callable[[dict], bool]:
         return lambda s: subscribers.put_new_subscriber(ddb, subscribers_table, list_id, {**s, "consent": consent})

@@ -533,6 +533,19 @@ def test_lists_put_show_and_form(local, tmp_path):
     assert cli("--local", "lists", "form", "nosuchlist").exit_code != 0
 
 
+def test_show_and_forget_a_person(local, tmp_path):
+    csv_file = write_csv(tmp_path / "p.csv", ["forget.me@example.com,Forget Me,en,active"])
+    assert cli("--local", "subscribers", "import", str(csv_file), "--list", "privacy").exit_code == 0
+    shown = json.loads(cli("--local", "subscribers", "show", "Forget.Me@example.com").output)
+    [sub] = shown["subscriptions"]
+    assert sub["list_id"] == "privacy" and sub["consent"] == {**sub["consent"], "method": "import", "source": "p.csv"}
+    gone = cli("--local", "subscribers", "forget", "forget.me@example.com", "--yes")
+    assert gone.exit_code == 0 and "1 subscription(s)" in gone.output and "forget.me@example.com" not in gone.output
+    assert json.loads(cli("--local", "subscribers", "show", "forget.me@example.com").output)["subscriptions"] == []
+    again = cli("--local", "subscribers", "import", str(csv_file), "--list", "privacy")
+    assert again.exit_code == 0 and "suppressed" in again.output.lower()
+
+
 def test_local_start_status_stop(tmp_path, monkeypatch):
     monkeypatch.setenv("NEWSLETTER_LOCAL_DIR", str(tmp_path / "own"))
     assert cli("local", "status").exit_code == 1

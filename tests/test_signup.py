@@ -577,3 +577,15 @@ def test_a_welcome_must_be_written_in_the_lists_first_language():
 
     with pytest.raises(ValidationError, match="welcome: no mail in en"):
         MailingList.model_validate({**LIST, "welcome": {"fr": {"subject": "Bienvenue", "body": "Merci."}}})
+
+
+def test_an_erased_person_signing_up_gets_the_same_page_and_nothing_else(site):
+    from newsletter_cli import person
+    from newsletter_cli.stack import OUTPUTS, Target
+
+    target = Target("local", "test", {logical: site.ref(logical) for logical in OUTPUTS}, local=site)
+    reader(site, "gone@example.org")
+    person.forget(target, "gone@example.org")
+    answer = request(site, "POST", "/subscribe/infomail", form=signup_form(site, "gone@example.org"))
+    assert answer["statusCode"] == 200 and "Verifique a sua caixa de correio" in body_of(answer)
+    assert subscriber(site, "gone@example.org") is None and mails_to("gone@example.org") == []

@@ -113,6 +113,17 @@ def token_keys(name: str, grace_days: float):
     return KeyRing(lambda version: token_key(name, version), grace_days)
 
 
+def erasure_key(name: str) -> bytes:
+    """The key of erased addresses' markers (erasure.py): from the token secret's first version."""
+    from .erasure import KEY_VERSION
+    from .erasure import erasure_key as derive
+
+    key = token_key(name, KEY_VERSION)
+    if key is None:
+        raise RuntimeError(f"SSM parameter {name} has no version {KEY_VERSION}: erased addresses cannot be checked")
+    return derive(key.secret)
+
+
 def secret_parameter(name: str, max_age: int = 300) -> bytes:
     """The token secret's newest value, decrypted, cached for max_age seconds.
 

@@ -174,6 +174,7 @@ def build_app(site: Site, settings_of: Callable[[], PublicSettings]) -> LambdaFu
                 settings.signup_per_address_per_day,
             ),
             altcha=lambda payload, now: _check_altcha(site, settings, payload, now),
+            forgotten_id=lambda address: _forgotten_id(settings, address),
         )
 
     def signup_list(settings: PublicSettings, list_id: str):
@@ -487,6 +488,12 @@ def _send_confirmation(site: Site, settings: PublicSettings, event: dict, lst, a
     if answer.kind != ses_adapter.SENT:
         logger.warning("confirmation mail not sent", extra={"answer": answer.kind, "code": answer.code})
     return answer.kind == ses_adapter.SENT
+
+
+def _forgotten_id(settings: PublicSettings, address: str) -> str:
+    from .erasure import forgotten_id
+
+    return forgotten_id(aws.erasure_key(settings.token_secret_parameter), address)
 
 
 def _send_welcome(site: Site, settings: PublicSettings, event: dict, record: dict, subscriber: dict, address: str):

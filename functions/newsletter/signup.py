@@ -160,6 +160,8 @@ class Deps:
     iso: Callable[[], str]
     limits: Limits = Limits()
     altcha: Callable[[str, float], str | None] | None = None  # payload, now -> None if genuine, else why
+    # The suppression key of an erased address (erasure.forgotten_id); None: nobody was erased.
+    forgotten_id: Callable[[str], str] | None = None
 
 
 def keyed(secret: bytes, label: str, value: str) -> str:
@@ -230,6 +232,15 @@ def allowed_origin(lst: ListSignup, origin: str | None, own: str | None) -> bool
     return origin.lower() in {own, *lst.origins} - {None}
 
 
+def suppressed(deps: Deps, address: str) -> bool:
+    """Bounced, complained, suppressed by hand, or erased (a keyed hash of the address)."""
+    if suppressions.is_suppressed(deps.ddb, deps.suppressions_table, address):
+        return True
+    return deps.forgotten_id is not None and suppressions.is_suppressed(
+        deps.ddb, deps.suppressions_table, deps.forgotten_id(address)
+    )
+
+
 def subscribe(
     form: Form, client: Client, lst: ListSignup, deps: Deps, *, own_origin: str | None, language: str | None = None
 ) -> Outcome:
@@ -255,7 +266,7 @@ def subscribe(
         return Outcome(400, "form", "invalid", problems)
 
     accepted = Outcome(200, "check-inbox", "accepted", address=address)
-    if suppressions.is_suppressed(deps.ddb, deps.suppressions_table, address):
+    if suppressed(deps, address):
         return accepted
     reader_language = lst.language_for(form.language or form.consent_language)
     text, text_language = lst.consent_in(form.consent_language or reader_language)
@@ -337,7 +348,7 @@ def confirm(token: str, client: Client, deps: Deps, *, post: bool) -> Confirmati
     seen = dict(list_id=claims.list_id, address=claims.address)
     if not post:
         return Confirmation(200, "confirm", "shown", **seen)
-    if suppressions.is_suppressed(deps.ddb, deps.suppressions_table, claims.address):
+    if suppressed(deps, claims.address):
         return Confirmation(410, "stale", "suppressed", **seen)
     outcome, subscriber = signups.confirm(
         deps.ddb,

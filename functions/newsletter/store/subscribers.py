@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as NoConnection
@@ -238,11 +238,21 @@ def unsubscribe(ddb, table: str, list_id: str, address: str, at: str, **detail) 
     )
 
 
-def lookup(ddb, subscribers_table: str, suppressions_table: str, list_id: str, addresses: list[str]):
+def lookup(
+    ddb,
+    subscribers_table: str,
+    suppressions_table: str,
+    list_id: str,
+    addresses: list[str],
+    forgotten_id: Callable[[str], str] | None = None,
+):
     """(addresses on the list, {suppressed address: reason}), in BatchGetItem calls of 100 keys
-    (consistent reads of the list: a row written a moment ago is seen)."""
+    (consistent reads of the list: a row written a moment ago is seen). With `forgotten_id`, an
+    erased address (its keyed hash in the suppression list: erasure.py) counts as suppressed too."""
     keys = [(subscribers_table, key(list_id, a)) for a in addresses]
     keys += [(suppressions_table, {"email": {"S": a}}) for a in addresses]
+    erased = {forgotten_id(a): a for a in addresses} if forgotten_id else {}
+    keys += [(suppressions_table, {"email": {"S": h}}) for h in erased]
     shape = {
         # Consistent: a duplicate in a later chunk must see the row this import just wrote.
         subscribers_table: {"ProjectionExpression": "email", "ConsistentRead": True},
@@ -256,7 +266,8 @@ def lookup(ddb, subscribers_table: str, suppressions_table: str, list_id: str, a
             request.setdefault(table, {**shape[table], "Keys": []})["Keys"].append(k)
         got = batch_get(ddb, request)
         on_list.update(item["email"] for item in got.get(subscribers_table, []))
-        suppressed.update((s["email"], s.get("reason") or "suppressed") for s in got.get(suppressions_table, []))
+        for s in got.get(suppressions_table, []):
+            suppressed[erased.get(s["email"], s["email"])] = s.get("reason") or "suppressed"
     return on_list, suppressed
 
 
