@@ -8,14 +8,14 @@ command per process, so its stack lives here instead, for as long as this server
 It creates the resources of `template.yaml` (as `LocalStack.create` does), writes
 `<dir>/stack.json` (the endpoint, the resource names, this process's id) once it is ready, and
 serves until it gets SIGTERM or SIGINT; then it removes `stack.json`. State is in memory only;
-what SES accepts is also written to `<dir>/outbox/<issue id>/*.eml` (signup confirmations, which
-belong to no issue, to `<dir>/outbox/confirmations/`).
+what SES accepts is also written to `<dir>/outbox/<issue id>/*.eml` (signup confirmations and
+welcome mails, which belong to no issue, to `<dir>/outbox/confirmations/` and `welcomes/`).
 `start`, `running` and `stop` are what the CLI uses.
 
-It also serves the public function (signup form, confirmation and unsubscribe links) as its
-Function URL would, on another free port of the same address (`public_url` in `stack.json`;
-`devstack/public_http.py`); the stack's `PublicBaseUrl` is that address, so the links in
-confirmation mails lead there.
+It also serves the public function (signup form; confirmation, preferences, unsubscribe links) as
+its Function URL would, on another free port of the same address (`public_url` in `stack.json`;
+`devstack/public_http.py`); the stack's `PublicBaseUrl` is that address, so the links in its mails
+lead there.
 
 `--env FUNCTION.NAME=VALUE` (repeatable) changes a variable the template gives a function, for
 this server's invocations only: tests use it to make the bot check's proof of work cheap
@@ -251,18 +251,20 @@ def parse_env(settings: list[str]) -> dict[str, dict[str, str]]:
     return env
 
 
-# What an outbox folder holds: the issue id of a newsletter's Message-ID (<random.issue@domain>);
-# a signup's confirmation (make_msgid(idstring="confirm"): <time.pid.random.confirm@domain>) has none.
+# What an outbox folder holds: the issue id of a newsletter's Message-ID (<random.issue@domain>).
+# The signup mails (signup_mail: make_msgid(idstring=...), <time.pid.random.kind@domain>) belong
+# to no issue: each kind has a folder of its own.
 ISSUE_MSGID = re.compile(r"^Message-ID: <[^.>]*\.([A-Za-z0-9_-]+)@", re.M | re.I)
-CONFIRMATION_MSGID = re.compile(r"^Message-ID: <\d+\.\d+\.\d+\.confirm@", re.M | re.I)
-CONFIRMATIONS = "confirmations"
+SIGNUP_MSGID = re.compile(r"^Message-ID: <\d+\.\d+\.\d+\.([A-Za-z0-9_-]+)@", re.M | re.I)
+SIGNUP_FOLDERS = {"confirm": "confirmations", "welcome": "welcomes"}
 
 
 def outbox_folder(raw: str) -> str:
-    """The outbox folder of a raw message: its issue id, `confirmations`, or `other`."""
+    """The outbox folder of a raw message: its issue id, `confirmations`, `welcomes`, or `other`."""
     head = raw.split("\r\n\r\n", 1)[0]
-    if CONFIRMATION_MSGID.search(head):
-        return CONFIRMATIONS
+    signup = SIGNUP_MSGID.search(head)
+    if signup:
+        return SIGNUP_FOLDERS.get(signup.group(1).lower(), "other")
     found = ISSUE_MSGID.search(head)
     return found.group(1) if found else "other"
 
