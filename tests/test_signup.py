@@ -133,6 +133,8 @@ def test_the_form_names_the_list_topics_consent_and_bot_check_in_the_readers_lan
     assert 'name="website"' in html and 'tabindex="-1"' in html  # the honeypot, out of sight and reach
     csp = page["headers"]["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    # With no-referrer, browsers would post the form with `Origin: null`, which is refused.
+    assert page["headers"]["Referrer-Policy"] == "same-origin"
     assert page["headers"]["Cache-Control"] == "no-store"
 
 
@@ -327,6 +329,26 @@ def test_a_form_from_another_site_must_be_one_the_list_allows(site):
     )
     assert ok["statusCode"] == 200 and ok["headers"]["Access-Control-Allow-Origin"] == "https://www.icmpd.org"
     assert subscriber(site, "f@example.org")["signup"]["consent"]["method"] == "embedded-form"
+    null = request(
+        site, "POST", "/subscribe/infomail", form=signup_form(site, "h@example.org"), headers={"origin": "null"}
+    )
+    assert null["statusCode"] == 403
+
+
+def test_the_custom_domains_origin_is_the_pages_own(site):
+    site.functions["UnsubscribeFunction"].environment["PUBLIC_BASE_URL"] = "https://news.example.org"
+    config.clear_settings()
+    own = request(
+        site,
+        "POST",
+        "/subscribe/infomail",
+        form=signup_form(site, "c@example.org"),
+        headers={"origin": "https://news.example.org"},
+    )
+    assert own["statusCode"] == 200 and "Access-Control-Allow-Origin" not in own["headers"]
+    assert subscriber(site, "c@example.org")["signup"]["consent"]["method"] == "form"
+    [mail] = mails_to("c@example.org")
+    assert link_in(mail).startswith("https://news.example.org/confirm?token=")
 
 
 @pytest.mark.parametrize(

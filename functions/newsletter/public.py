@@ -85,6 +85,10 @@ class Site:
 
 def _html(status: int, page: str, *, csp: str | None = None, **extra: str) -> Response:
     headers = {**HTML_HEADERS, **({"Content-Security-Policy": csp} if csp else {}), **extra}
+    if csp == FORM_CSP:
+        # The signup form carries no token, and with "no-referrer" browsers post it with
+        # `Origin: null`, which the origin check must refuse: its own origin is sent instead.
+        headers["Referrer-Policy"] = "same-origin"
     headers.pop("Content-Type")
     return Response(status_code=status, content_type="text/html; charset=utf-8", body=page, headers=headers)
 
@@ -110,23 +114,34 @@ def _language(request: Request, form: dict[str, list[str]] | None = None, offere
     return page_language(offered[:1]) if offered else "en"
 
 
-def _client(request: Request, event: dict, secret: bytes):
+def _client(request: Request, event: dict, secret: bytes, settings: PublicSettings):
     from .signup import Client, keyed
 
     http = (event.get("requestContext") or {}).get("http") or {}
     origin = request.headers.get("origin")
-    own = _own_origin(event)
+    own = _own_origins(settings, event)
     return Client(
         ip_hash=keyed(secret, "ip", str(http.get("sourceIp") or "")),
         ua_hash=keyed(secret, "user agent", request.headers.get("user-agent", "")),
         origin=origin,
-        embedded=bool(origin) and origin.lower() != own,
+        embedded=bool(origin) and origin.lower() not in own,
     )
 
 
 def _own_origin(event: dict) -> str | None:
     domain = (event.get("requestContext") or {}).get("domainName")
     return f"https://{domain}".lower() if domain else None
+
+
+def _own_origins(settings: PublicSettings, event: dict) -> set[str]:
+    """The pages' own origins: this Function URL's, and the custom domain's (PublicBaseUrl)."""
+    from urllib.parse import urlsplit
+
+    own = {o for o in (_own_origin(event),) if o}
+    if settings.public_base_url:
+        parts = urlsplit(settings.public_base_url)
+        own.add(f"{parts.scheme}://{parts.netloc}".lower())
+    return own
 
 
 def _base_url(settings: PublicSettings, event: dict) -> str:
@@ -224,8 +239,8 @@ def build_app(site: Site, settings_of: Callable[[], PublicSettings]) -> LambdaFu
         else:
             language = _language(req, fields, lst.languages)
         d = deps(settings, event)
-        client = _client(req, event, keyring(settings).current().secret)
-        outcome = su.subscribe(form, client, lst, d, own_origin=_own_origin(event), language=language)
+        client = _client(req, event, keyring(settings).current().secret, settings)
+        outcome = su.subscribe(form, client, lst, d, own_origins=_own_origins(settings, event), language=language)
         _report("signup", outcome.reason, list_id, outcome.address, mailed=outcome.mailed)
         allowed = client.embedded and outcome.reason != "origin"
         cors = {"Access-Control-Allow-Origin": client.origin or "", "Vary": "Origin"} if allowed else {}
@@ -256,7 +271,7 @@ def build_app(site: Site, settings_of: Callable[[], PublicSettings]) -> LambdaFu
         if len(tokens) != 1:
             return _html(400, pages.link_problem("invalid", language))
         d = deps(settings, event)
-        client = _client(req, event, keyring(settings).current().secret)
+        client = _client(req, event, keyring(settings).current().secret, settings)
         result = su.confirm(tokens.pop(), client, d, post=post)
         _report("confirm", result.reason, result.list_id, result.address)
         if result.page in ("expired", "stale", "invalid"):
@@ -283,7 +298,7 @@ def build_app(site: Site, settings_of: Callable[[], PublicSettings]) -> LambdaFu
         who = prefs.read_token(ring, req.query.get("token", []) + (fields or {}).get("token", []))
         lst = signup_list(settings, who[0]) if who else None
         language = _language(req, fields, lst.languages if lst else None)
-        client = _client(req, event, ring.current().secret)
+        client = _client(req, event, ring.current().secret, settings)
         result = prefs.answer(
             site.clients("dynamodb"),
             settings.subscribers_table,

@@ -224,12 +224,12 @@ def check_form(form: Form, lst: ListSignup) -> tuple[dict[str, str], str | None]
     return problems, address
 
 
-def allowed_origin(lst: ListSignup, origin: str | None, own: str | None) -> bool:
+def allowed_origin(lst: ListSignup, origin: str | None, own: set[str]) -> bool:
     """A POST from our own pages, from a site the list names, or with no Origin at all (older
     browsers, scripts: the other checks still hold). "null" (a sandbox, a file) is no site."""
     if origin is None:
         return True
-    return origin.lower() in {own, *lst.origins} - {None}
+    return origin.lower() in own | set(lst.origins)
 
 
 def suppressed(deps: Deps, address: str) -> bool:
@@ -242,13 +242,13 @@ def suppressed(deps: Deps, address: str) -> bool:
 
 
 def subscribe(
-    form: Form, client: Client, lst: ListSignup, deps: Deps, *, own_origin: str | None, language: str | None = None
+    form: Form, client: Client, lst: ListSignup, deps: Deps, *, own_origins: set[str], language: str | None = None
 ) -> Outcome:
     """One POST of the form; `language`: the one the answer and the confirmation mail speak
     (default: the reader's, among the list's)."""
     if not lst.open:
         return Outcome(404, "closed", "closed")
-    if not allowed_origin(lst, client.origin, own_origin):
+    if not allowed_origin(lst, client.origin, own_origins):
         return Outcome(403, "forbidden", "origin")
     now = deps.now()
     if form.honeypot:  # only bots fill a field nobody sees: tell them it worked

@@ -116,7 +116,7 @@ def subscribe_form(
         '<div class="hp" aria-hidden="true"><label for="website">Website</label>'
         '<input type="text" id="website" name="website" tabindex="-1" autocomplete="off"></div>\n',
         f'<div class="field"><altcha-widget challenge="{escape(base + CHALLENGE)}" name="altcha" '
-        f'language="{escape(language.split("-")[0])}" hidefooter></altcha-widget>\n{error("altcha")}</div>\n',
+        f'language="{escape(language.split("-")[0])}" auto="onfocus"></altcha-widget>\n{error("altcha")}</div>\n',
         f'<button class="button" type="submit">{words["subscribe"]}</button>\n</form>',
     ]
     head = f'<script type="module" src="{escape(base + WIDGET)}"></script>\n'
