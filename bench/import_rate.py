@@ -6,9 +6,10 @@ through the real `import_csv` against fakes/slow_dynamodb.SlowDynamoDB, which an
 request after 10 ms (time.sleep, so the importing threads overlap as they do on the network).
 Every row must be accounted for, every new reader written once with its consent, and the readers
 already on the list left exactly as they were. Goal: at least GOAL_ROWS_PER_S rows a second.
-Beside it, measured in the same run: the same import with one writer (a PutItem at a time), and
-the same import through a real boto3 client whose HTTP exchange is canned after 10 ms, so that
-botocore's own work (serialising, signing, parsing: what the fake leaves out) counts.
+Beside it, measured in the same run: the same import with one writer (a PutItem at a time); the
+import through a real boto3 client whose HTTP exchange is canned after 10 ms, so that botocore's
+own work (serialising, signing, parsing: what the fake leaves out) counts; and that work alone for
+one conditional PutItem and for one item of a TransactWriteItems of 100.
 
 Memory. Fresh interpreters (`python -m bench.import_rate --memory ROWS`) import MEMORY_ROWS
 generated rows each with no latency, into a fake that keeps one byte a row (so that only the
@@ -36,6 +37,7 @@ from . import common
 RATE_ROWS = 50_000
 SEQUENTIAL_ROWS = 200
 SDK_ROWS = 4_000
+SDK_CALLS = 1_000  # conditional writes whose botocore CPU is timed alone
 MEMORY_ROWS = (100_000, 1_000_000)
 LATENCY_S = 0.010
 GOAL_ROWS_PER_S = 5_000
@@ -222,13 +224,49 @@ def _sdk(tmp: Path) -> dict:
         f.write("email,name,language\r\n")
         f.writelines(f"{address(n)},Reader {n},en\r\n" for n in range(SDK_ROWS))
     report, wall, cpu, _ = _import(ddb, path, tmp)
+
+    # botocore's CPU for one conditional write, alone and as one of a TransactWriteItems of 100
+    # (which DynamoDB bills at twice the write units): what a request costs here, not there.
+    quick = session.client("dynamodb", config=Config(max_pool_connections=WORKERS))
+    quick.meta.events.register("before-send.dynamodb", written)
+    item = _sdk_item(0)
+    c0 = time.process_time()
+    for n in range(SDK_CALLS):
+        quick.put_item(TableName=subs, Item=_sdk_item(n), ConditionExpression="attribute_not_exists(email)")
+    put_us = (time.process_time() - c0) / SDK_CALLS * 1e6
+    actions = [
+        {
+            "Put": {
+                "TableName": subs,
+                "Item": {**item, "email": {"S": address(n)}},
+                "ConditionExpression": "attribute_not_exists(email)",
+            }
+        }
+        for n in range(100)
+    ]
+    c0 = time.process_time()
+    for _ in range(SDK_CALLS // 100):
+        quick.transact_write_items(TransactItems=actions)
+    transact_us = (time.process_time() - c0) / (SDK_CALLS // 100 * 100) * 1e6
     return {
         "rows": SDK_ROWS,
         "imported": report.imported,
         "rows_per_s": round(SDK_ROWS / wall),
         "cpu_us_per_row": round(cpu / SDK_ROWS * 1e6),
+        "botocore_cpu_us_per_put_item": round(put_us),
+        "botocore_cpu_us_per_item_in_transact_100": round(transact_us),
         "note": "real boto3 DynamoDB client, HTTP canned after 10 ms (nothing found, every write made)",
     }
+
+
+def _sdk_item(n: int) -> dict:
+    """A subscriber item as the import writes it (wire format)."""
+    from newsletter.store import to_item
+    from newsletter.store.subscribers import partition, shard_of
+
+    consent = {"method": "import", "source": "subscribers.csv", "at": "2015-07-01T08:00:00Z"}
+    values = {"email": address(n), "name": f"Reader {n}", "language": "en", "status": "active", "consent": consent}
+    return to_item({**values, "pk": partition(LIST_ID, shard_of(values["email"])), "list_id": LIST_ID})
 
 
 # --- memory -----------------------------------------------------------------------------------------

@@ -182,7 +182,7 @@ def markdown(entries: list[dict], info: dict) -> str:
     imp = next((e for e in entries if e["name"] == "import_rate" and "memory" in e["details"]), None)
     if imp:
         d = imp["details"]
-        r = d["rate"]
+        r, sdk = d["rate"], d["with_sdk"]
         out += [
             "",
             "## Subscriber import",
@@ -190,7 +190,9 @@ def markdown(entries: list[dict], info: dict) -> str:
             f"{r['rows']:,} rows at {r['latency_ms']:.0f} ms a request: {r['rows_per_s']:,} rows/s "
             f"({r['cpu_us_per_row']} us CPU a row, {r['workers']} writers, chunks of {r['chunk']:,}); one writer: "
             f"{r['one_writer_rows_per_s']} rows/s; through a real boto3 client (HTTP canned): "
-            f"{d['with_sdk']['rows_per_s']:,} rows/s, {d['with_sdk']['cpu_us_per_row']:,} us CPU a row.",
+            f"{sdk['rows_per_s']:,} rows/s, {sdk['cpu_us_per_row']:,} us CPU a row; botocore's CPU for a "
+            f"conditional PutItem {sdk.get('botocore_cpu_us_per_put_item', '?')} us, for one item of a "
+            f"TransactWriteItems of 100 {sdk.get('botocore_cpu_us_per_item_in_transact_100', '?')} us.",
             "",
             "| Rows | RSS before | Peak RSS | Peak above before | Import (wall) |",
             "| ---: | ---: | ---: | ---: | ---: |",

@@ -32,6 +32,7 @@ import re
 import threading
 import time
 from collections import Counter
+from functools import lru_cache
 
 from .errors import client_error
 
@@ -106,7 +107,7 @@ class SlowDynamoDB:
         **rest,
     ) -> dict:
         self._wait("PutItem")
-        if set(rest) - {"ReturnValues"} or rest.get("ReturnValues", "NONE") != "NONE":
+        if rest and (set(rest) - {"ReturnValues"} or rest.get("ReturnValues") != "NONE"):
             raise NotImplementedError(f"PutItem with {sorted(rest)}")
         absent = _not_exists(ConditionExpression, ExpressionAttributeNames or {})
         key = self.key_of(TableName, Item)
@@ -125,11 +126,16 @@ def _not_exists(condition: str | None, names: dict) -> str | None:
     """The attribute of `attribute_not_exists(a)`; None without a condition."""
     if condition is None:
         return None
+    name = _condition_operand(condition)
+    return names[name] if name.startswith("#") else name
+
+
+@lru_cache(maxsize=64)
+def _condition_operand(condition: str) -> str:
     match = re.fullmatch(r"\s*attribute_not_exists\(\s*(#?\w+)\s*\)\s*", condition)
     if not match:
         raise NotImplementedError(f"condition {condition!r}")
-    name = match.group(1)
-    return names[name] if name.startswith("#") else name
+    return match.group(1)
 
 
 def _projection(expression: str | None, names: dict) -> list[str] | None:
