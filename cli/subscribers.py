@@ -57,11 +57,14 @@ class Problem:
 
 @dataclass
 class ImportReport:
+    """What an import did with each row. `existing` counts the addresses already on the list and
+    those that someone else added between the lookup and the write (the conditional write found
+    them there): all left exactly as they were, whatever their status. `imported` counts only
+    writes DynamoDB made."""
+
     rows: int = 0  # data rows read; rows == imported + existing + duplicates + suppressed + invalid
     imported: int = 0
-    # Already on the list, or added by someone else between the lookup and the write (the conditional
-    # write found them): left exactly as they were, whatever their status.
-    existing: int = 0
+    existing: int = 0  # already on the list, or added meanwhile: left exactly as they were
     duplicates: int = 0  # the same address (any case) earlier in the file
     suppressed: int = 0  # on the suppression list: not imported
     invalid: int = 0
