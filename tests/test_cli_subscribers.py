@@ -737,8 +737,8 @@ def test_a_huge_file_streams_in_little_memory(tmp_path, monkeypatch):
             report_path=tmp_path / "problems.csv",
             # What a chunk and a worker hold is the same for any file (bench/import_rate.py measures
             # it for the defaults up to a million rows); small ones let a per-row cost show here.
-            chunk=250,
-            workers=8,
+            chunk=100,
+            workers=4,
         )
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -747,7 +747,7 @@ def test_a_huge_file_streams_in_little_memory(tmp_path, monkeypatch):
     assert {k: getattr(r, k) for k in expected} == expected and r.rows == rows and accounted(r)
     assert fake.written == expected["imported"] and sum(fake.on_list) == len(existing) + expected["imported"]
     assert fake.retried > 0 and sleeps  # throttled writes and unprocessed keys were retried, with backoff
-    assert len(calls) == rows // 250 + 1 and calls[-1] == (rows, size)
+    assert len(calls) == rows // 100 + 1 and calls[-1] == (rows, size)
     assert len(r.problems) == r.problem_count == expected["invalid"] + expected["duplicates"] + expected["suppressed"]
     # Loading the file (a list of csv.DictReader rows) takes ~8x its size. Streaming holds two chunks
     # (one read, one written) and 8-16 bytes of hash an address (24 while the table grows): under
