@@ -1,6 +1,8 @@
 """The public pages on the Function URL: signup, confirmation, the bot check, and unsubscribing.
 
-Routes (Powertools' LambdaFunctionUrlResolver):
+Routes (the signup pages with Powertools' LambdaFunctionUrlResolver, built on the first request
+for one of them; the unsubscribe link without it, which keeps its cold start at about 1.2x
+`import boto3`, against 1.5-1.6x measured with every request through the router):
 
     GET  /subscribe/<list>   the list's signup form          POST: sign up (`signup.subscribe`)
     GET  /confirm?token=…    a page with a button            POST: confirm (`signup.confirm`)
@@ -20,10 +22,8 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
-
-from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from . import aws, clock
 from .config import PublicSettings
@@ -32,6 +32,9 @@ from .privacy import address_hash
 from .store import lists
 from .telemetry import logger, service_metrics
 from .unsubscribe import Endpoint, mask_address
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response
 
 MAX_FORM = 8192
 LIST_TTL_S = 60.0
@@ -57,11 +60,19 @@ class Site:
     unsubscribe: Endpoint = field(default_factory=Endpoint)
     _lists: dict[str, tuple[float, dict | None]] = field(default_factory=dict, repr=False)
     _widget: bytes | None = field(default=None, repr=False)
+    _router: LambdaFunctionUrlResolver | None = field(default=None, repr=False)
 
     def reset(self) -> None:
         self._lists.clear()
         self._widget = None
+        self._router = None
         self.unsubscribe.reset()
+
+    def router(self, settings_of: Callable[[], PublicSettings]) -> LambdaFunctionUrlResolver:
+        """The signup pages' router, built on the first request that needs it (see `handle`)."""
+        if self._router is None:
+            self._router = build_app(self, settings_of)
+        return self._router
 
     def list_record(self, settings: PublicSettings, list_id: str) -> dict | None:
         now = clock.now()
@@ -84,6 +95,8 @@ class Site:
 
 
 def _html(status: int, page: str, *, csp: str | None = None, **extra: str) -> Response:
+    from aws_lambda_powertools.event_handler import Response
+
     headers = {**HTML_HEADERS, **({"Content-Security-Policy": csp} if csp else {}), **extra}
     if csp == FORM_CSP:
         # The signup form carries no token, and with "no-referrer" browsers post it with
@@ -152,8 +165,11 @@ def _base_url(settings: PublicSettings, event: dict) -> str:
 
 
 def build_app(site: Site, settings_of: Callable[[], PublicSettings]) -> LambdaFunctionUrlResolver:
-    """The routes. What only signing up needs (the signup module, its pages, email-validator,
+    """The signup pages' routes. What only signing up needs (the signup module, its pages, email-validator,
     altcha) is imported by the routes that use it: the unsubscribe link's cold start stays small."""
+    from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response
+    from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+
     from . import unsubscribe_pages
     from .unsubscribe import page_language
     from .unsubscribe_pages import N_, error
@@ -383,15 +399,26 @@ def build_app(site: Site, settings_of: Callable[[], PublicSettings]) -> LambdaFu
     return app
 
 
-def handle(app: LambdaFunctionUrlResolver, site: Site, event, context, settings: PublicSettings) -> dict:
-    """One invocation. The router sees the request rebuilt from what `Request` could read, with
-    every field of the type it expects: whatever else arrives (a test event, a misrouted
-    trigger, fields of the wrong type) is answered by the unsubscribe endpoint's 400."""
+SIGNUP_PATHS = ("/confirm", "/preferences", "/altcha", "/altcha.js")
+
+
+def is_signup_path(path: str) -> bool:
+    return path in SIGNUP_PATHS or path.startswith("/subscribe/")
+
+
+def handle(site: Site, event, context, settings: PublicSettings, settings_of: Callable[[], PublicSettings]) -> dict:
+    """One invocation. The unsubscribe link of every email (any other path) is answered by the
+    unsubscribe endpoint directly: the link mail providers follow with short timeouts keeps its
+    small cold start (the router adds about 50 ms of imports: docs/benchmarks.md). The signup
+    pages go through the router, which sees the request rebuilt from what `Request` could read,
+    every field of the type it expects; whatever cannot be read gets the unsubscribe endpoint's 400."""
     try:
         request = Request.from_event(event)
     except BadRequest:
+        request = None
+    if request is None or not is_signup_path(request.path):
         reply = site.unsubscribe.answer(event, settings)
-        return html_response(reply.status, reply.page, headers=reply.headers)
+        return html_response(reply.status, reply.page, head=reply.head, headers=reply.headers)
     context_in = event.get("requestContext") if isinstance(event.get("requestContext"), dict) else {}
     http_in = context_in.get("http") if isinstance(context_in.get("http"), dict) else {}
 
@@ -414,7 +441,7 @@ def handle(app: LambdaFunctionUrlResolver, site: Site, event, context, settings:
         "body": request.raw_body or None,
         "isBase64Encoded": request.base64_body,
     }
-    return app.resolve(clean, context)
+    return site.router(settings_of).resolve(clean, context)
 
 
 # --- the bot check and the mail -------------------------------------------------------------------
