@@ -43,22 +43,18 @@ IP = "203.0.113.7"
 @pytest.fixture
 def site(stack):
     """The stack with a signup list, and a proof of work cheap enough for a test to solve."""
-    record = MailingList.model_validate(LIST).record()
-    lists.put_list(
-        stack.client("dynamodb"),
-        stack.ref("ListsTable"),
-        "infomail",
-        **_without(record, "list_id", "name"),
-        name=record["name"],
-    )
+    put_document(stack, LIST)
     env = stack.functions["UnsubscribeFunction"].environment
     env.update({"ALTCHA_COST": "1", "ALTCHA_MAX_NUMBER": "8"})
     config.clear_settings()
     return stack
 
 
-def _without(d: dict, *keys: str) -> dict:
-    return {k: v for k, v in d.items() if k not in keys}
+def put_document(stack, doc: dict) -> None:
+    """A list document stored as `newsletter lists put` stores it."""
+    from newsletter_cli.lists import put
+
+    put(stack.client("dynamodb"), stack.ref("ListsTable"), MailingList.model_validate(doc))
 
 
 def request(stack, method: str, path: str, *, query=None, form=None, ip=IP, headers=None) -> dict:
@@ -142,10 +138,7 @@ def test_a_list_without_a_consent_text_or_closed_has_no_form(site):
     assert request(site, "GET", "/subscribe/nosuchlist")["statusCode"] == 404
     lists.put_list(site.client("dynamodb"), site.ref("ListsTable"), "plain", "No consent text")
     assert request(site, "GET", "/subscribe/plain")["statusCode"] == 404
-    closed = MailingList.model_validate({**LIST, "list": "closed", "signup": {"open": False}}).record()
-    lists.put_list(
-        site.client("dynamodb"), site.ref("ListsTable"), "closed", **_without(closed, "list_id", "name"), name="Closed"
-    )
+    put_document(site, {**LIST, "list": "closed", "signup": {"open": False}})
     assert request(site, "GET", "/subscribe/closed")["statusCode"] == 404
     assert request(site, "POST", "/subscribe/closed", form=signup_form(site, "x@example.org"))["statusCode"] == 404
 
@@ -570,14 +563,7 @@ def test_confirming_sends_the_lists_welcome_once_in_the_readers_language(site):
             "fr": {"subject": "Bienvenue", "body": "Merci. Notre **site** : <https://www.icmpd.org>."},
         },
     }
-    record = MailingList.model_validate(doc).record()
-    lists.put_list(
-        site.client("dynamodb"),
-        site.ref("ListsTable"),
-        "infomail",
-        **_without(record, "list_id", "name"),
-        name=record["name"],
-    )
+    put_document(site, doc)
     request(site, "POST", "/subscribe/infomail", form=signup_form(site, "w@example.org", language="fr"))
     [confirmation] = mails_to("w@example.org")
     token = parse_qs(urlsplit(link_in(confirmation)).query)["token"][0]

@@ -18,6 +18,29 @@ from .catalogs import translations
 from .message import _BODY_POLICY, _HEADER_POLICY, ascii_address, safe_name
 
 
+def _message(*, from_name: str, from_address: str, address: str, name: str, subject: str, kind: str) -> EmailMessage:
+    """The headers both mails share; `kind` names the Message-ID (the local outbox files by it)."""
+    headers.check(subject)  # the list's name and the welcome's subject are the operator's; and here
+    msg = EmailMessage(policy=_BODY_POLICY)
+    msg["From"] = Address(display_name=from_name, addr_spec=from_address)
+    msg["To"] = Address(display_name=safe_name(name), addr_spec=ascii_address(address))
+    msg["Subject"] = subject
+    msg["Date"] = formatdate(usegmt=True)
+    msg["Message-ID"] = make_msgid(idstring=kind, domain=from_address.rpartition("@")[2])
+    return msg
+
+
+def _page(language: str, subject: str, content: str) -> str:
+    return (
+        f'<!DOCTYPE html><html lang="{escape(language)}"><head><meta charset="utf-8">'
+        f"<title>{escape(subject)}</title></head>"
+        '<body style="margin:0;padding:24px 12px;background:#eef1f4;font-family:Arial,Helvetica,sans-serif;'
+        'font-size:15px;line-height:1.5;color:#222222">'
+        f'<div style="max-width:600px;margin:0 auto;background:#ffffff;padding:24px 20px">{content}</div>'
+        "</body></html>"
+    )
+
+
 def confirm_url(base_url: str, token: str, language: str) -> str:
     from urllib.parse import urlencode
 
@@ -47,27 +70,19 @@ def build(
         "and the request expires in 7 days."
     )
 
-    headers.check(subject)  # the list's name is the operator's, checked at `lists put`; and here
-    msg = EmailMessage(policy=_BODY_POLICY)
-    msg["From"] = Address(display_name=from_name, addr_spec=from_address)
-    msg["To"] = Address(display_name=safe_name(name), addr_spec=ascii_address(address))
-    msg["Subject"] = subject
-    msg["Date"] = formatdate(usegmt=True)
-    msg["Message-ID"] = make_msgid(idstring="confirm", domain=from_address.rpartition("@")[2])
+    msg = _message(
+        from_name=from_name, from_address=from_address, address=address, name=name, subject=subject, kind="confirm"
+    )
     msg["Auto-Submitted"] = "auto-generated"  # vacation responders: do not answer it
     text = f"{greeting}\n\n{asked}\n\n{url}\n\n{ignore}\n"
     msg.set_content(text, subtype="plain", cte="quoted-printable")
-    html = (
-        f'<!DOCTYPE html><html lang="{escape(language)}"><head><meta charset="utf-8">'
-        f"<title>{escape(subject)}</title></head>"
-        '<body style="margin:0;padding:24px 12px;background:#eef1f4;font-family:Arial,Helvetica,sans-serif;'
-        'font-size:15px;line-height:1.5;color:#222222">'
-        '<div style="max-width:600px;margin:0 auto;background:#ffffff;padding:24px 20px">'
+    html = _page(
+        language,
+        subject,
         f"<p>{escape(greeting)}</p><p>{escape(asked)}</p>"
         f'<p><a href="{escape(url)}" style="display:inline-block;padding:10px 18px;background:#123c69;'
         f'color:#ffffff;font-weight:bold;text-decoration:none;border-radius:3px">{escape(button)}</a></p>'
-        f'<p style="font-size:13px;color:#4a4a4a">{escape(ignore)}</p>'
-        "</div></body></html>"
+        f'<p style="font-size:13px;color:#4a4a4a">{escape(ignore)}</p>',
     )
     msg.add_alternative(html, subtype="html", cte="quoted-printable")
     msg["Content-Language"] = language  # after the parts exist: making them moves Content-* headers
@@ -91,30 +106,21 @@ def build_welcome(
     they are on the list now, so it carries List-Unsubscribe and one-click like every issue."""
     _ = translations(language).gettext
     subject = welcome["subject"]
-    headers.check(subject)
     manage, leave = _("Change your preferences"), _("Unsubscribe")
-    msg = EmailMessage(policy=_BODY_POLICY)
-    msg["From"] = Address(display_name=from_name, addr_spec=from_address)
-    msg["To"] = Address(display_name=safe_name(name), addr_spec=ascii_address(address))
-    msg["Subject"] = subject
-    msg["Date"] = formatdate(usegmt=True)
-    domain = from_address.rpartition("@")[2]
-    msg["Message-ID"] = make_msgid(idstring="welcome", domain=domain)
-    msg["List-Id"] = headers.named(list_name, f"{list_id}.{domain}")
+    msg = _message(
+        from_name=from_name, from_address=from_address, address=address, name=name, subject=subject, kind="welcome"
+    )
+    msg["List-Id"] = headers.named(list_name, f"{list_id}.{from_address.rpartition('@')[2]}")
     msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     text = f"{welcome['text'].rstrip()}\n\n{manage}: {preferences_url}\n{leave}: {unsubscribe_url}\n"
     msg.set_content(text, subtype="plain", cte="quoted-printable")
-    html = (
-        f'<!DOCTYPE html><html lang="{escape(language)}"><head><meta charset="utf-8">'
-        f"<title>{escape(subject)}</title></head>"
-        '<body style="margin:0;padding:24px 12px;background:#eef1f4;font-family:Arial,Helvetica,sans-serif;'
-        'font-size:15px;line-height:1.5;color:#222222">'
-        '<div style="max-width:600px;margin:0 auto;background:#ffffff;padding:24px 20px">'
+    html = _page(
+        language,
+        subject,
         f"{welcome['html']}"
         f'<p style="font-size:13px;color:#4a4a4a"><a href="{escape(preferences_url)}">{escape(manage)}</a> | '
-        f'<a href="{escape(unsubscribe_url)}">{escape(leave)}</a></p>'
-        "</div></body></html>"
+        f'<a href="{escape(unsubscribe_url)}">{escape(leave)}</a></p>',
     )
     msg.add_alternative(html, subtype="html", cte="quoted-printable")
     msg["Content-Language"] = language
