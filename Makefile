@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SAM_VENV := .venv-sam
 
-.PHONY: demo test faults lint build-check sam-local schema bench catalogs-extract catalogs-update catalogs-compile clean help
+.PHONY: demo test faults lint build-check sam-local schema bench catalogs-extract catalogs-update catalogs-compile widget clean help
 
 help:
 	@echo "make demo         run the whole pipeline locally (moto stands in for AWS); output in out/"
@@ -18,6 +18,7 @@ help:
 	@echo "make catalogs-extract   the templates' and pages' own words into $(LOCALE)/messages.pot (Babel)"
 	@echo "make catalogs-update    merge messages.pot into each language's messages.po (then translate)"
 	@echo "make catalogs-compile   compile each messages.po to the messages.mo the functions read"
+	@echo "make widget      fetch the pinned ALTCHA widget the signup pages serve, checked against its SHA-256"
 	@echo ".venv/bin/newsletter --help   the editor's and operator's tool (after make demo or make test)"
 
 $(VENV)/.installed: pyproject.toml
@@ -64,8 +65,9 @@ schema: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m bench.run
 
-# The words of the templates and the unsubscribe pages (docs/issue-format.md). Babel is a dev tool
-# only: the functions read the committed .mo files with the stdlib gettext.
+# The words of the templates and the public pages (docs/issue-format.md). Babel makes the catalogs;
+# the functions read the committed .mo files with the stdlib gettext (Babel itself they use only to
+# write dates in a reader's locale).
 LOCALE := functions/newsletter/locale
 PYBABEL := $(VENV)/bin/pybabel
 
@@ -78,6 +80,20 @@ catalogs-update: $(VENV)/.installed
 
 catalogs-compile: $(VENV)/.installed
 	$(PYBABEL) compile -d $(LOCALE) --statistics
+
+# The ALTCHA widget the signup pages serve (functions/newsletter/static/README.md): fetched from
+# the npm registry at a pinned version and checked against its SHA-256 before it replaces ours.
+WIDGET_VERSION := 3.2.2
+WIDGET_SHA256 := 9e3a335795581933ff93bf768da339c4c6af093b32f67a32b0e0a4a14d822195
+STATIC := functions/newsletter/static
+
+widget:
+	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent altcha@$(WIDGET_VERSION) >/dev/null \
+		&& tar xzf altcha-$(WIDGET_VERSION).tgz \
+		&& echo "$(WIDGET_SHA256)  package/dist/main/altcha.i18n.min.js" | sha256sum -c --quiet - \
+		&& cp package/dist/main/altcha.i18n.min.js $(CURDIR)/$(STATIC)/altcha.min.js \
+		&& cp package/LICENSE.txt $(CURDIR)/$(STATIC)/altcha.LICENSE.txt && rm -rf $$tmp \
+		&& echo "$(STATIC)/altcha.min.js: altcha $(WIDGET_VERSION)"
 
 clean:
 	rm -rf out .aws-sam .pytest_cache

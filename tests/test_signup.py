@@ -597,3 +597,16 @@ def test_an_erased_person_signing_up_gets_the_same_page_and_nothing_else(site):
     answer = request(site, "POST", "/subscribe/infomail", form=signup_form(site, "gone@example.org"))
     assert answer["statusCode"] == 200 and "Verifique a sua caixa de correio" in body_of(answer)
     assert subscriber(site, "gone@example.org") is None and mails_to("gone@example.org") == []
+
+
+def test_the_served_widget_is_the_pinned_release():
+    """functions/newsletter/static/altcha.min.js is what `make widget` fetches and checks."""
+    import hashlib
+    from pathlib import Path
+
+    from newsletter.public import STATIC, WIDGET_FILE
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text(encoding="utf-8")
+    pinned = re.search(r"^WIDGET_SHA256 := ([0-9a-f]{64})$", makefile, re.M).group(1)
+    with open(os.path.join(STATIC, WIDGET_FILE), "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == pinned
