@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import json
+import sys
 import tempfile
 import threading
 from array import array
@@ -20,13 +21,14 @@ from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
 from newsletter import clock, headers
 from newsletter.privacy import normalise_address
 from newsletter.store import subscribers
-from newsletter.store.subscribers import ACTIVE, STATUSES
+from newsletter.store.subscribers import ACTIVE, STATUSES, TRANSACT_BYTES, TRANSACT_ITEMS
 
 CORE = ("email", "name", "language", "status")
 MAX_NAME = 200
@@ -38,9 +40,10 @@ MAX_HEADER = 64 * 1024
 CHECK_BLOCK = 64 * 1024  # bytes read at a time by the encoding check: its decoded text is thrown away
 CHUNK = 2000  # rows looked up, then written, together
 LOOKUP = 50  # addresses a BatchGetItem: 50 subscriber keys and 50 suppression keys, its limit of 100
-# Conditional writes in flight, one PutItem each. 64 would do 6,400 a second at 10 ms a request, but
-# a woken thread waits for the GIL while the next chunk is parsed: 128 keep above 5,000 (bench/import_rate.py).
-# The deployed stack's client has as many connections (stack.DYNAMODB_CONNECTIONS).
+# Threads for the requests in flight: a chunk's lookups (CHUNK / LOOKUP BatchGetItem calls), then its
+# transactions (up to 100 new subscribers each, about 20 a chunk). botocore's CPU, not the number of
+# requests in flight, bounds the rate: 16 to 128 made no difference beyond the machine's noise
+# (bench/import_rate.py). The deployed stack's client has as many connections (stack.DYNAMODB_CONNECTIONS).
 WORKERS = 128
 
 
@@ -89,11 +92,13 @@ def import_csv(
     """Add the file's new, valid, unsuppressed addresses to the list; never change an existing subscriber.
 
     Streams the file in chunks of `chunk` rows. A chunk is looked up (BatchGetItem, LOOKUP addresses
-    a call, the calls in parallel), then each new subscriber is written with a PutItem on condition
-    that the address is not on the list, `workers` at a time (at most the client's connection
-    pool), while the next chunk is read. A chunk's lookup waits for the writes before it: a later
-    row must see an earlier row's write. Whoever signed up, unsubscribed or changed between the
-    lookup and the write fails the condition, stays exactly as they are and counts as existing.
+    a call, the calls in parallel), then its new subscribers are written in TransactWriteItems of up
+    to 100 Puts, each on condition that the address is not on the list (store.subscribers.
+    put_new_subscribers: 2 write units an item), `workers` transactions at a time (at most the
+    client's connection pool; one at a time against moto, see _moto), while the next chunk is read.
+    A chunk's lookup waits for the writes before it: a later row must see an earlier row's write.
+    Whoever signed up, unsubscribed or changed between the lookup and the write fails the condition,
+    stays exactly as they are and counts as existing (the transaction goes again without them).
     Each subscriber written records its consent: {"method": "import", "source": the file's name,
     "at": when}. `progress(rows_read, bytes_read)` follows each chunk; compare bytes_read with the
     file's size. Running the same import again changes nothing. With `forgotten_id`, an address the
@@ -126,8 +131,18 @@ def import_csv(
     def lookup(addresses: list[str]) -> tuple[set[str], dict[str, str]]:
         return subscribers.lookup(ddb, subscribers_table, suppressions_table, list_id, addresses, forgotten_id)
 
-    def writer(consent: dict) -> Callable[[dict], bool]:
-        return lambda s: subscribers.put_new_subscriber(ddb, subscribers_table, list_id, {**s, "consent": consent})
+    one_at_a_time = threading.Lock() if _moto(ddb) else None
+
+    def writer(consent: dict) -> Callable[[list, list], object]:
+        def write(group: list[dict], outcome: list) -> None:
+            people = ({**s, "consent": consent} for s in group)  # made into items one at a time
+            if one_at_a_time is None:
+                subscribers.put_new_subscribers(ddb, subscribers_table, list_id, people, outcome=outcome)
+                return
+            with one_at_a_time:
+                subscribers.put_new_subscribers(ddb, subscribers_table, list_id, people, outcome=outcome)
+
+        return write
 
     def flush() -> None:
         nonlocal writing
@@ -421,27 +436,34 @@ class _Problems:
 
 
 class _Writes:
-    """One chunk's conditional writes, `workers` at a time: each worker takes the next subscriber
-    until none is left, or until a write has failed for good (the rest are then not tried)."""
+    """One chunk's new subscribers, in transactions of up to TRANSACT_ITEMS conditional Puts
+    (store.subscribers.put_new_subscribers), `workers` transactions at a time: each worker takes the
+    next group until none is left, or until a transaction has failed for good (the rest are then
+    not tried)."""
 
-    def __init__(self, pool: ThreadPoolExecutor, workers: int, write: Callable[[dict], bool], items: list[dict]):
+    def __init__(
+        self, pool: ThreadPoolExecutor, workers: int, write: Callable[[list, list], object], items: list[dict]
+    ):
         self.imported = self.existing = 0
         self.error: BaseException | None = None
+        groups = _groups(items)
         # One list iterator shared by the workers: its next() is a single step under the GIL, so
-        # each item goes to one worker, without a lock (a contended lock costs a thread switch a row).
-        self._items, self._write, self._lock, self._stopped = iter(items), write, threading.Lock(), False
-        self._futures = [pool.submit(self._work) for _ in range(min(workers, len(items)))]
+        # each group goes to one worker, without a lock.
+        self._groups, self._write, self._lock, self._stopped = iter(groups), write, threading.Lock(), False
+        self._futures = [pool.submit(self._work) for _ in range(min(workers, len(groups)))]
 
     def _work(self) -> None:
         imported = existing = 0
         try:
-            for item in self._items:
+            for group in self._groups:
                 if self._stopped:
                     break
-                if self._write(item):
-                    imported += 1
-                else:
-                    existing += 1
+                outcome: list[bool | None] = [None] * len(group)
+                try:
+                    self._write(group, outcome)
+                finally:  # what a transaction that failed for good did write still counts
+                    imported += outcome.count(True)
+                    existing += outcome.count(False)
         except BaseException as exc:  # noqa: BLE001 - handed to the importing thread by wait()
             self._stopped = True
             with self._lock:
@@ -457,6 +479,39 @@ class _Writes:
     def wait(self) -> _Writes:
         wait_for(self._futures)
         return self
+
+
+def _moto(ddb) -> bool:
+    """Whether `ddb` may talk to moto (the local stack, in this process or as its server, or a test),
+    or to anything but AWS's endpoints (DynamoDB Local): moto's TransactWriteItems copies every table
+    while another request may change one, so there the import sends one transaction at a time."""
+    url = getattr(getattr(ddb, "meta", None), "endpoint_url", None)
+    if not isinstance(url, str):
+        return False  # not a botocore client
+    if not (urlsplit(url).hostname or "").endswith((".amazonaws.com", ".amazonaws.com.cn")):
+        return True
+    mock = sys.modules.get("moto.core.models")
+    return bool(getattr(getattr(mock, "botocore_stubber", None), "enabled", False))
+
+
+def _groups(items: list[dict]) -> list[list[dict]]:
+    """The subscribers in groups of at most TRANSACT_ITEMS and, at a generous estimate of 4 bytes a
+    character, at most TRANSACT_BYTES (TransactWriteItems takes 4 MB a call)."""
+    groups: list[list[dict]] = []
+    group: list[dict] = []
+    size = 0
+    for item in items:
+        attributes = item.get("attributes") or {}
+        chars = len(item["email"]) + len(item["name"]) + sum(len(k) + len(str(v)) for k, v in attributes.items())
+        need = 4 * chars + 400  # the consent, keys, language, status and names
+        if group and (len(group) == TRANSACT_ITEMS or size + need > TRANSACT_BYTES):
+            groups.append(group)
+            group, size = [], 0
+        group.append(item)
+        size += need
+    if group:
+        groups.append(group)
+    return groups
 
 
 class _Seen:

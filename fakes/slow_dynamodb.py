@@ -1,7 +1,8 @@
-"""SlowDynamoDB: the two DynamoDB calls `newsletter subscribers import` makes, BatchGetItem and a
-conditional PutItem, in memory and thread-safe, each answered after a fixed latency: for the
-import benchmark (bench/import_rate.py), where many requests wait at once, as they do over the
-network (time.sleep releases the GIL, so the importing threads overlap).
+"""SlowDynamoDB: the DynamoDB calls `newsletter subscribers import` makes, BatchGetItem and
+TransactWriteItems of conditional Puts (and the conditional PutItem it made before), in memory and
+thread-safe, each answered after a fixed latency: for the import benchmark (bench/import_rate.py),
+where many requests wait at once, as they do over the network (time.sleep releases the GIL, so the
+importing threads overlap).
 
 What it models
 - BatchGetItem: at most 100 keys in all and no key twice (ValidationException, as DynamoDB),
@@ -11,14 +12,21 @@ What it models
   a #name): a failed condition raises ConditionalCheckFailedException, with the old item when
   ReturnValuesOnConditionCheckFailure is ALL_OLD. The check and the write are one step under a
   lock, as DynamoDB's conditional write is atomic.
+- TransactWriteItems of Puts, each without a condition or with `attribute_not_exists(<attribute>)`:
+  at most 100 actions and no item twice (ValidationException); all conditions are checked and all
+  Puts made as one step under the lock; if a condition fails, nothing is written and
+  TransactionCanceledException carries CancellationReasons, one per action in order
+  (`ConditionalCheckFailed`, with the old item when the Put asks for ALL_OLD, or `None`).
+  ClientRequestToken is accepted, not remembered.
 - ResourceNotFoundException for a table it does not hold; ValidationException for a key without
   its key attributes.
 - `latency` seconds before every answer (outside the lock, so requests overlap); `calls` counts
   requests by operation.
 
 What it does not model
-- Any other call, condition or expression (NotImplementedError), throttling, capacity, the item
-  size limit, UnprocessedKeys, response metadata.
+- Any other call, action (Update, Delete, ConditionCheck), condition or expression
+  (NotImplementedError), throttling, conflicts, capacity, item and request size limits,
+  UnprocessedKeys, idempotency tokens, response metadata.
 
 Where items are kept: `_get` and `_put` (a dict here). A subclass may keep them otherwise: the
 benchmark's million-row memory run keeps one byte a row, so that only the import's memory grows.
@@ -38,7 +46,8 @@ from .errors import client_error
 
 
 class SlowDynamoDB:
-    """BatchGetItem and a conditional PutItem over `tables` ({name: (hash key, range key or None)})."""
+    """BatchGetItem, conditional PutItem and TransactWriteItems of Puts over `tables`
+    ({name: (hash key, range key or None)})."""
 
     def __init__(self, tables: dict[str, tuple[str, str | None]], latency: float = 0.010):
         self.tables, self.latency = dict(tables), latency
@@ -119,6 +128,51 @@ class SlowDynamoDB:
                     "ConditionalCheckFailedException", "The conditional request failed", "PutItem", **extra
                 )
             self._put(key, dict(Item))
+        return {}
+
+    def transact_write_items(self, *, TransactItems: list, ClientRequestToken: str | None = None, **rest) -> dict:
+        self._wait("TransactWriteItems")
+        if rest:
+            raise NotImplementedError(f"TransactWriteItems with {sorted(rest)}")
+        if not 0 < len(TransactItems) <= 100:
+            raise client_error("ValidationException", "Member must have length between 1 and 100", "TransactWriteItems")
+        puts = []
+        for action in TransactItems:
+            if set(action) != {"Put"}:
+                raise NotImplementedError(f"TransactWriteItems action {sorted(action)}")
+            put = dict(action["Put"])
+            table, item = put.pop("TableName"), put.pop("Item")
+            absent = _not_exists(put.pop("ConditionExpression", None), put.pop("ExpressionAttributeNames", None) or {})
+            all_old = put.pop("ReturnValuesOnConditionCheckFailure", "NONE") == "ALL_OLD"
+            if put:
+                raise NotImplementedError(f"Put with {sorted(put)}")
+            puts.append((self.key_of(table, item), item, absent, all_old))
+        if len({key for key, *_ in puts}) != len(puts):
+            raise client_error(
+                "ValidationException",
+                "Transaction request cannot include multiple operations on one item",
+                "TransactWriteItems",
+            )
+        with self._lock:
+            reasons, failed = [], False
+            for key, _, absent, all_old in puts:
+                old = self._get(key)
+                if absent is not None and old is not None and absent in old:
+                    failed = True
+                    reason = {"Code": "ConditionalCheckFailed", "Message": "The conditional request failed"}
+                    reasons.append({**reason, "Item": dict(old)} if all_old else reason)
+                else:
+                    reasons.append({"Code": "None"})
+            if failed:
+                codes = ", ".join(r["Code"] for r in reasons)
+                raise client_error(
+                    "TransactionCanceledException",
+                    f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]",
+                    "TransactWriteItems",
+                    CancellationReasons=reasons,
+                )
+            for key, item, _, _ in puts:
+                self._put(key, dict(item))
         return {}
 
 

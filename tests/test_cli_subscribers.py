@@ -280,10 +280,10 @@ class Meanwhile:
             self._arrive()
         return response
 
-    def put_item(self, **request):
+    def transact_write_items(self, **request):
         if self.when == "before the first write":
             self._arrive()
-        return self.ddb.put_item(**request)
+        return self.ddb.transact_write_items(**request)
 
 
 @pytest.mark.parametrize("when", ["after the lookup", "before the first write"])
@@ -333,7 +333,7 @@ def test_consent_is_recorded_on_the_subscribers_an_import_adds_and_only_on_them(
 
 
 def test_an_imported_subscriber_is_stored_as_put_subscribers_stores_one(tables):
-    from newsletter.store.subscribers import put_new_subscriber
+    from newsletter.store.subscribers import put_new_subscriber, put_new_subscribers
 
     reader = {
         "email": "zoe@example.com",
@@ -350,38 +350,56 @@ def test_an_imported_subscriber_is_stored_as_put_subscribers_stores_one(tables):
     items = {i["list_id"]["S"]: i for i in tables.scan(TableName=SUBS)["Items"]}
     strip = lambda item: {k: v for k, v in item.items() if k not in ("pk", "list_id")}  # noqa: E731
     assert strip(items["one"]) == strip(items["two"]) and items["two"]["name"] == {"S": "Zoë"}
+    # The import's transactions write the same item, and leave one that is there as it is.
+    other = {**reader, "email": "yann@example.com"}
+    assert put_new_subscribers(tables, SUBS, "three", [reader, other]) == [True, True]
+    assert put_new_subscribers(tables, SUBS, "three", [{**reader, "name": "X"}, {**other, "name": "Y"}]) == [False] * 2
+    three = {i["email"]["S"]: i for i in tables.scan(TableName=SUBS)["Items"] if i["list_id"]["S"] == "three"}
+    assert strip(three["zoe@example.com"]) == strip(items["one"]) and three["yann@example.com"]["name"] == {"S": "Zoë"}
 
 
-def client_error(code: str, status: int = 400):
+def client_error(code: str, status: int = 400, **extra):
     from botocore.exceptions import ClientError
 
-    return ClientError(
-        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutItem"
-    )
+    response = {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}, **extra}
+    return ClientError(response, "TransactWriteItems")
+
+
+def addresses(request: dict) -> list[str]:
+    return [action["Put"]["Item"]["email"]["S"] for action in request["TransactItems"]]
 
 
 class Flaky:
-    """The moto client, whose PutItem of one address fails `times` times first; `made`: the write
-    is made before the error, as when DynamoDB's answer is lost."""
+    """The moto client, whose TransactWriteItems with one address fails `times` times first; `made`:
+    "before", the transaction is made before the error, as when DynamoDB's answer is lost; "later",
+    it is made after the error, just before the next call (it was still under way)."""
 
-    def __init__(self, ddb, address: str, times: int, error: Exception, made: bool = False):
+    def __init__(self, ddb, address: str, times: int, error: Exception, made: str = ""):
         self.ddb, self.address, self.times, self.error, self.made = ddb, address, times, error, made
         self.calls = 0
+        self.tokens: list[str] = []
+        self.late: dict | None = None
         self.lock = threading.Lock()
 
     def __getattr__(self, name):
         return getattr(self.ddb, name)
 
-    def put_item(self, **request):
-        if request["Item"]["email"]["S"] == self.address:
+    def transact_write_items(self, **request):
+        self.tokens.append(request["ClientRequestToken"])
+        if self.late is not None:
+            late, self.late = self.late, None
+            self.ddb.transact_write_items(**late)
+        if self.address in addresses(request):
             with self.lock:
                 self.calls += 1
                 failing = self.calls <= self.times
             if failing:
-                if self.made:
-                    self.ddb.put_item(**request)
+                if self.made == "before":
+                    self.ddb.transact_write_items(**request)
+                elif self.made == "later":
+                    self.late = request
                 raise self.error
-        return self.ddb.put_item(**request)
+        return self.ddb.transact_write_items(**request)
 
 
 @pytest.fixture
@@ -423,43 +441,105 @@ def test_a_write_throttled_for_good_stops_the_import_and_is_not_counted(tables, 
     assert (again.imported, again.existing) == (3 - len(made), len(made))
 
 
-def test_a_write_made_whose_answer_was_lost_counts_as_imported(tables, tmp_path, sleeps):
-    client = Flaky(tables, "b@example.com", 1, client_error("InternalServerError", 500), made=True)
+@pytest.mark.parametrize("made", ["before", "later", ""])
+def test_a_transaction_whose_answer_was_lost_counts_what_was_written(tables, tmp_path, sleeps, made):
+    """Made before the answer was lost: the items read back are ours. Made later (still under way
+    when they were read back): sent again, the failed conditions are read back and are ours. Not
+    made: sent again. In each case all three are imported, once, none counted as existing."""
+    put_subscribers(tables, SUBS, LIST, [{"email": "d@example.com", "name": "Theirs", "status": "unsubscribed"}])
+    client = Flaky(tables, "b@example.com", 1, client_error("InternalServerError", 500), made=made)
     r = run(client, csv_file(tmp_path, THREE))
-    assert (r.imported, r.existing) == (3, 0) and accounted(r)  # the failed condition found our own item
-    assert client.calls == 2 and len(stored(tables)) == 3
+    assert (r.imported, r.existing) == (3, 0) and accounted(r)
+    assert client.calls == (1 if made == "before" else 2) and len(stored(tables)) == 4
+    assert len(set(client.tokens)) == len(client.tokens)  # a token of its own for each call
+    assert {a: i["name"] for a, i in stored(tables).items()} == {
+        "a@example.com": "A",
+        "b@example.com": "B",
+        "c@example.com": "C",
+        "d@example.com": "Theirs",
+    }
 
 
-class Watched:
-    """The moto client, counting the PutItem calls under way at once (each takes 2 ms more)."""
+class Cancelling:
+    """The moto client, whose first TransactWriteItems is cancelled with `reasons` (by position;
+    the rest None) and not made; later calls go through."""
 
-    def __init__(self, ddb):
-        self.ddb, self.now, self.most = ddb, 0, 0
-        self.lock = threading.Lock()
+    def __init__(self, ddb, reasons: dict[int, str]):
+        self.ddb, self.reasons, self.calls = ddb, reasons, []
 
     def __getattr__(self, name):
         return getattr(self.ddb, name)
 
-    def put_item(self, **request):
-        import time
+    def transact_write_items(self, **request):
+        self.calls.append(addresses(request))
+        if len(self.calls) == 1:
+            reasons = [{"Code": self.reasons.get(n, "None")} for n in range(len(request["TransactItems"]))]
+            raise client_error("TransactionCanceledException", CancellationReasons=reasons)
+        return self.ddb.transact_write_items(**request)
 
+
+@pytest.mark.parametrize("reason", ["TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"])
+def test_puts_cancelled_by_a_conflict_or_throttling_go_again_after_a_backoff(tables, tmp_path, sleeps, reason):
+    client = Cancelling(tables, {1: reason})
+    r = run(client, csv_file(tmp_path, THREE))
+    assert (r.imported, r.existing) == (3, 0) and accounted(r)
+    assert client.calls == [["a@example.com", "b@example.com", "c@example.com"]] * 2 and len(sleeps) == 1
+    assert set(stored(tables)) == {"a@example.com", "b@example.com", "c@example.com"}
+
+
+def test_a_cancelled_transaction_goes_again_without_those_who_are_there(tables, tmp_path, sleeps):
+    put_subscribers(tables, SUBS, LIST, [{"email": "b@example.com", "name": "Theirs", "status": "unsubscribed"}])
+    from newsletter.store.subscribers import put_new_subscribers
+
+    # As DynamoDB answers: b's Put fails its condition, the others' reasons are None.
+    client = Cancelling(tables, {1: "ConditionalCheckFailed"})
+    people = [{"email": f"{x}@example.com", "name": x.upper(), "status": "active"} for x in "abc"]
+    assert put_new_subscribers(client, SUBS, LIST, people) == [True, False, True]
+    assert client.calls[1] == ["a@example.com", "c@example.com"] and not sleeps  # at once: no backoff
+    assert stored(tables)["b@example.com"]["name"] == "Theirs"
+
+
+class Watched:
+    """A DynamoDB (fakes/slow_dynamodb.py, 2 ms a request) with a client's 10 connections, counting
+    the TransactWriteItems calls under way at once."""
+
+    def __init__(self, ddb):
+        self.ddb, self.now, self.most = ddb, 0, 0
+        self.lock = threading.Lock()
+        self.meta = types.SimpleNamespace(config=types.SimpleNamespace(max_pool_connections=10), endpoint_url=None)
+
+    def __getattr__(self, name):
+        return getattr(self.ddb, name)
+
+    def transact_write_items(self, **request):
         with self.lock:
             self.now += 1
             self.most = max(self.most, self.now)
         try:
-            time.sleep(0.002)
-            return self.ddb.put_item(**request)
+            return self.ddb.transact_write_items(**request)
         finally:
             with self.lock:
                 self.now -= 1
 
 
 def test_writes_overlap_up_to_the_clients_connections(tables, tmp_path):
-    client = Watched(tables)
-    path = csv_file(tmp_path, "email\n" + "".join(f"w{i}@example.com\n" for i in range(80)))
-    assert run(client, path).imported == 80
+    from fakes.slow_dynamodb import SlowDynamoDB
+
+    client = Watched(SlowDynamoDB({SUBS: ("pk", "email"), SUPP: ("email", None)}, latency=0.002))
+    path = csv_file(tmp_path, "email\n" + "".join(f"w{i}@example.com\n" for i in range(1500)))
+    assert run(client, path).imported == 1500  # 15 transactions of 100
     assert tables.meta.config.max_pool_connections == 10  # botocore's default
     assert 1 < client.most <= 10
+
+
+def test_against_moto_the_transactions_go_one_at_a_time(tables, tmp_path):
+    # moto copies every table for a transaction, unsafe while another changes one (the local stack).
+    client = Watched(tables)
+    client.meta = tables.meta
+    path = csv_file(tmp_path, "email\n" + "".join(f"w{i}@example.com\n" for i in range(1500)))
+    assert run(client, path).imported == 1500 and len(stored(tables)) == 1500
+    assert client.most == 1
+    assert not cli._moto(types.SimpleNamespace(meta=types.SimpleNamespace(endpoint_url=None)))
 
 
 def test_the_deployed_stacks_client_has_a_connection_for_each_writer():
@@ -577,11 +657,11 @@ class BrokenDynamo:
     def batch_get_item(self, RequestItems: dict) -> dict:
         return {"Responses": {t: [] for t in RequestItems}}
 
-    def put_item(self, **_) -> dict:
+    def transact_write_items(self, TransactItems: list, **_) -> dict:
         with self.lock:
-            self.writes += 1
-            if self.writes > 25:
+            if self.writes + len(TransactItems) > 25:
                 raise RuntimeError("throttled for good")
+            self.writes += len(TransactItems)
         return {}
 
 
@@ -611,10 +691,10 @@ def test_a_failure_mid_import_says_how_far_it_got(tmp_path):
 
 
 class FakeDynamo:
-    """BatchGetItem and the conditional PutItem over a bitmap indexed by the row number in the
-    address (r0000123@…), so that its own memory stays tiny and tracemalloc measures the import.
-    Checks DynamoDB's limits and the condition, leaves some keys for a retry and throttles some
-    writes. Thread-safe, as the import writes from many threads."""
+    """BatchGetItem and TransactWriteItems of conditional Puts over a bitmap indexed by the row number
+    in the address (r0000123@…), so that its own memory stays tiny and tracemalloc measures the
+    import. Checks DynamoDB's limits and the conditions, leaves some keys for a retry and throttles
+    some transactions. Thread-safe, as the import writes from many threads."""
 
     def __init__(self, rows: int, existing: set[int], suppressed: set[int]):
         self.on_list = bytearray(rows)
@@ -623,19 +703,6 @@ class FakeDynamo:
         self.suppressed = suppressed
         self.gets = self.writes = self.written = self.retried = 0
         self.lock = threading.Lock()
-
-    def __init_subclass__(cls, **kwargs):
-        # tests/test_cli.py's subclass adds a PutItem of its own, for the lists table: the
-        # subscribers table's writes still come here.
-        super().__init_subclass__(**kwargs)
-        theirs = cls.__dict__.get("put_item")
-        if theirs is not None:
-
-            def put_item(self, TableName, Item, **rest):
-                call = FakeDynamo.put_item if TableName == SUBS else theirs
-                return call(self, TableName=TableName, Item=Item, **rest)
-
-            cls.put_item = put_item
 
     @staticmethod
     def row(address: str) -> int:
@@ -662,24 +729,34 @@ class FakeDynamo:
                 responses[table] = [{"email": {"S": e}, "reason": {"S": "bounce"}} for e in gone]
         return {"Responses": responses, "UnprocessedKeys": unprocessed}
 
-    def put_item(self, TableName: str, Item: dict, ConditionExpression: str, **_) -> dict:
+    def transact_write_items(self, TransactItems: list, ClientRequestToken: str) -> dict:
         from botocore.exceptions import ClientError
 
-        assert TableName == SUBS and ConditionExpression == "attribute_not_exists(email)"
-        email = Item["email"]["S"]
-        assert Item["pk"]["S"] == partition("big", shard_of(email)) and Item["list_id"]["S"] == "big"
-        assert Item["consent"]["M"]["method"] == {"S": "import"}
+        assert 0 < len(TransactItems) <= 100 and len(ClientRequestToken) >= 32
+        rows = []
+        for action in TransactItems:
+            put = action["Put"]
+            assert put["TableName"] == SUBS and put["ConditionExpression"] == "attribute_not_exists(email)"
+            item, email = put["Item"], put["Item"]["email"]["S"]
+            assert item["pk"]["S"] == partition("big", shard_of(email)) and item["list_id"]["S"] == "big"
+            assert item["consent"]["M"]["method"] == {"S": "import"}
+            rows.append(self.row(email))
+        assert len(set(rows)) == len(rows)  # DynamoDB refuses two actions on one item
         with self.lock:
             self.writes += 1
-            if self.writes % 50 == 1:  # throttled: nothing written
+            if self.writes % 7 == 1:  # throttled: nothing written
                 self.retried += 1
                 error = {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
-                raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, "PutItem")
-            if self.on_list[self.row(email)]:
-                error = {"Code": "ConditionalCheckFailedException", "Message": "The conditional request failed"}
-                raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, "PutItem")
-            self.on_list[self.row(email)] = 1
-            self.written += 1
+                raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, "TransactWriteItems")
+            if any(self.on_list[r] for r in rows):  # all or nothing
+                reasons = [{"Code": "ConditionalCheckFailed"} if self.on_list[r] else {"Code": "None"} for r in rows]
+                error = {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"}
+                meta = {"HTTPStatusCode": 400}
+                response = {"Error": error, "ResponseMetadata": meta, "CancellationReasons": reasons}
+                raise ClientError(response, "TransactWriteItems")
+            for r in rows:
+                self.on_list[r] = 1
+            self.written += len(rows)
         return {}
 
 
@@ -737,7 +814,9 @@ def test_a_huge_file_streams_in_little_memory(tmp_path, monkeypatch):
             report_path=tmp_path / "problems.csv",
             # What a chunk and a worker hold is the same for any file (bench/import_rate.py measures
             # it for the defaults up to a million rows); small ones let a per-row cost show here.
-            chunk=100,
+            # 50: a transaction holds its items' wire form at once (chunks of 100, one transaction
+            # each, peaked at ~1.03 MB for this 0.96 MB file; 50 at ~0.80 MB).
+            chunk=50,
             workers=4,
         )
         peak = tracemalloc.get_traced_memory()[1]
@@ -747,7 +826,7 @@ def test_a_huge_file_streams_in_little_memory(tmp_path, monkeypatch):
     assert {k: getattr(r, k) for k in expected} == expected and r.rows == rows and accounted(r)
     assert fake.written == expected["imported"] and sum(fake.on_list) == len(existing) + expected["imported"]
     assert fake.retried > 0 and sleeps  # throttled writes and unprocessed keys were retried, with backoff
-    assert len(calls) == rows // 100 + 1 and calls[-1] == (rows, size)
+    assert len(calls) == rows // 50 + 1 and calls[-1] == (rows, size)
     assert len(r.problems) == r.problem_count == expected["invalid"] + expected["duplicates"] + expected["suppressed"]
     # Loading the file (a list of csv.DictReader rows) takes ~8x its size. Streaming holds two chunks
     # (one read, one written) and 8-16 bytes of hash an address (24 while the table grows): under

@@ -390,6 +390,63 @@ def test_slow_dynamodb_answers_the_import_as_dynamodb_does(both):
     assert slow.calls["PutItem"] == 10
 
 
+def slow_transactions(ddb, names: dict) -> list:
+    """TransactWriteItems as `subscribers import` sends it (store.put_new_subscribers), and raw:
+    made, cancelled with a reason per Put (the old item when asked for), refused."""
+    from newsletter.store import subscribers as store
+    from newsletter.store import to_item
+
+    subs = names["SubscribersTable"]
+    out = []
+    old = {"email": "old@x.org", "name": "Old", "status": "unsubscribed", "list_id": "l"}
+    old_item = to_item({**old, "pk": store.partition("l", store.shard_of(old["email"]))})
+    ddb.put_item(TableName=subs, Item=old_item)
+    consent = {"method": "import", "source": "a.csv", "at": "2015-07-01T08:00:00Z"}
+    people = [{"email": f"t{n}@x.org", "name": "Né", "status": "active", "consent": consent} for n in range(3)]
+    out.append(store.put_new_subscribers(ddb, subs, "l", [*people, {"email": "old@x.org", "status": "active"}]))
+    out.append(store.put_new_subscribers(ddb, subs, "l", people))
+    keys = [{"pk": i["pk"], "email": i["email"]} for i in (store.new_item("l", p) for p in [*people, old])]
+    stored = ddb.batch_get_item(RequestItems={subs: {"Keys": keys, "ConsistentRead": True}})["Responses"][subs]
+    out.append(sorted(stored, key=lambda i: i["email"]["S"]))
+
+    def put(item: dict, **extra) -> dict:
+        return {"Put": {"TableName": subs, "Item": item, "ConditionExpression": "attribute_not_exists(email)", **extra}}
+
+    new = store.new_item("l", {"email": "late@x.org", "status": "active"})
+    try:  # nothing is written, and each Put has its reason, in order
+        ddb.transact_write_items(
+            TransactItems=[put(new), put(old_item, ReturnValuesOnConditionCheckFailure="ALL_OLD")],
+            ClientRequestToken="a" * 32,
+        )
+    except ClientError as exc:
+        reasons = [{k: v for k, v in r.items() if k != "Message"} for r in exc.response["CancellationReasons"]]
+        out.append((exc.response["Error"]["Code"], reasons))
+    late = {"pk": new["pk"], "email": new["email"]}
+    out.append(ddb.batch_get_item(RequestItems={subs: {"Keys": [late], "ConsistentRead": True}})["Responses"][subs])
+    out.append(error(lambda: ddb.transact_write_items(TransactItems=[put(new), put(new)])))
+    out.append(
+        error(
+            lambda: ddb.transact_write_items(
+                TransactItems=[put({**new, "pk": {"S": "x"}, "email": {"S": f"{n}"}}) for n in range(101)]
+            )
+        )
+    )
+    return out
+
+
+def test_slow_dynamodb_answers_transactions_as_dynamodb_does(both):
+    from fakes.slow_dynamodb import SlowDynamoDB
+
+    moto, _, names = both
+    slow = SlowDynamoDB(
+        {names["SubscribersTable"]: ("pk", "email"), names["SuppressionsTable"]: ("email", None)}, latency=0.001
+    )
+    got = slow_transactions(slow, names)
+    assert got == slow_transactions(moto, names)
+    assert got[:2] == [[True, True, True, False], [False, False, False]] and got[3][1][0] == {"Code": "None"}
+    assert slow.calls["TransactWriteItems"] == 6  # the first import sends its transaction twice
+
+
 def test_slow_dynamodb_lets_requests_overlap():
     import threading
     import time

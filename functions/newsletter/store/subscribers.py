@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as NoConnection
@@ -143,8 +144,7 @@ def put_new_subscriber(ddb, table: str, list_id: str, subscriber: dict, attempts
     After an error that may hide a write that was made (a timeout, a 500), a failed condition
     compares the item found with this one: our own write is True.
     """
-    values = {**subscriber, "pk": partition(list_id, shard_of(subscriber["email"])), "list_id": list_id}
-    item = {k: _wire(v) for k, v in values.items() if v is not None}
+    item = new_item(list_id, subscriber)
     maybe_written = False
     for attempt in range(attempts):
         try:
@@ -169,6 +169,135 @@ def put_new_subscriber(ddb, table: str, list_id: str, subscriber: dict, attempts
             maybe_written = True
         clock.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.0))
     raise ValueError("attempts must be at least 1")
+
+
+def new_item(list_id: str, subscriber: dict) -> dict:
+    """The item (wire format) that put_new_subscriber and put_new_subscribers write."""
+    values = {**subscriber, "pk": partition(list_id, shard_of(subscriber["email"])), "list_id": list_id}
+    return {k: _wire(v) for k, v in values.items() if v is not None}
+
+
+TRANSACT_ITEMS = 100  # TransactWriteItems' limit of actions a call
+TRANSACT_BYTES = 3_500_000  # its limit is 4 MB a call: room left for the keys and the request's own fields
+# Cancellation reasons after which the same Put may succeed later (with backoff).
+RETRYABLE_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+
+
+def put_new_subscribers(
+    ddb, table: str, list_id: str, subscribers: Iterable[dict], attempts: int = 8, outcome: list | None = None
+) -> list[bool]:
+    """Write each subscriber (a dict as for put_subscribers) only if the address is not on the list,
+    in one TransactWriteItems of conditional Puts (at most TRANSACT_ITEMS, no address twice; the
+    caller splits): for each, True if written, False if it was there already (in any status), which
+    is then left untouched. DynamoDB bills 2 write units an item written so, twice a PutItem.
+
+    A transaction is all or nothing. Cancelled, it names a reason per Put: a failed condition is an
+    existing subscriber, dropped from the next transaction; the others (reason None) go again at
+    once; conflicts and throttling go again after a backoff. Throttling of the whole call and
+    DynamoDB's transient errors are retried with backoff and jitter too; what still fails is raised.
+    After an answer that may hide a transaction that was made (a timeout, a 500), the items are read
+    back (a consistent BatchGetItem) and decided one by one: our own item is True, another is False,
+    none is sent again; if such an item later fails its condition, it is read back again the same way.
+
+    Every call carries a ClientRequestToken of its own, so botocore's retries of that call (which
+    reuse it) cannot apply it twice. `outcome` (a list of len(subscribers), None for undecided) is
+    filled as items are decided: when this raises, it says what was written.
+    """
+    items = [new_item(list_id, s) for s in subscribers]
+    outcome = [None] * len(items) if outcome is None else outcome
+    pending = list(range(len(items)))
+    maybe: set[int] = set()  # sent in a call whose outcome was unknown: a failed condition may be our own write
+    failures = 0  # calls refused or unanswered, and rounds with conflicts or throttled Puts
+    while pending:
+        retry: list[int] = []
+        check: list[int] = []  # to read back and decide
+        before = failures
+        error: BaseException | None = None  # raised after the read-back: no attempt left
+        try:
+            ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": table,
+                            "Item": items[i],
+                            "ConditionExpression": "attribute_not_exists(email)",
+                        }
+                    }
+                    for i in pending
+                ],
+                ClientRequestToken=uuid.uuid4().hex,
+            )
+            for i in pending:
+                outcome[i] = True
+            break
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            reasons = exc.response.get("CancellationReasons") or []
+            if code == "TransactionCanceledException" and len(reasons) == len(pending):
+                backoff = False  # only a failed condition and reason None: send the rest again at once
+                for i, reason in zip(pending, reasons, strict=True):
+                    why = reason.get("Code") or "None"
+                    if why == "ConditionalCheckFailed":
+                        if i in maybe:
+                            check.append(i)
+                        else:
+                            outcome[i] = False
+                    elif why == "None" or why in RETRYABLE_REASONS:
+                        retry.append(i)
+                        backoff = backoff or why != "None"
+                    else:
+                        raise
+                if backoff or len(retry) == len(pending):  # (no reason at all: as a conflict)
+                    failures += 1
+                    if failures == attempts:
+                        error = exc
+            elif code in RETRYABLE or code == "TransactionInProgressException" or status >= 500:
+                failures += 1
+                error = exc if failures == attempts else None
+                if status >= 500 or code == "TransactionInProgressException":  # it may have been made
+                    check = list(pending)
+                elif error is None:  # throttled: nothing was written
+                    retry = list(pending)
+            else:
+                raise
+        except (NoConnection, HTTPClientError) as exc:  # no answer: it may or may not have been made
+            failures += 1
+            error = exc if failures == attempts else None
+            check = list(pending)
+        if check:
+            stored = _read_back(ddb, table, [items[i] for i in check])
+            for i in check:
+                found = stored.get(items[i]["email"]["S"])
+                if found is None:
+                    retry.append(i)
+                    maybe.add(i)
+                else:
+                    outcome[i] = found == items[i]  # ours, or someone else's: left as it is
+        if error is not None:
+            raise error
+        pending = sorted(retry)
+        if pending and failures > before:
+            clock.sleep(min(0.05 * 2 ** (failures - 1), 2.0) * random.uniform(0.5, 1.0))
+    return outcome
+
+
+def _read_back(ddb, table: str, items: list[dict]) -> dict[str, dict]:
+    """The stored items with these items' keys (consistent reads), by address."""
+    keys = [{"pk": i["pk"], "email": i["email"]} for i in items]
+    found: dict[str, dict] = {}
+    for n in range(0, len(keys), 100):
+        request = {table: {"Keys": keys[n : n + 100], "ConsistentRead": True}}
+        for attempt in range(6):
+            resp = ddb.batch_get_item(RequestItems=request)
+            found.update((i["email"]["S"], i) for i in resp.get("Responses", {}).get(table, []))
+            request = resp.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            clock.sleep(min(0.05 * 2**attempt, 1.0))
+        else:
+            raise RuntimeError("DynamoDB left keys unprocessed after retries")
+    return found
 
 
 def _wire(value) -> dict:
