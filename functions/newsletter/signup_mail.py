@@ -41,6 +41,14 @@ def _page(language: str, subject: str, content: str) -> str:
     )
 
 
+def _finish(msg: EmailMessage, *, language: str, subject: str, text: str, content: str) -> bytes:
+    """The text and HTML parts, then Content-Language (making the parts moves Content-* headers)."""
+    msg.set_content(text, subtype="plain", cte="quoted-printable")
+    msg.add_alternative(_page(language, subject, content), subtype="html", cte="quoted-printable")
+    msg["Content-Language"] = language
+    return msg.as_bytes(policy=_HEADER_POLICY)
+
+
 def confirm_url(base_url: str, token: str, language: str) -> str:
     from urllib.parse import urlencode
 
@@ -74,19 +82,16 @@ def build(
         from_name=from_name, from_address=from_address, address=address, name=name, subject=subject, kind="confirm"
     )
     msg["Auto-Submitted"] = "auto-generated"  # vacation responders: do not answer it
-    text = f"{greeting}\n\n{asked}\n\n{url}\n\n{ignore}\n"
-    msg.set_content(text, subtype="plain", cte="quoted-printable")
-    html = _page(
-        language,
-        subject,
-        f"<p>{escape(greeting)}</p><p>{escape(asked)}</p>"
+    return _finish(
+        msg,
+        language=language,
+        subject=subject,
+        text=f"{greeting}\n\n{asked}\n\n{url}\n\n{ignore}\n",
+        content=f"<p>{escape(greeting)}</p><p>{escape(asked)}</p>"
         f'<p><a href="{escape(url)}" style="display:inline-block;padding:10px 18px;background:#123c69;'
         f'color:#ffffff;font-weight:bold;text-decoration:none;border-radius:3px">{escape(button)}</a></p>'
         f'<p style="font-size:13px;color:#4a4a4a">{escape(ignore)}</p>',
     )
-    msg.add_alternative(html, subtype="html", cte="quoted-printable")
-    msg["Content-Language"] = language  # after the parts exist: making them moves Content-* headers
-    return msg.as_bytes(policy=_HEADER_POLICY)
 
 
 def build_welcome(
@@ -113,15 +118,12 @@ def build_welcome(
     msg["List-Id"] = headers.named(list_name, f"{list_id}.{from_address.rpartition('@')[2]}")
     msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    text = f"{welcome['text'].rstrip()}\n\n{manage}: {preferences_url}\n{leave}: {unsubscribe_url}\n"
-    msg.set_content(text, subtype="plain", cte="quoted-printable")
-    html = _page(
-        language,
-        subject,
-        f"{welcome['html']}"
+    return _finish(
+        msg,
+        language=language,
+        subject=subject,
+        text=f"{welcome['text'].rstrip()}\n\n{manage}: {preferences_url}\n{leave}: {unsubscribe_url}\n",
+        content=f"{welcome['html']}"
         f'<p style="font-size:13px;color:#4a4a4a"><a href="{escape(preferences_url)}">{escape(manage)}</a> | '
         f'<a href="{escape(unsubscribe_url)}">{escape(leave)}</a></p>',
     )
-    msg.add_alternative(html, subtype="html", cte="quoted-printable")
-    msg["Content-Language"] = language
-    return msg.as_bytes(policy=_HEADER_POLICY)

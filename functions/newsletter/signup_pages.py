@@ -11,7 +11,7 @@ from html import escape
 from urllib.parse import urlencode
 
 from .catalogs import N_, translations
-from .unsubscribe_pages import layout
+from .unsubscribe_pages import layout, who
 
 # Each language named in itself, for the language menu; a tag not here shows as itself.
 LANGUAGE_NAMES = {
@@ -143,10 +143,7 @@ def check_inbox(list_name: str, language: str) -> str:
 def confirm_button(list_name: str, masked_address: str, token: str, language: str) -> str:
     """The GET of a confirmation link: a button that POSTs; nothing changes until it is pressed."""
     _ = _gettext(language)
-    question = _("Confirm that %(address)s wants to receive %(list_name)s?") % {
-        "address": f'<span class="address">{escape(masked_address)}</span>',
-        "list_name": f"<strong>{escape(list_name)}</strong>",
-    }
+    question = _("Confirm that %(address)s wants to receive %(list_name)s?") % who(masked_address, list_name)
     query = {"token": token, **({"lang": language} if language != "en" else {})}
     button = escape(_("Confirm my subscription"))
     content = (
@@ -160,10 +157,7 @@ def confirm_button(list_name: str, masked_address: str, token: str, language: st
 
 def confirmed(list_name: str, masked_address: str, language: str, *, already: bool = False) -> str:
     _ = _gettext(language)
-    values = {
-        "address": f'<span class="address">{escape(masked_address)}</span>',
-        "list_name": f"<strong>{escape(list_name)}</strong>",
-    }
+    values = who(masked_address, list_name)
     if already:
         title, said = _("You are already subscribed"), _("%(address)s already receives %(list_name)s.") % values
     else:
@@ -219,10 +213,7 @@ def preferences_form(
         "saved": _("Your preferences are saved."),
     }
     words = {k: escape(v) for k, v in words.items()}
-    intro = _("The choices of %(address)s for %(list_name)s.") % {
-        "address": f'<span class="address">{escape(masked_address)}</span>',
-        "list_name": f"<strong>{escape(lst.name)}</strong>",
-    }
+    intro = _("The choices of %(address)s for %(list_name)s.") % who(masked_address, lst.name)
 
     def error(name: str) -> str:
         return f'<p class="error" id="{name}-error">{escape(_(problems[name]))}</p>\n' if name in problems else ""

@@ -82,6 +82,14 @@ _CONFIRM = Template(
 )
 
 
+def who(masked_address: str, list_name: str) -> dict[str, str]:
+    """The address and the list as the pages' sentences show them, escaped."""
+    return {
+        "address": f'<span class="address">{escape(masked_address)}</span>',
+        "list_name": f"<strong>{escape(list_name)}</strong>",
+    }
+
+
 def layout(title: str, content: str, footer: str, *, list_name: str | None, language: str, head: str = "") -> str:
     """A whole page in the newsletter's look: `content` is markup (escape what goes into it),
     `title`, `footer` and `list_name` are text; `head`: more markup for <head> (scripts)."""
@@ -114,10 +122,7 @@ def confirm(list_name: str, masked_address: str, token: str, issue_id: str | Non
         **({"issue": issue_id} if issue_id else {}),
         **({"lang": language} if language != "en" else {}),
     }
-    question = _("Do you want to stop receiving %(list_name)s at %(address)s?") % {
-        "list_name": f"<strong>{escape(list_name)}</strong>",
-        "address": f'<span class="address">{escape(masked_address)}</span>',
-    }
+    question = _("Do you want to stop receiving %(list_name)s at %(address)s?") % who(masked_address, list_name)
     content = _CONFIRM.substitute(
         question=question,
         # Relative: the form posts back to this same URL (custom domain or Function URL alike).
@@ -132,10 +137,7 @@ def confirm(list_name: str, masked_address: str, token: str, issue_id: str | Non
 def unsubscribed(list_name: str, masked_address: str, language: str = "en") -> str:
     """After a POST, whether or not anything changed (the page never reveals membership)."""
     _ = _gettext(language)
-    done = _("%(address)s will receive no more emails from %(list_name)s.") % {
-        "address": f'<span class="address">{escape(masked_address)}</span>',
-        "list_name": f"<strong>{escape(list_name)}</strong>",
-    }
+    done = _("%(address)s will receive no more emails from %(list_name)s.") % who(masked_address, list_name)
     note = _("Other newsletters you may receive from us are not affected. You can close this page.")
     content = f'<p>{done}</p>\n<p class="note">{escape(note)}</p>'
     return _page(_, _("You are unsubscribed"), content, list_name, language)
@@ -144,10 +146,9 @@ def unsubscribed(list_name: str, masked_address: str, language: str = "en") -> s
 def not_subscribed(list_name: str, masked_address: str, language: str = "en") -> str:
     """For a reader who already left (or bounced, or never confirmed): told so, not asked again."""
     _ = _gettext(language)
-    said = _("%(address)s does not receive %(list_name)s: there is nothing to change or unsubscribe.") % {
-        "address": f'<span class="address">{escape(masked_address)}</span>',
-        "list_name": f"<strong>{escape(list_name)}</strong>",
-    }
+    said = _("%(address)s does not receive %(list_name)s: there is nothing to change or unsubscribe.") % who(
+        masked_address, list_name
+    )
     note = _("To receive it again, sign up on the list's page: you will be asked to confirm.")
     content = f'<p>{said}</p>\n<p class="note">{escape(note)}</p>'
     return _page(_, _("You are not subscribed"), content, list_name, language)
