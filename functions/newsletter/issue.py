@@ -237,6 +237,11 @@ class Issue(Content):
         description="Send only to readers who chose at least one of these of the list's topics (a reader who "
         "never chose any gets every issue); none: the whole list.",
     )
+    archive: bool = Field(
+        default=True,
+        description="List the issue in its list's public archive and Atom feed once it is sent; false keeps it "
+        "out (its web version is still published).",
+    )
 
     @property
     def languages(self) -> list[str]:

@@ -11,8 +11,10 @@ its retry, and so that no mail can leave before the issue is `sending`, where pa
    same key takes over a record still `rendering`; anything else is refused with a report);
 4. render, and store the prepared message under the document's digest;
 5. `rendering` → `sending`, only if the record still names this document;
-6. write the web version, queue the fan-out, and mark it queued (a retry that finds the issue
-   `sending` without that mark queues it again; the fan-out and the ledger drop duplicates).
+6. write the web version, queue the fan-out, put the issue in its list's archive and feed
+   (archive.py), and mark it queued (a retry that finds the issue `sending` without that mark
+   does the last three again; the fan-out and the ledger drop duplicates, the archive keeps one
+   entry per issue).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from . import clock, lifecycle, queue_messages, retry
+from . import archive, clock, lifecycle, queue_messages, retry
 from .config import PublishSettings
 from .issue import InvalidIssue, Issue, parse_document
 from .lifecycle import Status
@@ -218,7 +220,7 @@ def _against(existing: dict, record: dict, *, s3, ddb, settings: PublishSettings
 def _start_sending(
     issue: Issue, mailing_list: dict, record: dict, *, s3, ddb, sqs, settings: PublishSettings, logger
 ) -> Outcome:
-    """Steps after `sending`: the web version, the fan-out, the mark that it is queued."""
+    """Steps after `sending`: the web version, the fan-out, the archive, the mark that it is queued."""
     for v in render_variants(issue, mailing_list, settings=settings):
         retry.call(
             bucket.put_text,
@@ -231,6 +233,18 @@ def _start_sending(
         )
     if record.get("status") in (Status.SENDING, Status.PAUSED):
         start_fanout(sqs, settings.fanout_queue_url, issue.issue_id, issue.list_id)
+        # After the fan-out (mail first), before the mark (a failure here is retried). Test sends
+        # never come here; a cancelled issue is taken out by `archive.remove`, for good.
+        if not record.get("test"):
+            archive.record(
+                s3,
+                settings.bucket_name,
+                issue,
+                published=record.get("sending_at") or _now(),
+                list_name=mailing_list.get("name", issue.list_id),
+                author=mailing_list.get("from_name") or settings.sender_name,
+                base_url=settings.web_base_url,
+            )
         retry.call(
             issues.update_issue,
             ddb,

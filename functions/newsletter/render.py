@@ -1,4 +1,5 @@
-"""Rendering an issue once: the email's HTML and text parts and the public web page.
+"""Rendering an issue once: the email's HTML and text parts and the public web page; and a
+list's archive page and Atom feed.
 
 Per-recipient values are left as markers (see `personalize`) in the email parts; the web page is
 public and carries none. Email HTML has its CSS inlined, keeping only @media rules in a <style>
@@ -52,7 +53,8 @@ def _env(language: str = "en") -> Environment:
     env = Environment(
         extensions=["jinja2.ext.i18n"],
         loader=FileSystemLoader(templates_dir()),
-        autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
+        # The feed is XML: the same escaping (&, <, >, quotes) makes its text safe.
+        autoescape=select_autoescape(enabled_extensions=("html.j2", "atom.j2"), default=False),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -92,6 +94,7 @@ def render_issue(
 ) -> Rendered:
     """Render an issue's email parts (with recipient markers) and its public web page
     (`alternates`: every language's web version, as (language, URL), for hreflang links)."""
+    from .archive import feed_url, page_url
     from .languages import direction
 
     env = _env(issue.language)
@@ -103,6 +106,9 @@ def render_issue(
         css=_css(),
         direction=direction(issue.language),
         alternates=list(alternates),
+        # The list's archive and feed in this language, relative: served from the bucket or a CDN alike.
+        archive_url=page_url(issue.list_id, issue.language),
+        feed_url=feed_url(issue.list_id, issue.language),
     )
     recipient = personalize.markers()
     html = env.get_template("email.html.j2").render(common, recipient=recipient)
@@ -110,3 +116,27 @@ def render_issue(
     # No `recipient` in the web page's context: using a marker there fails the render.
     web = env.get_template("web.html.j2").render(common)
     return Rendered(html=_inliner().inline(html), text=_tidy_text(text), web=web)
+
+
+def _language_name(tag: str) -> str:
+    """A language named in its own words (français, Deutsch), for links between languages."""
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        locale = Locale.parse(tag.replace("-", "_"))
+    except (UnknownLocaleError, ValueError):
+        return tag
+    return locale.get_display_name(locale) or tag
+
+
+def render_archive(view: dict, *, feed_entries: int) -> tuple[str, str]:
+    """A list's archive page and Atom feed in one language, from `archive.view` (the feed with
+    only the newest `feed_entries`)."""
+    from .languages import direction
+
+    env = _env(view["language"])
+    others = [{**o, "name": _language_name(o["language"])} for o in view["others"]]
+    common = dict(view, others=others, direction=direction(view["language"]))
+    page = env.get_template("archive.html.j2").render(common, css=_css())
+    feed = env.get_template("feed.atom.j2").render(common, entries=view["entries"][:feed_entries])
+    return page, feed
