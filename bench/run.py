@@ -96,14 +96,15 @@ def absolute(entry: dict) -> str:
             f"(python+boto3 {d['python_plus_boto3_mb']} MB), {d['batch']}"
         )
     if name == "import_rate":
-        r, sdk = d["rate"], d["with_sdk"]
-        small, big = d["memory"]
+        r, small, big = d["rate"], *d["memory"]
         return (
-            f"{r['rows']:,} rows in {r['wall_s']} s, {r['workers']} writers ({d['one_writer_speedup']}x one writer's "
-            f"{r['one_writer_rows_per_s']} rows/s); with boto3's own work {sdk['rows_per_s']:,} rows/s "
-            f"({sdk['cpu_us_per_row']:,} us CPU a row); memory: peak +{small['growth_kb'] / 1024:.1f} MB for "
-            f"{small['rows']:,} rows, +{big['growth_kb'] / 1024:.1f} MB for {big['rows']:,} "
-            f"({d['memory_bytes_per_row']} bytes a row more)"
+            f"{r['rows']:,} rows in {r['wall_s']} s through a real boto3 client ({r['cpu_us_per_row']} us CPU a row, "
+            f"rows checked in a second process), {r['workers']} writers; rows checked in the importing process "
+            f"{r['checked_in_process']['rows_per_s']:,} rows/s; botocore's defaults "
+            f"{r['botocore_defaults']['rows_per_s']:,} rows/s; straight into the fake "
+            f"{r['fake_client']['rows_per_s']:,} rows/s; memory: peak +{small['growth_kb'] / 1024:.1f} MB for "
+            f"{small['rows']:,} rows, "
+            f"+{big['growth_kb'] / 1024:.1f} MB for {big['rows']:,} ({d['memory_bytes_per_row']} bytes a row more)"
         )
     if name == "cost":
         return (
@@ -187,11 +188,13 @@ def markdown(entries: list[dict], info: dict) -> str:
             "",
             "## Subscriber import",
             "",
-            f"{r['rows']:,} rows at {r['latency_ms']:.0f} ms a request: {r['rows_per_s']:,} rows/s "
-            f"({r['cpu_us_per_row']} us CPU a row, {r['workers']} writers, chunks of {r['chunk']:,}); one writer: "
-            f"{r['one_writer_rows_per_s']} rows/s; through a real boto3 client (HTTP canned): "
-            f"{sdk['rows_per_s']:,} rows/s, {sdk['cpu_us_per_row']:,} us CPU a row; botocore's CPU for a "
-            f"conditional PutItem {sdk.get('botocore_cpu_us_per_put_item', '?')} us, for one item of a "
+            f"{r['rows']:,} rows at {r['latency_ms']:.0f} ms a request through a real boto3 client configured as "
+            f"the CLI's: {r['rows_per_s']:,} rows/s ({r['cpu_us_per_row']} us CPU a row, the row checker's included; "
+            f"{r['workers']} writers, chunks of {r['chunk']:,}). Rows checked in the importing process: "
+            f"{r['checked_in_process']['rows_per_s']:,} rows/s. With botocore's defaults (parameter validation): "
+            f"{r['botocore_defaults']['rows_per_s']:,} rows/s. Straight into the fake (botocore left out): "
+            f"{r['fake_client']['rows_per_s']:,} rows/s. One writer: {r['one_writer_rows_per_s']} rows/s. botocore's "
+            f"CPU for a conditional PutItem {sdk.get('botocore_cpu_us_per_put_item', '?')} us, for one item of a "
             f"TransactWriteItems of 100 {sdk.get('botocore_cpu_us_per_item_in_transact_100', '?')} us.",
             "",
             "| Rows | RSS before | Peak RSS | Peak above before | Import (wall) |",

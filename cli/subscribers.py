@@ -11,12 +11,15 @@ import csv
 import hashlib
 import io
 import json
+import multiprocessing
+import signal
 import sys
 import tempfile
 import threading
 from array import array
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +48,10 @@ LOOKUP = 50  # addresses a BatchGetItem: 50 subscriber keys and 50 suppression k
 # requests in flight, bounds the rate: 16 to 128 made no difference beyond the machine's noise
 # (bench/import_rate.py). The deployed stack's client has as many connections (stack.DYNAMODB_CONNECTIONS).
 WORKERS = 128
+# Smaller files are checked in this process: starting the checker (a fresh interpreter importing
+# email-validator) costs about what checking 10,000 rows does.
+CHECK_APART_BYTES = 1024 * 1024
+CHECK_AHEAD = 2  # chunks checked before the importer needs them
 
 
 class BadImport(ValueError):
@@ -88,6 +95,7 @@ def import_csv(
     chunk: int = CHUNK,
     workers: int = WORKERS,
     forgotten_id: Callable[[str], str] | None = None,
+    check_apart: bool | None = None,
 ) -> ImportReport:
     """Add the file's new, valid, unsuppressed addresses to the list; never change an existing subscriber.
 
@@ -103,6 +111,10 @@ def import_csv(
     "at": when}. `progress(rows_read, bytes_read)` follows each chunk; compare bytes_read with the
     file's size. Running the same import again changes nothing. With `forgotten_id`, an address the
     operator erased (`subscribers forget`) is refused like a suppressed one.
+
+    Rows are checked (email-validator, the header rule) in a second process while this one talks
+    to DynamoDB, up to CHECK_AHEAD chunks ahead, when the file has at least CHECK_APART_BYTES (or
+    `check_apart`): both are CPU work under one GIL otherwise, and botocore's alone takes a core.
     """
     path = Path(path)
     _check_text(path)  # before writing anything: a wrong encoding must not leave half an import
@@ -116,6 +128,7 @@ def import_csv(
     workers = max(1, min(workers, connections or workers))
     pool = ThreadPoolExecutor(workers, thread_name_prefix="import")
     writing: _Writes | None = None  # the chunk being written
+    checker: ProcessPoolExecutor | None = None
 
     def settle(*, raising: bool = True) -> None:
         """Wait for the chunk being written and count it; raise what stopped it."""
@@ -179,36 +192,24 @@ def import_csv(
             columns, header_line = _Columns.read(text, path.name)
             # strict: a stray quote stops at its own row instead of quietly swallowing the next ones.
             reader = csv.reader(text, delimiter=columns.delimiter, strict=True)
-            in_chunk = 0
-            while True:
-                start = header_line + reader.line_num + 1
-                try:
-                    cells = next(reader, None)
-                except csv.Error as exc:  # the reader resumes at the next line: one bad row, not a bad file
-                    cells, broken = [], f"not valid CSV: {exc}"
-                else:
-                    if cells is None:
-                        break
-                    if not any(c.strip() for c in cells):
-                        continue  # a blank line, or empty cells only (Excel leaves such rows)
-                    broken = ""
-                report.rows += 1
-                in_chunk += 1
-                value, subscriber = ("", broken) if broken else columns.subscriber(cells)
-                if isinstance(subscriber, str):
-                    report.invalid += 1
-                    found.append(Problem(start, value, subscriber))
-                elif subscriber["email"] in pending:  # BatchGetItem refuses a key twice in one call
-                    report.duplicates += 1
-                    found.append(Problem(start, value, "duplicate of an earlier row"))
-                else:
-                    pending[subscriber["email"]] = (start, value, subscriber, seen.add(subscriber["email"]))
-                if in_chunk >= chunk:
-                    flush()
-                    in_chunk = 0
-                    if progress:
-                        progress(report.rows, raw.tell())  # the binary position: text files can't tell() mid-iteration
-            flush()
+            if check_apart is None:
+                check_apart = path.stat().st_size >= CHECK_APART_BYTES
+            if check_apart:
+                checker = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet)
+            for rows in _checked(columns, _read(reader, header_line, chunk), checker):
+                for start, value, subscriber in rows:
+                    report.rows += 1
+                    if isinstance(subscriber, str):
+                        report.invalid += 1
+                        found.append(Problem(start, value, subscriber))
+                    elif subscriber["email"] in pending:  # BatchGetItem refuses a key twice in one call
+                        report.duplicates += 1
+                        found.append(Problem(start, value, "duplicate of an earlier row"))
+                    else:
+                        pending[subscriber["email"]] = (start, value, subscriber, seen.add(subscriber["email"]))
+                flush()
+                if progress and len(rows) == chunk:
+                    progress(report.rows, raw.tell())  # the binary position: text files can't tell() mid-iteration
             settle()
             if progress:
                 progress(report.rows, raw.tell())
@@ -224,6 +225,8 @@ def import_csv(
         if writing is not None:  # interrupted (Ctrl-C): start no more writes
             writing.stop()
         pool.shutdown(wait=True, cancel_futures=True)
+        if checker is not None:
+            checker.shutdown(wait=True, cancel_futures=True)
         problems.close()
     return report
 
@@ -398,6 +401,54 @@ class _Columns:
             "status": status,
             "attributes": attributes or None,
         }
+
+
+def _read(reader, header_line: int, size: int) -> Iterator[list[tuple[int, list[str], str]]]:
+    """The data rows in lists of `size`: (physical line where the row starts, its cells, why it is
+    not valid CSV or ""). Blank rows are skipped."""
+    rows: list[tuple[int, list[str], str]] = []
+    while True:
+        start = header_line + reader.line_num + 1
+        try:
+            cells = next(reader, None)
+        except csv.Error as exc:  # the reader resumes at the next line: one bad row, not a bad file
+            rows.append((start, [], f"not valid CSV: {exc}"))
+        else:
+            if cells is None:
+                break
+            if not any(c.strip() for c in cells):
+                continue  # a blank line, or empty cells only (Excel leaves such rows)
+            rows.append((start, cells, ""))
+        if len(rows) >= size:
+            yield rows
+            rows = []
+    if rows:
+        yield rows
+
+
+def _check(columns: _Columns, rows: list[tuple[int, list[str], str]]) -> list[tuple[int, str, dict | str]]:
+    """(line, the email cell, the subscriber or why the row is rejected) for each row."""
+    return [(line, *(("", broken) if broken else columns.subscriber(cells))) for line, cells, broken in rows]
+
+
+def _checked(columns: _Columns, chunks: Iterator[list], checker: ProcessPoolExecutor | None) -> Iterator[list]:
+    """The chunks checked, in order: here, or by `checker` up to CHECK_AHEAD chunks ahead."""
+    if checker is None:
+        for rows in chunks:
+            yield _check(columns, rows)
+        return
+    ahead: deque = deque()
+    for rows in chunks:
+        ahead.append(checker.submit(_check, columns, rows))
+        if len(ahead) > CHECK_AHEAD:
+            yield ahead.popleft().result()
+    while ahead:
+        yield ahead.popleft().result()
+
+
+def _quiet() -> None:
+    """The checker process leaves Ctrl-C to the importer, which stops it (no second traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _Problems:

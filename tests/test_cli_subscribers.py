@@ -181,6 +181,57 @@ def test_bad_rows_are_reported_with_their_physical_line(tables, tmp_path):
     assert got[11].reason.startswith("not valid CSV")
 
 
+def test_rows_checked_in_a_second_process_come_out_as_checked_here(tables, tmp_path):
+    # Every kind of row, in chunks of 3 so that the checker runs chunks ahead of the writes.
+    content = (
+        "email,name,status,organisation\n"
+        'good@example.com,"Multi\nline name",active,\n'
+        "\n"
+        "not-an-address,X,active,\n"
+        "a@b,Y,,\n"
+        "ok@example.org,Z,paused,\n"
+        "extra@example.org,W,active,Org,oops\n"
+        ",Nobody,active,\n"
+        "jörg@example.com,J,,\n"
+        '"Nick" Bad,x,active,\n'
+        "Last@Example.com,Last,active,Org\n"
+        "first@bücher.example,Umlaut domain,unsubscribed,\n"
+        "LAST@example.COM,Again,active,\n" + "".join(f"r{i}@example.com,Reader {i},active,Org {i}\n" for i in range(20))
+    )
+    path = csv_file(tmp_path, content)
+    here = run(tables, path, list_id="here", chunk=3, check_apart=False)
+    apart = run(tables, path, list_id="apart", chunk=3, check_apart=True)
+
+    def report(r):
+        return {k: v for k, v in vars(r).items() if k != "report_path"}
+
+    def people(list_id):
+        return {
+            e: {k: v for k, v in i.items() if k not in ("pk", "list_id", "consent")}
+            for e, i in stored(tables, list_id).items()
+        }
+
+    assert report(apart) == report(here) and here.rows == 31 and here.imported == 22 and accounted(apart)
+    assert people("apart") == people("here") and "first@xn--bcher-kva.example" in people("apart")
+
+
+def test_a_big_file_is_checked_in_a_second_process_and_it_ends_with_the_import(tables, tmp_path, monkeypatch):
+    made = []
+
+    class Spy(cli.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(cli, "ProcessPoolExecutor", Spy)
+    small = csv_file(tmp_path, "email\n" + "".join(f"s{i}@example.com\n" for i in range(5)), "small.csv")
+    assert run(tables, small, chunk=2).imported == 5 and not made
+    monkeypatch.setattr(cli, "CHECK_APART_BYTES", small.stat().st_size)
+    big = csv_file(tmp_path, "email\n" + "".join(f"b{i}@example.com\n" for i in range(5)), "big.csv")
+    assert run(tables, big, chunk=2).imported == 5 and len(made) == 1
+    assert not made[0]._processes  # shut down: no process left behind
+
+
 def test_duplicates_within_the_file_in_any_case(tables, tmp_path):
     # chunk=2: one duplicate in the same chunk as its first row, one in a later chunk
     path = csv_file(tmp_path, "email\nA@example.com\na@EXAMPLE.com\nb@example.com\nc@example.com\nB@Example.com\n")
@@ -548,7 +599,26 @@ def test_the_deployed_stacks_client_has_a_connection_for_each_writer():
     from newsletter_cli.stack import Target
 
     target = Target("stack", "newsletter", {}, session=boto3.Session(region_name="us-east-1"))
-    assert target.client("dynamodb").meta.config.max_pool_connections == cli.WORKERS
+    client = target.client("dynamodb")
+    assert client.meta.config.max_pool_connections == cli.WORKERS
+
+
+def test_the_deployed_stacks_client_leaves_checking_parameters_to_dynamodb():
+    # botocore's own check was a third of an import's CPU; DynamoDB checks every request anyway.
+    import boto3
+    from botocore.awsrequest import AWSResponse
+
+    from newsletter_cli.stack import Target
+
+    class Body:
+        def stream(self, **_):
+            yield b"{}"
+
+    session = boto3.Session(region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+    client = Target("stack", "newsletter", {}, session=session).client("dynamodb")
+    client.meta.events.register("before-send.dynamodb", lambda request, **_: AWSResponse(request.url, 200, {}, Body()))
+    # With botocore's check this raises ParamValidationError before anything is sent.
+    assert client.get_item(TableName="t", Key={"email": {"S": "a@example.com"}}, ConsistentRead="yes") is not None
 
 
 # --- export, counts ------------------------------------------------------------------------------------
