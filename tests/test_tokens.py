@@ -163,3 +163,79 @@ def test_a_token_has_exactly_one_valid_spelling():
             except tokens.InvalidToken:
                 pass
     assert accepted == {token}
+
+
+# --- tokens for one purpose (the confirmation link): p1.<key version>.payload.mac ---------------------
+
+
+class Ring:
+    """Versions 2 and 3 honoured, as keys.KeyRing after a rotation with version 1 dropped."""
+
+    secrets = {1: b"old-secret", 2: b"secret-two", 3: b"secret-three"}
+
+    def honoured(self, version):
+        return self.secrets[version] if version in (2, 3) else None
+
+    def unversioned(self):
+        return []
+
+
+def _confirm(version=3, expires_at=2_000_000_000):
+    secret = Ring.secrets[version]
+    return tokens.sign_for(
+        secret, "confirm", "infomail", "reader@example.com", expires_at=expires_at, ref="s-1", key_version=version
+    )
+
+
+def test_a_purpose_token_round_trips_with_its_claims():
+    claims = tokens.verify_for(Ring(), _confirm(), "confirm", now=1_900_000_000)
+    assert claims == tokens.Claims("confirm", "infomail", "reader@example.com", 2_000_000_000, "s-1")
+    assert tokens.verify_for(Ring(), _confirm(version=2), "confirm", now=0).list_id == "infomail"
+
+
+def test_a_purpose_token_grants_its_purpose_only_until_it_expires():
+    with pytest.raises(InvalidToken, match="a token for 'confirm', not 'preferences'"):
+        tokens.verify_for(Ring(), _confirm(), "preferences", now=0)
+    with pytest.raises(tokens.ExpiredToken):
+        tokens.verify_for(Ring(), _confirm(), "confirm", now=2_000_000_001)
+
+
+def test_a_purpose_token_and_an_unsubscribe_token_never_stand_in_for_each_other():
+    unsubscribe = sign(Ring.secrets[3], "infomail", "reader@example.com", key_version=3)
+    with pytest.raises(InvalidToken, match="unknown token format"):
+        tokens.verify_for(Ring(), unsubscribe, "confirm", now=0)
+    with pytest.raises(InvalidToken, match="unknown token format"):
+        verify(Ring(), _confirm())
+    # Same key, same payload bytes: the MAC covers the prefix, so relabelling is caught too.
+    relabelled = "v2." + _confirm().split(".", 1)[1]
+    with pytest.raises(InvalidToken, match="signature"):
+        verify(Ring(), relabelled)
+
+
+@pytest.mark.parametrize(
+    "mangle, reason",
+    [
+        (lambda t: t.replace("p1.3.", "p1.1.", 1), "no longer honoured"),  # a dropped key version
+        (lambda t: t.replace("p1.3.", "p1.03.", 1), "unknown token format"),
+        (lambda t: t.replace("p1.3.", "p1.", 1), "unknown token format"),
+        (lambda t: t + ".x", "unknown token format"),
+        (lambda t: ".".join([*t.split(".")[:2], _swap_first(t.split(".")[2]), t.split(".")[3]]), "signature"),
+        (lambda t: ".".join([*t.split(".")[:3], _swap_first(t.split(".")[3])]), "signature"),
+        (lambda t: t[:-1] + "!", "base64url"),
+        (lambda t: "p1.3." + "A" * 1100, "oversized"),
+    ],
+)
+def test_forged_and_mangled_purpose_tokens_are_refused(mangle, reason):
+    with pytest.raises(InvalidToken, match=reason):
+        tokens.verify_for(Ring(), mangle(_confirm()), "confirm", now=0)
+
+
+def test_a_genuine_purpose_token_with_a_malformed_payload_is_refused():
+    # Signed with the real key (as a bug in the signer would), but not five fields.
+    payload = b"confirm\ninfomail\nreader@example.com"
+    prefix = "p1.3"
+    forged = f"{prefix}.{tokens._b64(payload)}.{tokens._b64(tokens._mac(Ring.secrets[3], payload, prefix))}"
+    with pytest.raises(InvalidToken, match="malformed"):
+        tokens.verify_for(Ring(), forged, "confirm", now=0)
+    with pytest.raises(ValueError):
+        tokens.sign_for(b"k", "confirm", "infomail", "a\nb@example.com", expires_at=1, ref="r", key_version=1)

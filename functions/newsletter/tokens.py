@@ -24,6 +24,7 @@ from dataclasses import dataclass
 VERSION = "v1"
 VERSION_2 = "v2"
 _MAX_TOKEN = 1024
+_KEY_VERSION = re.compile(r"[1-9][0-9]{0,9}")
 
 
 class InvalidToken(ValueError):
@@ -84,33 +85,41 @@ def verify(keys, token: str) -> tuple[str, str]:
     `keys` is the secret itself, or a key ring (`keys.KeyRing`): `honoured(version)` gives the
     secret of a version still honoured (else None), `unversioned()` the secrets a v1 token may be
     signed with."""
+    payload = _payload(keys, token, (VERSION, VERSION_2))
+    try:
+        list_id, address = payload.split("\n")
+    except ValueError as exc:
+        raise InvalidToken("token payload is malformed") from exc
+    return list_id, address
+
+
+def _payload(keys, token: str, formats: tuple[str, ...]) -> str:
+    """The signed text of a genuine token in one of `formats` (v1: `v1.payload.mac`; the versioned
+    ones: `<format>.<key version>.payload.mac`); InvalidToken otherwise."""
     ring = _OneKey(keys) if isinstance(keys, (bytes, bytearray)) else keys
     if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN:
         raise InvalidToken("missing or oversized token")
     parts = token.split(".")
-    if len(parts) == 3 and parts[0] == VERSION:
-        prefix, secrets = VERSION, ring.unversioned()
-    elif len(parts) == 4 and parts[0] == VERSION_2 and re.fullmatch(r"[1-9][0-9]{0,9}", parts[1]):
-        prefix = f"{VERSION_2}.{parts[1]}"
+    if len(parts) == 3 and parts[0] == VERSION and VERSION in formats:
+        prefix, secrets, encoded = VERSION, ring.unversioned(), parts[1:]
+    elif len(parts) == 4 and parts[0] in formats and parts[0] != VERSION and _KEY_VERSION.fullmatch(parts[1]):
         secret = ring.honoured(int(parts[1]))
         if secret is None:
             raise InvalidToken("the token's key is no longer honoured (or never was)")
-        secrets = [secret]
-        parts = [prefix, parts[2], parts[3]]
+        prefix, secrets, encoded = f"{parts[0]}.{parts[1]}", [secret], parts[2:]
     else:
         raise InvalidToken("unknown token format")
     try:
-        payload, mac = _unb64(parts[1]), _unb64(parts[2])
+        payload, mac = _unb64(encoded[0]), _unb64(encoded[1])
     except (ValueError, TypeError) as exc:
         raise InvalidToken("token is not valid base64url") from exc
     # Every candidate is compared (in constant time), whichever matches.
     if not any([hmac.compare_digest(mac, _mac(secret, payload, prefix)) for secret in secrets]):
         raise InvalidToken("token signature does not match")
     try:
-        list_id, address = payload.decode("utf-8").split("\n")
-    except ValueError as exc:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise InvalidToken("token payload is malformed") from exc
-    return list_id, address
 
 
 # --- Tokens for one purpose, with an expiry ---------------------------------------------------------
@@ -148,24 +157,9 @@ def sign_for(
 
 def verify_for(keys, token: str, purpose: str, now: float) -> Claims:
     """The claims of a genuine, unexpired token for `purpose`; InvalidToken (ExpiredToken) otherwise."""
-    ring = _OneKey(keys) if isinstance(keys, (bytes, bytearray)) else keys
-    if not isinstance(token, str) or not token or len(token) > _MAX_TOKEN:
-        raise InvalidToken("missing or oversized token")
-    parts = token.split(".")
-    if len(parts) != 4 or parts[0] != PURPOSE_VERSION or not re.fullmatch(r"[1-9][0-9]{0,9}", parts[1]):
-        raise InvalidToken("unknown token format")
-    prefix = f"{PURPOSE_VERSION}.{parts[1]}"
-    secret = ring.honoured(int(parts[1]))
-    if secret is None:
-        raise InvalidToken("the token's key is no longer honoured (or never was)")
+    payload = _payload(keys, token, (PURPOSE_VERSION,))
     try:
-        payload, mac = _unb64(parts[2]), _unb64(parts[3])
-    except (ValueError, TypeError) as exc:
-        raise InvalidToken("token is not valid base64url") from exc
-    if not hmac.compare_digest(mac, _mac(secret, payload, prefix)):
-        raise InvalidToken("token signature does not match")
-    try:
-        kind, list_id, address, expires, ref = payload.decode("utf-8").split("\n")
+        kind, list_id, address, expires, ref = payload.split("\n")
         expires_at = int(expires)
     except ValueError as exc:
         raise InvalidToken("token payload is malformed") from exc
