@@ -435,17 +435,37 @@ def _stats_table(records: list[dict]) -> None:
     console.print(table)
 
 
+def _states_help() -> str:
+    from .recipients import STATES
+
+    return "; ".join(f"{state}: {meaning}" for state, meaning in STATES.items())
+
+
 @app.command()
 @handled
 def status(
     ctx: typer.Context,
     issue: str | None = typer.Argument(None, help="One issue id; all issues without it."),
     tests: bool = typer.Option(False, "--tests", help="Include test sends."),
+    recipients: str | None = typer.Option(
+        None,
+        "--recipients",
+        metavar="STATE",
+        help="Instead of the figures: the issue's readers in STATE, as CSV (email, name, language, state, "
+        "when, detail). " + _states_help() + ".",
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="With --recipients: the CSV file to write [default: standard output]."
+    ),
 ):
-    """Per-issue statistics: queued, sent, failed, delivered, bounced, complained, unsubscribed, opens, clicks."""
+    """Per-issue statistics: queued, sent, failed, delivered, bounced, complained, unsubscribed, opens, clicks;
+    or, with --recipients STATE, who of an issue's readers is in that state, as CSV."""
     from . import publishing
 
     target = _target(ctx)
+    if recipients is not None or out is not None:
+        _export_recipients(target, issue, recipients, out)
+        return
     if issue:
         record = publishing.get_record(target, issue)
         if record is None:
@@ -469,6 +489,133 @@ def status(
         console.print("no issues published yet")
         return
     _stats_table(records)
+
+
+def _tables(target: Target):
+    from .recipients import Tables
+
+    return Tables(
+        issues=target.ref("IssuesTable"),
+        sends=target.ref("SendsTable"),
+        subscribers=target.ref("SubscribersTable"),
+        suppressions=target.ref("SuppressionsTable"),
+        feedback=target.ref("FeedbackTable"),
+    )
+
+
+def _export_recipients(target: Target, issue: str | None, state: str | None, out: Path | None) -> None:
+    """`status ISSUE --recipients STATE [--out FILE]`: the CSV; the count on standard error (or
+    after the file's name), never an address."""
+    from . import publishing
+    from . import recipients as who
+
+    if not issue or not state:
+        raise CliError("--recipients STATE needs an ISSUE (and --out needs --recipients)")
+    if state not in who.STATES:
+        raise CliError(f"--recipients {state!r}: one of {', '.join(who.STATES)}")
+    record = publishing.get_record(target, issue)
+    if record is None:
+        raise CliError(f"no issue {issue!r} on {target.kind} {target.name!r}")
+    ddb, tables = target.client("dynamodb"), _tables(target)
+    try:
+        who.exportable(ddb, tables, record, state)
+    except who.NotRecorded as exc:
+        raise CliError(f"{issue}: {exc}") from None
+    if out is None:
+        n = who.export(ddb, tables, record, state, sys.stdout)
+        err.print(f"{n} reader(s) of {issue} {state}")
+        return
+    with out.open("w", newline="", encoding="utf-8") as f:
+        n = who.export(ddb, tables, record, state, f)
+    console.print(f"{n} reader(s) of {issue} {state} written to {out}")
+
+
+@app.command()
+@handled
+def resend(
+    ctx: typer.Context,
+    issue: str = typer.Argument(..., help="Issue id."),
+    not_sent: bool = typer.Option(
+        False,
+        "--not-sent",
+        help="Queue the issue again for the readers it was queued for and never sent (the issue cancelled, "
+        "a batch in the DLQ): never anyone sent, delivered, bounced, rejected or uncertain; whoever "
+        "unsubscribed or was suppressed since is recorded skipped, not mailed.",
+    ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Resend even though the send or fan-out queue still holds messages: the ledger still mails "
+        "nobody twice, and a reader whose batch is still queued is mailed by whichever batch comes first.",
+    ),
+):
+    """Send an issue to the readers it was queued for and never sent, through the same send path:
+    each send claims its reader in the ledger first, so running it twice, or while the issue still
+    sends, mails nobody twice. A cancelled issue is sending again while they are sent."""
+    from newsletter.sender import ISSUE_TTL
+
+    from . import publishing
+    from . import recipients as who
+
+    if not not_sent:
+        raise CliError("say whom to resend to: --not-sent (the readers it was queued for and never sent)")
+    target = _target(ctx)
+    record = publishing.get_record(target, issue)
+    if record is None:
+        raise CliError(f"no issue {issue!r} on {target.kind} {target.name!r}")
+    sqs = target.client("sqs")
+    waiting = who.queue_depths(sqs, {"send queue": target.ref("SendQueue"), "fan-out queue": target.ref("FanoutQueue")})
+    why = who.refusal(record, waiting, force=force)
+    if why:
+        raise CliError(f"not resending {issue}: {why}")
+    ddb, tables = target.client("dynamodb"), _tables(target)
+    # On AWS a send function may have read "cancelled" up to ISSUE_TTL ago and still trust it:
+    # a reopened issue's batches wait longer than that. Locally the CLI is that function, afresh.
+    delay = 0 if target.is_local or record.get("status") != Status.CANCELLED else int(ISSUE_TTL) + 5
+    try:
+        done = who.resend_not_sent(ddb, sqs, tables, record, target.ref("SendQueue"), delay_s=delay)
+    except who.NotRecorded as exc:
+        raise CliError(f"not resending {issue}: {exc}") from None
+    if not done.queued:
+        console.print(f"{issue}: nobody to resend to (everyone it was queued for is in the ledger)")
+        return
+    if done.reopened:
+        console.print(f"{issue} was cancelled: it is sending again")
+    console.print(f"{issue}: {done.queued} reader(s) queued again in {done.batches} batch(es); {done.to_mail} to mail")
+    for reason, n in sorted(done.since.items()):
+        console.print(f"  {n} {reason}: the send function records them skipped")
+    if done.abandoned:
+        console.print(f"  {done.abandoned} whose send died under way: recorded uncertain, never sent")
+    if done.uncounted:
+        console.print(f"  {done.uncounted} handled but never counted: counted now, not mailed again")
+    dead = who.queue_depths(sqs, {"SendDLQ": target.ref("SendDLQ")})["SendDLQ"]
+    if dead:
+        console.print(f"SendDLQ holds {dead} message(s): redriving them later mails nobody twice")
+    if target.is_local:
+        _finish(target, issue, _run_resend_locally(target, issue))
+    else:
+        console.print(f"follow it with: newsletter status {issue}")
+
+
+def _run_resend_locally(target: Target, issue: str) -> dict | None:
+    """Locally, be Lambda: send what was queued, reconcile, and answer as the SES simulator would."""
+    from devstack import ses_feedback
+
+    from . import publishing
+
+    stack = target.local
+    with publishing.function_logs(target):
+        stack.poll("SendFunction")
+        stack.poll("FanoutFunction")  # the reconcile job of an issue that is now sent
+        record = publishing.get_record(target, issue)
+        if record:
+            # Only the resent readers' answers: the others' came when they were sent.
+            sent = ses_feedback.sent_ledger(stack, issue)
+            resent = {i["email"] for i in sent if str(i.get("batch_id", "")).startswith("resend-")}
+            answers = ses_feedback.simulator_outcomes(stack, record["list_id"], issue_id=issue, others_delivered=False)
+            outcomes = [n for n in answers if n["mail"]["destination"][0] in resent]
+            ses_feedback.deliver(stack, outcomes)
+    return publishing.get_record(target, issue)
 
 
 def _control(ctx: typer.Context, action: str, issue: str) -> None:

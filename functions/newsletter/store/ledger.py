@@ -10,9 +10,17 @@ A claim names its attempt (`claim`, a random id) and when that attempt is certai
 (`until`: its Lambda invocation's deadline). So every write can tell its own earlier write from
 somebody else's (an SDK retry after a lost answer finds its own claim, not a duplicate), and a
 claim whose attempt died is recognised as abandoned once `until` has passed.
+
+Who fan-out queued has no item here (that would be a write per reader before any is sent): each
+fan-out page's marker in the issues table names the readers it queued by `queued_key`, 8 bytes
+a reader and no address. A reader queued and never claimed (the issue cancelled, the batch in the
+DLQ) is one a page names and the ledger does not hold.
 """
 
 from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
 
 from botocore.exceptions import ClientError
 
@@ -22,6 +30,7 @@ from . import condition_failed, from_item, to_item
 TTL_DAYS = 90
 SENDING = "sending"
 FINAL = frozenset({"sent", "rejected", "skipped", "uncertain"})
+QUEUED_KEY_BYTES = 8  # for a million readers, two of a shard sharing a key: about 1 in 10^10
 # Lambda instances' clocks agree to well under this (NTP): a claim is abandoned this long after `until`.
 CLOCK_SKEW_S = 5
 
@@ -191,3 +200,40 @@ def items(ddb, table: str, issue_id: str):
         start = resp.get("LastEvaluatedKey")
         if not start:
             return
+
+
+def entries(ddb, table: str, issue_id: str, statuses: Iterable[str]) -> Iterator[dict]:
+    """The issue's ledger items in these states, every attribute, page by page (an operator's
+    export: one Query of the issue's partition, filtered)."""
+    wanted = sorted(set(statuses))
+    values = {":i": {"S": issue_id}, **{f":s{n}": {"S": s} for n, s in enumerate(wanted)}}
+    start = None
+    while True:
+        resp = ddb.query(
+            TableName=table,
+            KeyConditionExpression="issue_id = :i",
+            FilterExpression="#status IN (" + ", ".join(f":s{n}" for n in range(len(wanted))) + ")",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=values,
+            **({"ExclusiveStartKey": start} if start else {}),
+        )
+        yield from (from_item(i) for i in resp.get("Items", []))
+        start = resp.get("LastEvaluatedKey")
+        if not start:
+            return
+
+
+def queued_key(address: str) -> bytes:
+    """How a fan-out page marker names a reader it queued (the issues table holds no address)."""
+    return hashlib.sha256(b"queued\0" + address.encode("utf-8")).digest()[:QUEUED_KEY_BYTES]
+
+
+def queued_keys(addresses: Iterable[str]) -> bytes | None:
+    """A page's readers as its marker keeps them, packed (None for none): 4 KB for 500."""
+    return b"".join(queued_key(a) for a in addresses) or None
+
+
+def unpack_queued(blob: bytes | None) -> frozenset[bytes]:
+    """The keys a page marker's `readers` holds."""
+    blob = bytes(blob or b"")
+    return frozenset(blob[i : i + QUEUED_KEY_BYTES] for i in range(0, len(blob), QUEUED_KEY_BYTES))
