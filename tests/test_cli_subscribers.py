@@ -555,7 +555,7 @@ class Watched:
     the TransactWriteItems calls under way at once."""
 
     def __init__(self, ddb):
-        self.ddb, self.now, self.most = ddb, 0, 0
+        self.ddb, self.now, self.most, self.calls = ddb, 0, 0, 0
         self.lock = threading.Lock()
         self.meta = types.SimpleNamespace(config=types.SimpleNamespace(max_pool_connections=10), endpoint_url=None)
 
@@ -565,6 +565,7 @@ class Watched:
     def transact_write_items(self, **request):
         with self.lock:
             self.now += 1
+            self.calls += 1
             self.most = max(self.most, self.now)
         try:
             return self.ddb.transact_write_items(**request)
@@ -587,9 +588,10 @@ def test_against_moto_the_transactions_go_one_at_a_time(tables, tmp_path):
     # moto copies every table for a transaction, unsafe while another changes one (the local stack).
     client = Watched(tables)
     client.meta = tables.meta
-    path = csv_file(tmp_path, "email\n" + "".join(f"w{i}@example.com\n" for i in range(1500)))
-    assert run(client, path).imported == 1500 and len(stored(tables)) == 1500
-    assert client.most == 1
+    # Three transactions (100, 100, 50) that would overlap: moto's copies make every one slower.
+    path = csv_file(tmp_path, "email\n" + "".join(f"w{i}@example.com\n" for i in range(250)))
+    assert run(client, path).imported == 250 and len(stored(tables)) == 250
+    assert client.most == 1 and client.calls >= 3
     assert not cli._moto(types.SimpleNamespace(meta=types.SimpleNamespace(endpoint_url=None)))
 
 
