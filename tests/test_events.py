@@ -168,3 +168,110 @@ def test_function_url_one_click_post_event_unsubscribes(stack, published):
     assert "You are unsubscribed" in response["body"]
     assert _subscriber_status(stack) == "unsubscribed"
     assert issue_record(stack, "2015-07")["unsubscribed"] == 1
+
+
+# Function URL samples of the signup pages, for the same function: the form, a posted signup (its
+# proof of work is genuine: a challenge signed with conftest.SECRET that never expires), the
+# confirmation link and its button, the preference centre and its form, the bot check's
+# challenge and widget. Their tokens are signed with conftest.SECRET; the confirmation link names
+# the pending signup `pending_signup` makes.
+SIGNUP_EVENTS = (
+    "function-url-subscribe-get.json",
+    "function-url-subscribe-post.json",
+    "function-url-confirm-get.json",
+    "function-url-confirm-post.json",
+    "function-url-preferences-get.json",
+    "function-url-preferences-post.json",
+    "function-url-altcha-get.json",
+    "function-url-altcha-js-get.json",
+)
+TRIGGERS.update(dict.fromkeys(SIGNUP_EVENTS, "UnsubscribeFunction"))
+SIGNER, PENDING = "ana.silva@example.org", "rosa.ferreira@example.org"
+
+
+@pytest.fixture
+def signup_list(stack):
+    """The example list as `newsletter lists put` stores it (consent, topics, welcome), and its readers."""
+    from newsletter.mailing_list import MailingList
+    from newsletter_cli.lists import put
+
+    load_subscribers(stack, "infomail", ROOT / "examples" / "subscribers.csv")
+    document = MailingList.model_validate_json((ROOT / "examples" / "lists" / "infomail.json").read_text())
+    put(stack.client("dynamodb"), stack.ref("ListsTable"), document)
+    return stack
+
+
+@pytest.fixture
+def pending_signup(signup_list):
+    """The signup the confirmation samples name: as a posted form records it."""
+    from newsletter.store import signups
+
+    request = signups.Request(
+        "sample-signup-0001", "2015-07-01T08:16:12Z", int(signup_list.clock.time()), "Rosa Ferreira", "en", ["news"], {}
+    )
+    table = signup_list.ref("SubscribersTable")
+    assert signups.request(
+        signup_list.client("dynamodb"), table, "infomail", PENDING, request, pending_ttl_s=86400, resend_after_s=600
+    ) == (signups.CREATED, "sample-signup-0001")
+    return signup_list
+
+
+def _invoke(stack, name: str) -> dict:
+    return stack.invoke("UnsubscribeFunction", json.loads((EVENTS / name).read_text()))
+
+
+def test_function_url_signup_form_event_shows_the_form(signup_list):
+    response = _invoke(signup_list, "function-url-subscribe-get.json")
+    assert response["statusCode"] == 200 and response["headers"]["Referrer-Policy"] == "same-origin"
+    assert '<form method="post"' in response["body"] and 'name="consent_version" value="2015-07"' in response["body"]
+
+
+def test_function_url_signup_post_event_records_a_pending_reader_and_mails_them(signup_list):
+    response = _invoke(signup_list, "function-url-subscribe-post.json")
+    assert response["statusCode"] == 200 and "Check your inbox" in response["body"]
+    assert _subscriber_status(signup_list, SIGNER) == "pending"
+    assert mailed() == [SIGNER]
+
+
+def test_function_url_confirm_get_event_shows_the_button_and_changes_nothing(pending_signup):
+    response = _invoke(pending_signup, "function-url-confirm-get.json")
+    assert (
+        response["statusCode"] == 200 and 'method="post"' in response["body"] and "r***@example.org" in response["body"]
+    )
+    assert _subscriber_status(pending_signup, PENDING) == "pending"
+
+
+def test_function_url_confirm_post_event_confirms_and_welcomes(pending_signup):
+    response = _invoke(pending_signup, "function-url-confirm-post.json")
+    assert response["statusCode"] == 200
+    assert _subscriber_status(pending_signup, PENDING) == "active"
+    assert mailed() == [PENDING]  # the list's welcome
+
+
+def test_function_url_preferences_events_show_and_save_a_readers_choices(signup_list):
+    from newsletter.store import subscribers
+
+    shown = _invoke(signup_list, "function-url-preferences-get.json")
+    assert shown["statusCode"] == 200 and "j***@example.com" in shown["body"]
+    saved = _invoke(signup_list, "function-url-preferences-post.json")
+    assert saved["statusCode"] == 200 and '<html lang="fr"' in saved["body"]
+    reader = subscribers.get_subscriber(
+        signup_list.client("dynamodb"), signup_list.ref("SubscribersTable"), "infomail", UNSUBSCRIBER
+    )
+    assert (reader["language"], reader["topics"], reader["status"]) == ("fr", ["news", "vacancies"], "active")
+
+
+def test_function_url_altcha_events_serve_a_challenge_and_the_widget(signup_list):
+    import base64
+    import gzip
+    import os
+
+    from newsletter.public import STATIC, WIDGET_FILE
+
+    challenge = _invoke(signup_list, "function-url-altcha-get.json")
+    assert challenge["statusCode"] == 200 and challenge["headers"]["Cache-Control"] == "no-store"
+    assert json.loads(challenge["body"])["parameters"]["algorithm"] == "PBKDF2/SHA-256"
+    widget = _invoke(signup_list, "function-url-altcha-js-get.json")
+    assert widget["statusCode"] == 200 and widget["headers"]["Content-Encoding"] == "gzip"
+    with open(os.path.join(STATIC, WIDGET_FILE), "rb") as f:
+        assert gzip.decompress(base64.b64decode(widget["body"])) == f.read()

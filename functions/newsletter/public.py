@@ -1,15 +1,21 @@
 """The public pages on the Function URL: signup, confirmation, the bot check, and unsubscribing.
 
-Routes (the signup pages with Powertools' LambdaFunctionUrlResolver, built on the first request
-for one of them; the unsubscribe link without it, which keeps its cold start at about 1.2x
-`import boto3`, against 1.5-1.6x measured with every request through the router):
+Routes, a table (ROUTES: method and path to the function that answers):
 
     GET  /subscribe/<list>   the list's signup form          POST: sign up (`signup.subscribe`)
     GET  /confirm?token=…    a page with a button            POST: confirm (`signup.confirm`)
+    GET  /preferences?token=…  the preference centre         POST: save, or leave (`preferences`)
     GET  /altcha             a proof-of-work challenge (JSON) for the form's bot check
     GET  /altcha.js          the ALTCHA widget, served from here (no CDN)
     anything else            the unsubscribe link of every email (`unsubscribe.Endpoint`), as
                              before: its URL is in every mail already sent, so it keeps any path
+
+Routed by hand rather than with Powertools' LambdaFunctionUrlResolver: importing its
+event_handler package (every resolver it has, asyncio, the event data classes) costs about as much
+CPU as a third of `import boto3`, and whichever request comes first to a new container pays it;
+with it a signup page's cold start measured 1.6-2.0x `import boto3`, against a goal of 1.5x
+(docs/benchmarks.md). What the routes need (the signup module, its pages, email-validator,
+altcha, the mail) is imported by the routes that use it.
 
 `Site` is what a container keeps between invocations (lists' records for a few minutes, the
 widget's bytes); its AWS clients are injected, and `reset()` forgets all of it.
@@ -19,22 +25,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from . import aws, clock
 from .config import PublicSettings
-from .function_url import HTML_HEADERS, BadRequest, BodyTooLarge, Request, html_response
+from .function_url import BadRequest, BodyTooLarge, Request, html_response
 from .privacy import address_hash
 from .store import lists
 from .telemetry import logger, service_metrics
 from .unsubscribe import Endpoint, mask_address
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response
 
 MAX_FORM = 8192
 LIST_TTL_S = 60.0
@@ -60,19 +63,11 @@ class Site:
     unsubscribe: Endpoint = field(default_factory=Endpoint)
     _lists: dict[str, tuple[float, dict | None]] = field(default_factory=dict, repr=False)
     _widget: bytes | None = field(default=None, repr=False)
-    _router: LambdaFunctionUrlResolver | None = field(default=None, repr=False)
 
     def reset(self) -> None:
         self._lists.clear()
         self._widget = None
-        self._router = None
         self.unsubscribe.reset()
-
-    def router(self, settings_of: Callable[[], PublicSettings]) -> LambdaFunctionUrlResolver:
-        """The signup pages' router, built on the first request that needs it (see `handle`)."""
-        if self._router is None:
-            self._router = build_app(self, settings_of)
-        return self._router
 
     def list_record(self, settings: PublicSettings, list_id: str) -> dict | None:
         now = clock.now()
@@ -94,16 +89,28 @@ class Site:
 # --- what the routes need -------------------------------------------------------------------------
 
 
-def _html(status: int, page: str, *, csp: str | None = None, **extra: str) -> Response:
-    from aws_lambda_powertools.event_handler import Response
-
-    headers = {**HTML_HEADERS, **({"Content-Security-Policy": csp} if csp else {}), **extra}
+def _html(status: int, page: str, *, csp: str | None = None, **extra: str) -> dict:
+    headers = {**({"Content-Security-Policy": csp} if csp else {}), **extra}
     if csp == FORM_CSP:
         # The signup form carries no token, and with "no-referrer" browsers post it with
         # `Origin: null`, which the origin check must refuse: its own origin is sent instead.
         headers["Referrer-Policy"] = "same-origin"
-    headers.pop("Content-Type")
-    return Response(status_code=status, content_type="text/html; charset=utf-8", body=page, headers=headers)
+    return html_response(status, page, headers=headers)
+
+
+def _response(status: int, content_type: str, body: str | bytes, headers: dict[str, str]) -> dict:
+    """A Function URL response; bytes go base64-encoded, as the payload format requires."""
+    encoded = isinstance(body, bytes)
+    if encoded:
+        import base64
+
+        body = base64.b64encode(body).decode("ascii")
+    return {
+        "statusCode": status,
+        "headers": {**headers, "Content-Type": content_type},
+        "body": body,
+        "isBase64Encoded": encoded,
+    }
 
 
 def _language(request: Request, form: dict[str, list[str]] | None = None, offered: list[str] | None = None) -> str:
@@ -164,239 +171,250 @@ def _base_url(settings: PublicSettings, event: dict) -> str:
     return _own_origin(event) or ""
 
 
-def build_app(site: Site, settings_of: Callable[[], PublicSettings]) -> LambdaFunctionUrlResolver:
-    """The signup pages' routes. What only signing up needs (the signup module, its pages, email-validator,
-    altcha) is imported by the routes that use it: the unsubscribe link's cold start stays small."""
-    from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response
-    from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+def _keyring(settings: PublicSettings):
+    return aws.token_keys(settings.token_secret_parameter, settings.token_grace_days)
 
+
+def _limits(settings: PublicSettings):
+    from .signup import Limits
+
+    return Limits(
+        settings.signup_per_client_per_hour,
+        settings.signup_per_list_per_hour,
+        settings.signup_per_address_per_day,
+    )
+
+
+def _deps(site: Site, settings: PublicSettings, event: dict):
+    from .signup import Deps
+
+    def send_confirmation(lst, address, name, language, token) -> bool:
+        return _send_confirmation(site, settings, event, lst, address, name, language, token)
+
+    return Deps(
+        ddb=site.clients("dynamodb"),
+        subscribers_table=settings.subscribers_table,
+        suppressions_table=settings.suppressions_table,
+        limits_table=settings.limits_table,
+        keys=lambda: _keyring(settings),
+        send_confirmation=send_confirmation,
+        now=clock.now,
+        iso=clock.iso,
+        limits=_limits(settings),
+        altcha=lambda payload, now: _check_altcha(site, settings, payload, now),
+        forgotten_id=lambda address: _forgotten_id(settings, address),
+    )
+
+
+def _signup_list(site: Site, settings: PublicSettings, list_id: str):
+    from .signup import ListSignup
+
+    return ListSignup.from_record(site.list_record(settings, list_id), _limits(settings))
+
+
+def _closed(language: str) -> dict:
+    from .unsubscribe_pages import N_, error
+
+    page = error(N_("No such signup form"), N_("This list does not take signups here."), language)
+    return _html(404, page)
+
+
+# --- the routes: each answers (site, settings, request, event, path parameters) -------------------
+
+
+def subscribe_page(site: Site, settings: PublicSettings, req: Request, event: dict, list_id: str) -> dict:
+    from . import signup_pages as pages
+
+    lst = _signup_list(site, settings, list_id)
+    if lst is None or not lst.open:
+        return _closed(_language(req))
+    language = _language(req, offered=lst.languages)
+    return _html(200, pages.subscribe_form(lst, language), csp=FORM_CSP)
+
+
+def subscribe(site: Site, settings: PublicSettings, req: Request, event: dict, list_id: str) -> dict:
+    from . import signup as su
+    from . import signup_pages as pages
+    from .unsubscribe import page_language
+    from .unsubscribe_pages import N_, error
+
+    try:
+        fields = req.form(MAX_FORM)
+    except BodyTooLarge:
+        return _html(413, error(N_("Request too large"), N_("This request is larger than a signup can be.")))
+    except BadRequest:
+        return _html(400, error(N_("Bad request"), N_("This request could not be read.")))
+    lst = _signup_list(site, settings, list_id)
+    if lst is None:
+        return _closed(_language(req, fields))
+    form = su.Form.read(fields)
+    # Pages (and the confirmation mail) in the language chosen, if we have words for it.
+    if form.language:
+        language = page_language([lst.language_for(form.language)])
+    else:
+        language = _language(req, fields, lst.languages)
+    d = _deps(site, settings, event)
+    client = _client(req, event, _keyring(settings).current().secret, settings)
+    outcome = su.subscribe(form, client, lst, d, own_origins=_own_origins(settings, event), language=language)
+    _report("signup", outcome.reason, list_id, outcome.address, mailed=outcome.mailed)
+    allowed = client.embedded and outcome.reason != "origin"
+    cors = {"Access-Control-Allow-Origin": client.origin or "", "Vary": "Origin"} if allowed else {}
+    if outcome.page == "check-inbox":
+        return _html(outcome.status, pages.check_inbox(lst.name, language), **cors)
+    if outcome.page == "form":
+        values = {"email": form.email, "name": form.name, "language": form.language, "topics": form.topics}
+        page = pages.subscribe_form(lst, language, values=values, problems=outcome.problems)
+        return _html(outcome.status, page, csp=FORM_CSP, **cors)
+    if outcome.page == "limited":
+        page = error(N_("Too many requests"), N_("Please wait a while and try again."), language)
+        return _html(429, page, **{"Retry-After": "3600"}, **cors)
+    if outcome.page == "forbidden":
+        return _html(403, error(N_("Not allowed"), N_("This form cannot be sent from that site."), language))
+    return _closed(language)
+
+
+def _confirmation(site: Site, settings: PublicSettings, req: Request, event: dict, *, post: bool) -> dict:
+    from . import signup as su
+    from . import signup_pages as pages
+
+    try:
+        fields = req.form(MAX_FORM) if post else {}
+    except BadRequest:
+        fields = {}
+    language = _language(req, fields)
+    tokens = set(req.query.get("token", []) + fields.get("token", []))
+    if len(tokens) != 1:
+        return _html(400, pages.link_problem("invalid", language))
+    d = _deps(site, settings, event)
+    client = _client(req, event, _keyring(settings).current().secret, settings)
+    result = su.confirm(tokens.pop(), client, d, post=post)
+    _report("confirm", result.reason, result.list_id, result.address)
+    if result.page in ("expired", "stale", "invalid"):
+        return _html(result.status, pages.link_problem(result.page, language))
+    record = site.list_record(settings, result.list_id) or {}
+    name = record.get("name") or result.list_id
+    masked = mask_address(result.address)
+    if result.page == "confirm":
+        return _html(200, pages.confirm_button(name, masked, req.query["token"][0], language))
+    if result.page == "confirmed" and record.get("welcome"):  # once: only one POST confirms
+        _send_welcome(site, settings, event, record, result.subscriber or {}, result.address)
+    return _html(200, pages.confirmed(name, masked, language, already=result.page == "already"))
+
+
+def confirm_page(site: Site, settings: PublicSettings, req: Request, event: dict) -> dict:
+    return _confirmation(site, settings, req, event, post=False)
+
+
+def confirm(site: Site, settings: PublicSettings, req: Request, event: dict) -> dict:
+    return _confirmation(site, settings, req, event, post=True)
+
+
+def _preferences(site: Site, settings: PublicSettings, req: Request, event: dict, *, post: bool) -> dict:
+    from . import preferences as prefs
+    from . import signup_pages as pages
     from . import unsubscribe_pages
     from .unsubscribe import page_language
     from .unsubscribe_pages import N_, error
 
-    app = LambdaFunctionUrlResolver()
+    try:
+        fields = req.form(MAX_FORM) if post else None
+    except BadRequest:
+        return _html(400, error(N_("Bad request"), N_("This request could not be read.")))
+    ring = _keyring(settings)
+    who = prefs.read_token(ring, req.query.get("token", []) + (fields or {}).get("token", []))
+    lst = _signup_list(site, settings, who[0]) if who else None
+    language = _language(req, fields, lst.languages if lst else None)
+    client = _client(req, event, ring.current().secret, settings)
+    result = prefs.answer(
+        site.clients("dynamodb"),
+        settings.subscribers_table,
+        lst,
+        who,
+        fields,
+        at=clock.iso(),
+        client_hash=client.ip_hash,
+    )
+    _report("preferences", result.reason, result.list_id, result.address)
+    if result.page == "saved":  # the answer in the language just chosen, when we have words for it
+        language = page_language([result.values["language"]])
+    if result.page == "invalid":
+        return _html(400, unsubscribe_pages.invalid_link(language))
+    record = site.list_record(settings, result.list_id) or {}
+    name = record.get("name") or result.list_id
+    masked = mask_address(result.address)
+    if result.page == "not-subscribed":
+        return _html(200, unsubscribe_pages.not_subscribed(name, masked, language))
+    if result.page == "unsubscribed":
+        return _html(200, unsubscribe_pages.unsubscribed(name, masked, language))
+    token = next(iter(set(req.query.get("token", []) + (fields or {}).get("token", []))))
+    page = pages.preferences_form(
+        lst,
+        language,
+        result.subscriber or {},
+        token,
+        masked_address=masked,
+        problems=result.problems,
+        values=result.values or None,
+        saved=result.page == "saved",
+    )
+    return _html(result.status, page)
 
-    def request() -> Request:
-        return Request.from_event(app.current_event.raw_event)
 
-    def keyring(settings: PublicSettings):
-        return aws.token_keys(settings.token_secret_parameter, settings.token_grace_days)
+def preferences_page(site: Site, settings: PublicSettings, req: Request, event: dict) -> dict:
+    return _preferences(site, settings, req, event, post=False)
 
-    def deps(settings: PublicSettings, event: dict):
-        from . import signup as su
 
-        ddb = site.clients("dynamodb")
+def preferences_save(site: Site, settings: PublicSettings, req: Request, event: dict) -> dict:
+    return _preferences(site, settings, req, event, post=True)
 
-        def send_confirmation(lst, address, name, language, token) -> bool:
-            return _send_confirmation(site, settings, event, lst, address, name, language, token)
 
-        return su.Deps(
-            ddb=ddb,
-            subscribers_table=settings.subscribers_table,
-            suppressions_table=settings.suppressions_table,
-            limits_table=settings.limits_table,
-            keys=lambda: keyring(settings),
-            send_confirmation=send_confirmation,
-            now=clock.now,
-            iso=clock.iso,
-            limits=su.Limits(
-                settings.signup_per_client_per_hour,
-                settings.signup_per_list_per_hour,
-                settings.signup_per_address_per_day,
-            ),
-            altcha=lambda payload, now: _check_altcha(site, settings, payload, now),
-            forgotten_id=lambda address: _forgotten_id(settings, address),
-        )
+def challenge(site: Site, settings: PublicSettings, req: Request, event: dict) -> dict:
+    body = json.dumps(_new_challenge(settings, _keyring(settings).current().secret))
+    headers = {"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"}
+    return _response(200, "application/json", body, headers)
 
-    def signup_list(settings: PublicSettings, list_id: str):
-        from . import signup as su
 
-        defaults = su.Limits(
-            settings.signup_per_client_per_hour,
-            settings.signup_per_list_per_hour,
-            settings.signup_per_address_per_day,
-        )
-        return su.ListSignup.from_record(site.list_record(settings, list_id), defaults)
+def widget(site: Site, settings: PublicSettings, req: Request, event: dict) -> dict:
+    headers = {
+        "Cache-Control": "public, max-age=86400",
+        # A module script is fetched with CORS: embedding sites load it too.
+        "Access-Control-Allow-Origin": "*",
+        "X-Content-Type-Options": "nosniff",
+    }
+    body = site.widget()
+    if "gzip" in req.headers.get("accept-encoding", ""):
+        import zlib
 
-    def closed(language: str) -> Response:
-        page = error(N_("No such signup form"), N_("This list does not take signups here."), language)
-        return _html(404, page)
+        gzip = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+        body = gzip.compress(body) + gzip.flush()
+        headers["Content-Encoding"] = "gzip"
+    return _response(200, "text/javascript; charset=utf-8", body, headers)
 
-    @app.get("/subscribe/<list_id>")
-    def subscribe_page(list_id: str):
-        from . import signup_pages as pages
 
-        settings, req = settings_of(), request()
-        lst = signup_list(settings, list_id)
-        if lst is None or not lst.open:
-            return closed(_language(req))
-        language = _language(req, offered=lst.languages)
-        return _html(200, pages.subscribe_form(lst, language), csp=FORM_CSP)
+Route = Callable[..., dict]
+# (method, path) -> the route; the one path with a parameter is named by LIST_PATH's pattern.
+ROUTES: dict[tuple[str, str], Route] = {
+    ("GET", "/subscribe/<list_id>"): subscribe_page,
+    ("POST", "/subscribe/<list_id>"): subscribe,
+    ("GET", "/confirm"): confirm_page,
+    ("POST", "/confirm"): confirm,
+    ("GET", "/preferences"): preferences_page,
+    ("POST", "/preferences"): preferences_save,
+    ("GET", "/altcha"): challenge,
+    ("GET", "/altcha.js"): widget,
+}
+# A list id: the characters a path segment may hold (RFC 3986's unreserved and sub-delims, and
+# the ones gateways decode), one segment.
+LIST_PATH = re.compile(r"^/subscribe/(?P<list_id>[-._~()'!*:@,;=+&$%<> \[\]{}|^\w]+)$")
 
-    @app.post("/subscribe/<list_id>")
-    def subscribe(list_id: str):
-        from . import signup as su
-        from . import signup_pages as pages
 
-        settings, req, event = settings_of(), request(), app.current_event.raw_event
-        try:
-            fields = req.form(MAX_FORM)
-        except BodyTooLarge:
-            return _html(413, error(N_("Request too large"), N_("This request is larger than a signup can be.")))
-        except BadRequest:
-            return _html(400, error(N_("Bad request"), N_("This request could not be read.")))
-        lst = signup_list(settings, list_id)
-        if lst is None:
-            return closed(_language(req, fields))
-        form = su.Form.read(fields)
-        # Pages (and the confirmation mail) in the language chosen, if we have words for it.
-        if form.language:
-            language = page_language([lst.language_for(form.language)])
-        else:
-            language = _language(req, fields, lst.languages)
-        d = deps(settings, event)
-        client = _client(req, event, keyring(settings).current().secret, settings)
-        outcome = su.subscribe(form, client, lst, d, own_origins=_own_origins(settings, event), language=language)
-        _report("signup", outcome.reason, list_id, outcome.address, mailed=outcome.mailed)
-        allowed = client.embedded and outcome.reason != "origin"
-        cors = {"Access-Control-Allow-Origin": client.origin or "", "Vary": "Origin"} if allowed else {}
-        if outcome.page == "check-inbox":
-            return _html(outcome.status, pages.check_inbox(lst.name, language), **cors)
-        if outcome.page == "form":
-            values = {"email": form.email, "name": form.name, "language": form.language, "topics": form.topics}
-            page = pages.subscribe_form(lst, language, values=values, problems=outcome.problems)
-            return _html(outcome.status, page, csp=FORM_CSP, **cors)
-        if outcome.page == "limited":
-            page = error(N_("Too many requests"), N_("Please wait a while and try again."), language)
-            return _html(429, page, **{"Retry-After": "3600"}, **cors)
-        if outcome.page == "forbidden":
-            return _html(403, error(N_("Not allowed"), N_("This form cannot be sent from that site."), language))
-        return closed(language)
-
-    def confirmation(post: bool):
-        from . import signup as su
-        from . import signup_pages as pages
-
-        settings, req, event = settings_of(), request(), app.current_event.raw_event
-        try:
-            fields = req.form(MAX_FORM) if post else {}
-        except BadRequest:
-            fields = {}
-        language = _language(req, fields)
-        tokens = set(req.query.get("token", []) + fields.get("token", []))
-        if len(tokens) != 1:
-            return _html(400, pages.link_problem("invalid", language))
-        d = deps(settings, event)
-        client = _client(req, event, keyring(settings).current().secret, settings)
-        result = su.confirm(tokens.pop(), client, d, post=post)
-        _report("confirm", result.reason, result.list_id, result.address)
-        if result.page in ("expired", "stale", "invalid"):
-            return _html(result.status, pages.link_problem(result.page, language))
-        record = site.list_record(settings, result.list_id) or {}
-        name = record.get("name") or result.list_id
-        masked = mask_address(result.address)
-        if result.page == "confirm":
-            return _html(200, pages.confirm_button(name, masked, req.query["token"][0], language))
-        if result.page == "confirmed" and record.get("welcome"):  # once: only one POST confirms
-            _send_welcome(site, settings, event, record, result.subscriber or {}, result.address)
-        return _html(200, pages.confirmed(name, masked, language, already=result.page == "already"))
-
-    def preferences(post: bool):
-        from . import preferences as prefs
-        from . import signup_pages as pages
-
-        settings, req, event = settings_of(), request(), app.current_event.raw_event
-        try:
-            fields = req.form(MAX_FORM) if post else None
-        except BadRequest:
-            return _html(400, error(N_("Bad request"), N_("This request could not be read.")))
-        ring = keyring(settings)
-        who = prefs.read_token(ring, req.query.get("token", []) + (fields or {}).get("token", []))
-        lst = signup_list(settings, who[0]) if who else None
-        language = _language(req, fields, lst.languages if lst else None)
-        client = _client(req, event, ring.current().secret, settings)
-        result = prefs.answer(
-            site.clients("dynamodb"),
-            settings.subscribers_table,
-            lst,
-            who,
-            fields,
-            at=clock.iso(),
-            client_hash=client.ip_hash,
-        )
-        _report("preferences", result.reason, result.list_id, result.address)
-        if result.page == "saved":  # the answer in the language just chosen, when we have words for it
-            language = page_language([result.values["language"]])
-        if result.page == "invalid":
-            return _html(400, unsubscribe_pages.invalid_link(language))
-        record = site.list_record(settings, result.list_id) or {}
-        name = record.get("name") or result.list_id
-        masked = mask_address(result.address)
-        if result.page == "not-subscribed":
-            return _html(200, unsubscribe_pages.not_subscribed(name, masked, language))
-        if result.page == "unsubscribed":
-            return _html(200, unsubscribe_pages.unsubscribed(name, masked, language))
-        token = next(iter(set(req.query.get("token", []) + (fields or {}).get("token", []))))
-        page = pages.preferences_form(
-            lst,
-            language,
-            result.subscriber or {},
-            token,
-            masked_address=masked,
-            problems=result.problems,
-            values=result.values or None,
-            saved=result.page == "saved",
-        )
-        return _html(result.status, page)
-
-    @app.get("/preferences")
-    def preferences_page():
-        return preferences(post=False)
-
-    @app.post("/preferences")
-    def preferences_save():
-        return preferences(post=True)
-
-    @app.get("/confirm")
-    def confirm_page():
-        return confirmation(post=False)
-
-    @app.post("/confirm")
-    def confirm():
-        return confirmation(post=True)
-
-    @app.get("/altcha")
-    def challenge():
-        settings = settings_of()
-        body = json.dumps(_new_challenge(settings, keyring(settings).current().secret))
-        headers = {"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"}
-        return Response(status_code=200, content_type="application/json", body=body, headers=headers)
-
-    @app.get("/altcha.js", compress=True)
-    def widget():
-        headers = {
-            "Cache-Control": "public, max-age=86400",
-            # A module script is fetched with CORS: embedding sites load it too.
-            "Access-Control-Allow-Origin": "*",
-            "X-Content-Type-Options": "nosniff",
-        }
-        return Response(
-            status_code=200, content_type="text/javascript; charset=utf-8", body=site.widget(), headers=headers
-        )
-
-    @app.not_found
-    def everything_else(_: NotFoundError):
-        reply = site.unsubscribe.answer(app.current_event.raw_event, settings_of())
-        headers = {**HTML_HEADERS, **reply.headers}
-        headers.pop("Content-Type")
-        return Response(
-            status_code=reply.status,
-            content_type="text/html; charset=utf-8",
-            body="" if reply.head else reply.page,
-            headers=headers,
-        )
-
-    return app
+def route(method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+    """The route for a request and its path parameters; None: not a signup page."""
+    if match := LIST_PATH.match(path):
+        found = ROUTES.get((method, "/subscribe/<list_id>"))
+        return (found, match.groupdict()) if found else None
+    found = ROUTES.get((method, path))
+    return (found, {}) if found else None
 
 
 SIGNUP_PATHS = ("/confirm", "/preferences", "/altcha", "/altcha.js")
@@ -406,12 +424,11 @@ def is_signup_path(path: str) -> bool:
     return path in SIGNUP_PATHS or path.startswith("/subscribe/")
 
 
-def handle(site: Site, event, context, settings: PublicSettings, settings_of: Callable[[], PublicSettings]) -> dict:
+def handle(site: Site, event, settings: PublicSettings) -> dict:
     """One invocation. The unsubscribe link of every email (any other path) is answered by the
-    unsubscribe endpoint directly: the link mail providers follow with short timeouts keeps its
-    small cold start (the router adds about 50 ms of imports: docs/benchmarks.md). The signup
-    pages go through the router, which sees the request rebuilt from what `Request` could read,
-    every field of the type it expects; whatever cannot be read gets the unsubscribe endpoint's 400."""
+    unsubscribe endpoint directly, as is a signup path with a method it does not take. A signup
+    page sees the request rebuilt from what `Request` could read, every field of the type it
+    expects; whatever cannot be read gets the unsubscribe endpoint's 400."""
     try:
         request = Request.from_event(event)
     except BadRequest:
@@ -419,6 +436,18 @@ def handle(site: Site, event, context, settings: PublicSettings, settings_of: Ca
     if request is None or not is_signup_path(request.path):
         reply = site.unsubscribe.answer(event, settings)
         return html_response(reply.status, reply.page, head=reply.head, headers=reply.headers)
+    clean = _clean_event(event, request)
+    found = route(request.method, request.path)
+    if found is None:
+        reply = site.unsubscribe.answer(clean, settings)
+        return html_response(reply.status, reply.page, head=reply.head, headers=reply.headers)
+    answer, params = found
+    return answer(site, settings, Request.from_event(clean), clean, **params)
+
+
+def _clean_event(event: dict, request: Request) -> dict:
+    """The event as the signup pages read it: what `request` holds, and the request context's
+    domain, id and source IP only when they are strings."""
     context_in = event.get("requestContext") if isinstance(event.get("requestContext"), dict) else {}
     http_in = context_in.get("http") if isinstance(context_in.get("http"), dict) else {}
 
@@ -426,7 +455,7 @@ def handle(site: Site, event, context, settings: PublicSettings, settings_of: Ca
         return value if isinstance(value, str) else ""
 
     raw_query = event.get("rawQueryString")
-    clean = {
+    return {
         "version": "2.0",
         "rawPath": request.path,
         "rawQueryString": raw_query if isinstance(raw_query, str) else urlencode(request.query, doseq=True),
@@ -441,7 +470,6 @@ def handle(site: Site, event, context, settings: PublicSettings, settings_of: Ca
         "body": request.raw_body or None,
         "isBase64Encoded": request.base64_body,
     }
-    return site.router(settings_of).resolve(clean, context)
 
 
 # --- the bot check and the mail -------------------------------------------------------------------

@@ -2,9 +2,8 @@
 GET, the unsubscribe on POST and RFC 8058 one-click), and signup, its confirmation and the
 preference centre.
 
-The routing and the pages live in `public`: the signup pages' router (Powertools'
-LambdaFunctionUrlResolver) and their libraries (email-validator, altcha) load only when a signup
-page is asked for.
+The routing and the pages live in `public`, a table of routes: what only the signup pages need
+(their modules, email-validator, altcha) loads when one of them is asked for.
 """
 
 from __future__ import annotations
@@ -22,4 +21,4 @@ site = Site()
 def handler(event, context):
     settings = public_settings()
     privacy.use_secret(lambda: aws.secret_parameter(settings.token_secret_parameter))  # keys the hashes in the logs
-    return handle(site, event, context, settings, public_settings)
+    return handle(site, event, settings)
