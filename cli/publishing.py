@@ -214,7 +214,7 @@ def follow(
     sleep=time.sleep,
     clock=time.monotonic,
 ) -> dict | None:
-    """Watch a deployed issue until it is sent, cancelled or paused (or the time is up).
+    """Watch a deployed issue until it is sent, cancelled, paused or scheduled (or the time is up).
 
     Raises CliError with the publish function's report if it refused the document.
     """
@@ -226,7 +226,7 @@ def follow(
             report = error_report(target, key)
             if report:
                 raise CliError("the publish function refused the document:\n" + report)
-        if record is not None and (done(record) or record.get("status") == Status.PAUSED):
+        if record is not None and (done(record) or record.get("status") in (Status.PAUSED, Status.SCHEDULED)):
             return record
         if clock() >= deadline:
             return record

@@ -28,6 +28,10 @@ WRITES = (
     "ses:SendEmail",
     "ses:SendRawEmail",
     "ssm:PutParameter",
+    "scheduler:CreateSchedule",
+    "scheduler:UpdateSchedule",
+    "scheduler:DeleteSchedule",
+    "iam:PassRole",
 )
 
 
@@ -122,6 +126,14 @@ def needed(call: Call) -> list[tuple[str, str]]:
             (action, f"arn:aws:ses:{region}:{account}:configuration-set/{p['ConfigurationSetName']}"),
             (action, f"arn:aws:ses:{region}:{account}:identity/*"),
         ]
+    if call.service == "scheduler":
+        # A schedule's ARN names its group; creating or replacing one passes its target's role,
+        # which IAM authorises as iam:PassRole on that role.
+        schedule = f"arn:aws:scheduler:{region}:{account}:schedule/{p.get('GroupName') or 'default'}/{p['Name']}"
+        out = [(f"scheduler:{_camel(call.operation)}", schedule)]
+        if call.operation in ("create_schedule", "update_schedule"):
+            out.append(("iam:PassRole", p["Target"]["RoleArn"]))
+        return out
     if call.service == "ssm":
         name = p["Name"].lstrip("/").split(":", 1)[0]  # a version selector (name:3) names the same parameter
         return [(f"ssm:{_camel(call.operation)}", f"arn:aws:ssm:{region}:{account}:parameter/{name}")]

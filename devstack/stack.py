@@ -47,7 +47,7 @@ class FakeContext:
         self.function_name = function_name
         self.function_version = "$LATEST"
         self.memory_limit_in_mb = memory_mb
-        self.invoked_function_arn = f"arn:aws:lambda:{tpl.REGION}:{tpl.ACCOUNT}:function:{function_name}"
+        self.invoked_function_arn = function_arn(function_name)
         self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = "local"
@@ -187,6 +187,18 @@ class LocalStack:
                     "FunctionArn": f"arn:aws:lambda:{region}:{tpl.ACCOUNT}:function:local-{logical}",
                 }
 
+        for logical, res in tpl.resources(template, "AWS::Scheduler::ScheduleGroup").items():
+            name = (res.get("Properties") or {}).get("Name") or f"local-{logical}"
+            stack.client("scheduler").create_schedule_group(Name=name)
+            arn = f"arn:aws:scheduler:{region}:{tpl.ACCOUNT}:schedule-group/{name}"
+            physical[logical] = {"Ref": name, "Arn": arn}
+        for logical in tpl.resources(template, "AWS::IAM::Role"):
+            name = f"local-{logical}"
+            physical[logical] = {"Ref": name, "Arn": f"arn:aws:iam::{tpl.ACCOUNT}:role/{name}"}
+        for logical in tpl.resources(template, "AWS::Serverless::Function"):
+            # The ARN a function's invocations carry (FakeContext), which a schedule's target names.
+            physical[logical] = {"Ref": f"local-{logical}", "Arn": function_arn(logical)}
+
         for logical in tpl.resources(template, "AWS::SNS::Topic"):
             # A topic's Ref is its ARN; the feedback function checks envelopes against it.
             arn = f"arn:aws:sns:{region}:{tpl.ACCOUNT}:newsletter-{logical}-1TQ7HEXAMPLE"
@@ -302,6 +314,46 @@ class LocalStack:
             self.recorder.installed() if self.recorder is not None else contextlib.nullcontext(),
         ):
             yield
+
+    # --- EventBridge Scheduler -----------------------------------------------------------------
+
+    def run_schedules(self) -> list[dict]:
+        """Be EventBridge Scheduler for the template's schedule groups: every one-time schedule whose
+        time has come (by the stack's clock) invokes its target function asynchronously with its
+        input (context attributes filled in), then is deleted if its ActionAfterCompletion says so.
+        Returns what each did: the schedule's name, its input, and the handler's answer."""
+        from newsletter.schedule import due_at, unqualified
+        from newsletter.store.schedules import names
+
+        scheduler = self.client("scheduler")
+        by_arn = {self.physical[f.logical_id]["Arn"]: f.logical_id for f in self.functions.values()}
+        ran = []
+        for group in tpl.resources(self.template, "AWS::Scheduler::ScheduleGroup"):
+            name = self.ref(group)
+            for found in names(scheduler, name):
+                schedule = scheduler.get_schedule(Name=found, GroupName=name)
+                when = due_at(schedule["ScheduleExpression"], schedule.get("ScheduleExpressionTimezone"))
+                if when is None or schedule.get("State") == "DISABLED" or when.timestamp() > self.clock.time():
+                    continue
+                target = schedule["Target"]
+                logical = by_arn.get(unqualified(target["Arn"]))
+                if logical is None:
+                    raise ValueError(f"schedule {found} invokes {target['Arn']}, which is not a function of this stack")
+                text = target.get("Input") or "{}"
+                for attribute, value in {
+                    "schedule-arn": schedule["Arn"],
+                    "scheduled-time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "execution-id": uuid.uuid4().hex[:16],
+                    "attempt-number": "1",
+                }.items():
+                    text = text.replace(f"<aws.scheduler.{attribute}>", value)
+                event = json.loads(text)
+                answer = self.invoke_async(logical, event)
+                if schedule.get("ActionAfterCompletion") == "DELETE":
+                    with contextlib.suppress(scheduler.exceptions.ResourceNotFoundException):
+                        scheduler.delete_schedule(Name=found, GroupName=name)
+                ran.append({"name": found, "input": event, "answer": answer})
+        return ran
 
     def context(self, logical_id: str) -> FakeContext:
         function = self.functions[logical_id]
@@ -551,6 +603,11 @@ class LocalStack:
         if soonest is None:
             return None
         return max(0.0, soonest - now_ms) / 1000.0 + 0.001
+
+
+def function_arn(logical_id: str) -> str:
+    """A local function's ARN, as its context names it (FakeContext.invoked_function_arn)."""
+    return f"arn:aws:lambda:{tpl.REGION}:{tpl.ACCOUNT}:function:{logical_id}"
 
 
 def _failures():

@@ -3,6 +3,7 @@ run are recorded, and the template must allow every one of them and grant no wri
 none of them makes."""
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from botocore.exceptions import ClientError
@@ -20,9 +21,10 @@ NOT_SEEN = {("SendFunction", "ses:SendRawEmail"), ("UnsubscribeFunction", "ses:S
 
 @pytest.fixture(scope="module")
 def run():
-    """Everything the functions do: an invalid upload and its correction, fan-out (with a
-    continuation), sending (a throttled call, a refused recipient, a requeued rest), feedback of
-    both formats (a soft bounce among them), the reconcile job, and both unsubscribe requests."""
+    """Everything the functions do: an invalid upload and its correction, a scheduled issue (its
+    schedule made at upload, started at its time), fan-out (with a continuation), sending (a
+    throttled call, a refused recipient, a requeued rest), feedback of both formats (a soft bounce
+    among them), the reconcile job, and both unsubscribe requests."""
     from moto import mock_aws
 
     from devstack.stack import LocalStack, new_deployment
@@ -52,6 +54,11 @@ def run():
         key = "issues/2015-07.json"
         stack.invoke_async("PublishFunction", stack.upload_issue(key, json.dumps(issue_doc(subject="a\nb")).encode()))
         stack.invoke_async("PublishFunction", stack.upload_issue(key, json.dumps(issue_doc()).encode()))
+        later = datetime.fromtimestamp(stack.clock.time() + 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        scheduled = json.dumps(issue_doc("2015-08", send_at=later)).encode()
+        stack.invoke_async("PublishFunction", stack.upload_issue("issues/2015-08.json", scheduled))
+        stack.clock.advance(3600)
+        assert [r["answer"]["outcomes"][0]["status"] for r in stack.run_schedules()] == ["started"]
 
         real, calls = aws.client, {"n": 0}
 
@@ -171,6 +178,7 @@ def test_the_run_reached_every_function_and_path(run):
     seen = {(c.function, c.operation) for c in calls}
     for expected in [
         ("PublishFunction", "delete_object"),
+        ("PublishFunction", "create_schedule"),
         ("FanoutFunction", "send_message"),
         ("SendFunction", "delete_item"),
         ("SendFunction", "batch_get_item"),

@@ -5,16 +5,24 @@ import pytest
 
 from devstack import template as tpl
 from newsletter import config
+from newsletter.schedule import SchedulingSettings
 
 TEMPLATE = tpl.load()
 FUNCTIONS = tpl.function_specs(TEMPLATE)
+# Each handler's settings classes (the publish function reads its scheduling settings apart).
 SETTINGS = {
-    "newsletter.handlers.publish.handler": config.PublishSettings,
-    "newsletter.handlers.fanout.handler": config.FanoutSettings,
-    "newsletter.handlers.send.handler": config.SendSettings,
-    "newsletter.handlers.feedback.handler": config.FeedbackSettings,
-    "newsletter.handlers.public.handler": config.PublicSettings,
+    "newsletter.handlers.publish.handler": (config.PublishSettings, SchedulingSettings),
+    "newsletter.handlers.fanout.handler": (config.FanoutSettings,),
+    "newsletter.handlers.send.handler": (config.SendSettings,),
+    "newsletter.handlers.feedback.handler": (config.FeedbackSettings,),
+    "newsletter.handlers.public.handler": (config.PublicSettings,),
 }
+
+
+def env_names(handler: str) -> set[str]:
+    return set().union(*(config.env_names(cls) for cls in SETTINGS[handler]))
+
+
 POWERTOOLS = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 # Read by boto3, not by the settings; set only under `sam local` (the LocalEndpoint parameter).
 RUNTIME = POWERTOOLS | {"AWS_ENDPOINT_URL"}
@@ -28,16 +36,16 @@ def test_every_function_has_a_settings_class():
 def test_function_environment_is_exactly_what_its_settings_read(name):
     spec = FUNCTIONS[name]
     env = set(spec["Environment"]["Variables"])
-    assert env - RUNTIME == config.env_names(SETTINGS[spec["Handler"]])
+    assert env - RUNTIME == env_names(spec["Handler"])
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 def test_settings_fail_clearly_when_a_variable_is_missing(name, monkeypatch):
-    cls = SETTINGS[FUNCTIONS[name]["Handler"]]
-    for var in config.env_names(cls):
-        monkeypatch.delenv(var, raising=False)
-    with pytest.raises(config.ConfigError, match="missing environment variable"):
-        config._read(cls)
+    for cls in SETTINGS[FUNCTIONS[name]["Handler"]]:
+        for var in config.env_names(cls):
+            monkeypatch.delenv(var, raising=False)
+        with pytest.raises(config.ConfigError, match="missing environment variable"):
+            config._read(cls)
 
 
 def test_sqs_triggered_functions_have_dlqs_and_six_times_visibility():

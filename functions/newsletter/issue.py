@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
 )
 
@@ -242,6 +243,44 @@ class Issue(Content):
         description="List the issue in its list's public archive and Atom feed once it is sent; false keeps it "
         "out (its web version is still published).",
     )
+    # Before send_at, which is read in it (a validator sees the fields declared before its own).
+    time_zone: str | None = Field(
+        default=None,
+        description="The IANA time zone (Europe/Vienna) send_at is written in when it has no UTC offset; with an "
+        "offset, it must agree with it.",
+    )
+    send_at: str | None = Field(
+        default=None,
+        description="When the send starts (the issue is scheduled until then): an ISO 8601 date-time with its UTC "
+        "offset (2026-03-02T09:00+01:00), or a local date-time (2026-03-02T09:00) with time_zone; at least 2 "
+        "minutes ahead at upload, and at most the stack's ScheduleMaxDays. None: at once.",
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _time_zone(cls, value: str | None) -> str | None:
+        from .schedule import check_zone
+
+        return None if value is None else check_zone(value)
+
+    @field_validator("send_at")
+    @classmethod
+    def _send_at(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from .schedule import parse_send_at
+
+        if value is None:
+            return None
+        if "time_zone" not in info.data:
+            return value.strip()  # the time zone is wrong (said there): the time cannot be read without it
+        parse_send_at(value, info.data["time_zone"])  # ValueError says what is wrong
+        return value.strip()
+
+    @property
+    def send_at_utc(self):
+        """When the send starts (an aware datetime in UTC), or None: at once."""
+        from .schedule import parse_send_at
+
+        return parse_send_at(self.send_at, self.time_zone) if self.send_at else None
 
     @property
     def languages(self) -> list[str]:

@@ -8,10 +8,13 @@ other's decision by accident:
     sending → paused      pause_issue (automatic when the bounce or complaint rate is too high,
                           or when a batch fails for a reason no retry can fix)
     paused  → sending     resume_issue
-    rendering, sending, paused → cancelled   cancel_issue (for good)
+    rendering, scheduled, sending, paused → cancelled   cancel_issue (for good)
 
 Publishing moves an issue from `rendering` to `sending` only if it is still `rendering`, so an
-issue cancelled while it renders never sends. Each status is set with its reason and time.
+issue cancelled while it renders never sends. An issue with a send time goes `rendering` →
+`scheduled` instead; its schedule moves it `scheduled` → `sending` at that time, only if it is
+still scheduled with the schedule's generation, which a reschedule (`scheduled` → `scheduled`)
+changes (schedule.py). Each status is set with its reason and time.
 
     python -m newsletter.lifecycle {pause,resume,cancel} ISSUE --table TABLE
 """
@@ -31,20 +34,23 @@ class Status(StrEnum):
     """An issue's status (stored as its plain string)."""
 
     RENDERING = "rendering"
+    SCHEDULED = "scheduled"
     SENDING = "sending"
     PAUSED = "paused"
     CANCELLED = "cancelled"
     SENT = "sent"
 
 
-RENDERING, SENDING, PAUSED, CANCELLED, SENT = Status  # short names, for callers here and elsewhere
+RENDERING, SCHEDULED, SENDING, PAUSED, CANCELLED, SENT = Status  # short names, for callers here and elsewhere
 
 # Each status, and the statuses it may be reached from. Publishing creates an issue `rendering`.
+# `scheduled` → `scheduled` is a reschedule; `scheduled` → `sending`, its schedule's start.
 ALLOWED: dict[Status, tuple[Status, ...]] = {
-    SENDING: (RENDERING, PAUSED),
+    SCHEDULED: (RENDERING, SCHEDULED),
+    SENDING: (RENDERING, SCHEDULED, PAUSED),
     PAUSED: (SENDING,),
     SENT: (SENDING,),
-    CANCELLED: (RENDERING, SENDING, PAUSED),
+    CANCELLED: (RENDERING, SCHEDULED, SENDING, PAUSED),
 }
 
 
@@ -88,8 +94,44 @@ def resume_issue(ddb, table: str, issue_id: str, *, at: str | None = None) -> bo
 
 
 def cancel_issue(ddb, table: str, issue_id: str, *, at: str | None = None) -> bool:
-    """rendering, sending or paused → cancelled (the rest of the issue is never sent); False otherwise."""
+    """rendering, scheduled, sending or paused → cancelled (the rest of the issue is never sent);
+    False otherwise. A scheduled issue's schedule may still fire: it finds the issue cancelled and
+    does nothing (the CLI's cancel deletes it too)."""
     return move(ddb, table, issue_id, CANCELLED, cancelled_at=at or clock.iso())
+
+
+def start_scheduled(ddb, table: str, issue_id: str, generation: int, *, at: str | None = None) -> bool:
+    """scheduled → sending, only with this schedule generation (a schedule a reschedule replaced,
+    or a duplicate invocation after the start, changes nothing); False otherwise."""
+    return move(
+        ddb,
+        table,
+        issue_id,
+        SENDING,
+        from_=SCHEDULED,
+        expect={"schedule_generation": generation},
+        sending_at=at or clock.iso(),
+    )
+
+
+def reschedule_issue(
+    ddb, table: str, issue_id: str, generation: int, *, send_at: str, time_zone: str, at: str | None = None
+) -> bool:
+    """scheduled → scheduled at another time (`send_at` in UTC, shown in `time_zone`), with the
+    next generation, only if the issue is still scheduled with `generation` (the one read); False
+    otherwise. The schedule of the generation before then starts nothing."""
+    return move(
+        ddb,
+        table,
+        issue_id,
+        SCHEDULED,
+        from_=SCHEDULED,
+        expect={"schedule_generation": generation},
+        schedule_generation=generation + 1,
+        send_at=send_at,
+        time_zone=time_zone,
+        rescheduled_at=at or clock.iso(),
+    )
 
 
 def complete_if_finished(ddb, table: str, record: dict | None, at: str | None = None, **values) -> bool:
@@ -134,7 +176,7 @@ def _n(record: dict, name: str) -> int:
 ACTIONS = {
     "pause": (pause_issue, SENDING),
     "resume": (resume_issue, PAUSED),
-    "cancel": (cancel_issue, "rendering, sending or paused"),
+    "cancel": (cancel_issue, "rendering, scheduled, sending or paused"),
 }
 
 

@@ -15,18 +15,27 @@ its retry, and so that no mail can leave before the issue is `sending`, where pa
    (archive.py), and mark it queued (a retry that finds the issue `sending` without that mark
    does the last three again; the fan-out and the ledger drop duplicates, the archive keeps one
    entry per issue).
+
+A document with `send_at` (schedule.py) is checked and rendered the same way, but step 5 is
+`rendering` → `scheduled` (with the time, in UTC, and schedule generation 1), and step 6 creates
+its one-time schedule (named by the issue id: a retry finds it there) and marks it made. At the
+time, the schedule invokes the publish function with the issue and the generation
+(`start_scheduled`): `scheduled` → `sending` only if both still hold, then step 6 as above, so a
+cancelled or rescheduled issue's old schedule starts nothing, and the web version and the archive
+entry appear only when the send starts.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import archive, clock, lifecycle, queue_messages, retry
+from . import archive, clock, lifecycle, queue_messages, retry, schedule
 from .config import PublishSettings
 from .issue import InvalidIssue, Issue, parse_document
 from .lifecycle import Status
-from .store import bucket, issues, lists, queues
+from .store import bucket, issues, lists, queues, schedules
 from .store.bucket import prepared_key, report_key, web_key
 from .store.subscribers import SHARDS
 
@@ -35,9 +44,20 @@ REPORT_SUFFIX = bucket.REPORT_SUFFIX
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # published | duplicate | invalid | refused | ignored | superseded | cancelled
+    # published | scheduled | started | duplicate | stale | invalid | refused | ignored | superseded | cancelled
+    status: str
     issue_id: str | None = None
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """What publishing a scheduled issue needs: where its schedule goes, how far ahead it may be,
+    and Scheduler's client (a factory: only a scheduled issue creates it)."""
+
+    wiring: schedules.Wiring
+    client: Callable[[], object]
+    max_days: int = schedule.MAX_DAYS
 
 
 def _now() -> str:
@@ -80,8 +100,10 @@ def publish(
     version_id: str | None = None,
     etag: str | None = None,
     sequencer: str | None = None,
+    scheduling: Scheduling | None = None,
 ) -> Outcome:
-    """Publish the document version an upload event names, once, however often the event arrives."""
+    """Publish the document version an upload event names, once, however often the event arrives
+    (an issue with a send time: schedule it)."""
     try:
         raw = retry.call(
             bucket.read_capped,
@@ -121,6 +143,15 @@ def publish(
             s3, settings, key, problems, "This issue document was NOT published: its list's settings cannot be sent."
         )
         return Outcome("invalid", issue.issue_id, "; ".join(problems))
+    problems = send_time_problems(issue, scheduling)
+    if problems:
+        earlier = retry.call(issues.get_issue, ddb, settings.issues_table, issue.issue_id)
+        # A retry, or an event repeated, of a document accepted earlier: its time was checked then.
+        if not earlier or earlier.get("sha256") != digest:
+            headline = "This issue document was NOT published: its send time cannot be scheduled."
+            write_report(s3, settings, key, problems, headline)
+            logger.warning("issue send time refused", extra={"key": key})
+            return Outcome("invalid", issue.issue_id, "; ".join(problems))
 
     record = {
         "issue_id": issue.issue_id,
@@ -138,6 +169,11 @@ def publish(
         decided = _against(existing, record, s3=s3, ddb=ddb, settings=settings, logger=logger)
         if decided is not None:
             return decided
+        if existing.get("status") == Status.SCHEDULED and existing.get("sha256") == digest:
+            # Scheduled, but its schedule was never made (a failure after step 5): make it.
+            return _schedule(
+                issue, existing, scheduling=scheduling, s3=s3, ddb=ddb, sqs=sqs, settings=settings, logger=logger
+            )
         if existing.get("status") != Status.RENDERING and existing.get("sha256") == digest:
             # Published, but its fan-out was never queued (a failure after step 5): finish it.
             return _start_sending(
@@ -148,19 +184,31 @@ def publish(
     keys = {v.language: prepared_key(issue.issue_id, digest, v.translation) for v in variants}
     for v in variants:
         retry.call(bucket.put_json, s3, settings.bucket_name, keys[v.language], v.prepared)
+    rendered = {
+        "prepared_key": keys[issue.language],
+        "web_url": variants[0].web_url,
+        **_languages(issue, keys),
+        **({"topics": list(issue.topics)} if issue.topics else {}),
+    }
+    if issue.send_at:
+        when = {
+            "send_at": schedule.utc(issue.send_at_utc),
+            "time_zone": issue.time_zone or "UTC",
+            "schedule_generation": 1,
+        }
+        moved_to, at = Status.SCHEDULED, when
+    else:
+        moved_to, at = Status.SENDING, {"sending_at": _now()}
     started = retry.call(
         lifecycle.move,
         ddb,
         settings.issues_table,
         issue.issue_id,
-        Status.SENDING,
+        moved_to,
         from_=Status.RENDERING,
         expect={"sha256": digest},
-        prepared_key=keys[issue.language],
-        web_url=variants[0].web_url,
-        sending_at=_now(),
-        **_languages(issue, keys),
-        **({"topics": list(issue.topics)} if issue.topics else {}),
+        **rendered,
+        **at,
     )
     if not started:
         now = retry.call(issues.get_issue, ddb, settings.issues_table, issue.issue_id) or {}
@@ -172,7 +220,129 @@ def publish(
             return Outcome("cancelled", issue.issue_id)
         # Otherwise our own change, answered late (an SDK retry found it made): go on.
     record = retry.call(issues.get_issue, ddb, settings.issues_table, issue.issue_id) or {}
+    if record.get("status") == Status.SCHEDULED:
+        return _schedule(
+            issue, record, scheduling=scheduling, s3=s3, ddb=ddb, sqs=sqs, settings=settings, logger=logger
+        )
     return _start_sending(issue, mailing_list, record, s3=s3, ddb=ddb, sqs=sqs, settings=settings, logger=logger)
+
+
+def send_time_problems(issue: Issue, scheduling: Scheduling | None, now: float | None = None) -> list[str]:
+    """Why the issue's send time cannot be scheduled now (none without one): in the past, too soon
+    or too far ahead (schedule.window_problems), or a stack that schedules nothing."""
+    if not issue.send_at:
+        return []
+    if scheduling is None:
+        return ["send_at: this stack cannot schedule issues (no schedule group); leave send_at out to send at once"]
+    return schedule.window_problems(
+        issue.send_at_utc, now=clock.now() if now is None else now, max_days=scheduling.max_days, written=issue.send_at
+    )
+
+
+def _schedule(
+    issue: Issue, record: dict, *, scheduling: Scheduling | None, s3, ddb, sqs, settings: PublishSettings, logger
+) -> Outcome:
+    """Step 6 of a scheduled issue: its one-time schedule, made from the record (its time and
+    generation, which a reschedule may have changed since), then the mark that it is made."""
+    issue_id = issue.issue_id
+    when, generation = schedule.from_utc(record["send_at"]), int(record["schedule_generation"])
+    if when.timestamp() - clock.now() <= schedule.START_NOW_S:
+        # A publish retried until its time (nearly) came: Scheduler might never fire a schedule for
+        # a time gone by, so start now, exactly as the schedule would have.
+        logger.info(
+            "issue's send time came before its schedule was made: starting it now", extra={"key": record["key"]}
+        )
+        return start_scheduled(
+            issue_id, generation, settings=settings, s3=s3, ddb=ddb, sqs=sqs, logger=logger, issue=issue
+        )
+    if scheduling is None:
+        raise RuntimeError(f"issue {issue_id} is scheduled, but this publish has no scheduler settings")
+    expression, time_zone = schedule.expression(when, record.get("time_zone"))
+    request = schedules.request(
+        scheduling.wiring,
+        issue_id,
+        expression=expression,
+        time_zone=time_zone,
+        payload=schedule.start_payload(issue_id, generation),
+    )
+    # Never an update: a schedule already there is this one's (a retry) or a reschedule's, newer.
+    created = retry.call(schedules.create, scheduling.client(), request)
+    retry.call(
+        issues.update_issue, ddb, settings.issues_table, issue_id, scheduled_at=record.get("scheduled_at") or _now()
+    )
+    retry.call(bucket.delete_if_exists, s3, settings.bucket_name, report_key(record["key"]))
+    logger.info(
+        "issue scheduled",
+        extra={"key": record["key"], "send_at": record["send_at"], "generation": generation, "made": created},
+    )
+    return Outcome("scheduled", issue_id, f"its send starts at {record['send_at']}")
+
+
+def start_scheduled(
+    issue_id: str,
+    generation: int,
+    *,
+    settings: PublishSettings,
+    s3,
+    ddb,
+    sqs,
+    logger,
+    issue: Issue | None = None,
+) -> Outcome:
+    """The schedule's invocation: start the send of a scheduled issue, only if it is still
+    scheduled with this generation (`scheduled` → `sending`), then step 6. An invocation of an
+    older generation, a duplicate, or one for an issue cancelled since, does nothing but say so."""
+    logger.set_correlation_id(issue_id)
+    table = settings.issues_table
+    record = retry.call(issues.get_issue, ddb, table, issue_id)
+    if record is None:
+        logger.warning(
+            "a schedule named an issue that does not exist; nothing started", extra={"generation": generation}
+        )
+        return Outcome("ignored", issue_id, "no such issue")
+    if record.get("status") == Status.SCHEDULED and record.get("schedule_generation") == generation:
+        if issue is None and not retry.call(bucket.exists, s3, settings.bucket_name, record["key"]):
+            # As for an upload deleted before its publish: the editor took it back; nothing is sent.
+            lifecycle.cancel_issue(ddb, table, issue_id)
+            logger.warning("issue document deleted before its send time; cancelled", extra={"key": record["key"]})
+        else:
+            # False: cancelled or rescheduled meanwhile, or our own change answered late; the
+            # record says which.
+            retry.call(lifecycle.start_scheduled, ddb, table, issue_id, generation)
+        record = retry.call(issues.get_issue, ddb, table, issue_id) or {}
+    status, current = record.get("status"), record.get("schedule_generation")
+    if current != generation:
+        logger.info(
+            "schedule of an earlier time: the issue was rescheduled since; nothing started",
+            extra={"generation": generation, "current": current, "status": status},
+        )
+        return Outcome("stale", issue_id, f"generation {generation}, the issue's is {current}")
+    if status == Status.CANCELLED and not record.get("fanout_queued_at"):
+        logger.info("issue cancelled before its send time; nothing sent", extra={"generation": generation})
+        return Outcome("cancelled", issue_id)
+    if status not in (Status.SENDING, Status.PAUSED) or record.get("fanout_queued_at"):
+        logger.info(
+            "issue already started; a repeated invocation starts nothing",
+            extra={"generation": generation, "status": status},
+        )
+        return Outcome("duplicate", issue_id)
+    if issue is None:
+        raw = retry.call(
+            bucket.read_capped,
+            s3,
+            settings.bucket_name,
+            record["key"],
+            settings.max_issue_bytes,
+            version_id=record.get("version_id"),
+        )
+        if raw is None or hashlib.sha256(raw).hexdigest() != record.get("sha256"):
+            # Not a retry's business: the alarm on PublishDLQ brings an operator (the issue stays
+            # `sending` with nothing queued, as documented for a failed publish).
+            raise RuntimeError(f"the document issue {issue_id} was scheduled from is gone ({record['key']})")
+        issue = parse_document(raw, max_bytes=settings.max_issue_bytes)
+    mailing_list = retry.call(lists.get_list, ddb, settings.lists_table, issue.list_id) or {}
+    outcome = _start_sending(issue, mailing_list, record, s3=s3, ddb=ddb, sqs=sqs, settings=settings, logger=logger)
+    return Outcome("started" if outcome.status == "published" else outcome.status, issue_id, outcome.detail)
 
 
 def _against(existing: dict, record: dict, *, s3, ddb, settings: PublishSettings, logger) -> Outcome | None:
@@ -180,14 +350,20 @@ def _against(existing: dict, record: dict, *, s3, ddb, settings: PublishSettings
     a newer upload of the same key taking over an issue still rendering), else the outcome."""
     key, issue_id, digest = record["key"], record["issue_id"], record["sha256"]
     if existing.get("sha256") == digest:
-        if existing.get("status") == Status.RENDERING or (
-            existing.get("status") in (Status.SENDING, Status.PAUSED) and not existing.get("fanout_queued_at")
+        status = existing.get("status")
+        if (
+            status == Status.RENDERING
+            or (status in (Status.SENDING, Status.PAUSED) and not existing.get("fanout_queued_at"))
+            or (status == Status.SCHEDULED and not existing.get("scheduled_at"))
         ):
             return None  # left half-way by a failed attempt: finish it (every step is repeatable)
-        if existing.get("status") == Status.CANCELLED and not existing.get("fanout_queued_at"):
+        if status == Status.CANCELLED and not existing.get("fanout_queued_at"):
             logger.info("issue cancelled before it was sent; nothing to publish", extra={"key": key})
             return Outcome("cancelled", issue_id)
-        logger.info("issue already published; duplicate upload or event ignored", extra={"key": key})
+        if status == Status.SCHEDULED:
+            logger.info("issue already scheduled; duplicate upload or event ignored", extra={"key": key})
+        else:
+            logger.info("issue already published; duplicate upload or event ignored", extra={"key": key})
         return Outcome("duplicate", issue_id)
     if existing.get("key") == key and existing.get("sequencer") and record.get("sequencer"):
         if not later(record["sequencer"], existing["sequencer"]):
@@ -222,6 +398,11 @@ def _start_sending(
 ) -> Outcome:
     """Steps after `sending`: the web version, the fan-out, the archive, the mark that it is queued."""
     for v in render_variants(issue, mailing_list, settings=settings):
+        if record.get("send_at") and record.get("sha256"):
+            # A scheduled issue's prepared messages were stored at upload, up to ScheduleMaxDays
+            # ago: written again now, so the bucket's expiry of rendered/ counts from the send.
+            key = prepared_key(issue.issue_id, record["sha256"], v.translation)
+            retry.call(bucket.put_json, s3, settings.bucket_name, key, v.prepared)
         retry.call(
             bucket.put_text,
             s3,
@@ -265,6 +446,12 @@ def already_published(existing: dict | None, digest: str) -> bool:
 
 def taken(existing: dict, issue_id: str) -> str:
     """Why another document cannot be published under an issue id already used."""
+    if existing.get("status") == Status.SCHEDULED:
+        return (
+            f"issue {issue_id!r} is scheduled (its send starts at {existing.get('send_at')}) from a different "
+            f"document; an issue is never sent twice. To send this one instead, cancel it (newsletter cancel "
+            f"{issue_id}) and publish this document under a new issue_id."
+        )
     when = existing.get("sending_at") or existing.get("fanout_started_at") or existing.get("accepted_at", "earlier")
     return (
         f"issue {issue_id!r} was already published (status {existing.get('status')}, since {when}) from a "

@@ -244,6 +244,23 @@ def all_issues(ddb, table: str) -> list[dict]:
             return sorted(found, key=lambda r: r.get("accepted_at", ""), reverse=True)
 
 
+def scheduled_issues(ddb, table: str) -> list[dict]:
+    """The issues waiting for their send time, soonest first (a Scan: for the operator's tools)."""
+    found, start = [], None
+    while True:
+        page = ddb.scan(
+            TableName=table,
+            FilterExpression="sk = :issue AND #status = :scheduled",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":issue": {"S": ISSUE}, ":scheduled": {"S": "scheduled"}},
+            **({"ExclusiveStartKey": start} if start else {}),
+        )
+        found += [from_item(i) for i in page.get("Items", [])]
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return sorted(found, key=lambda r: (r.get("send_at", ""), r["issue_id"]))
+
+
 def finished(record: dict) -> bool:
     """Every segment has fanned out and every recipient it queued has been handled."""
     from .subscribers import SHARDS
