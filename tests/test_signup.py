@@ -365,6 +365,243 @@ def test_bad_fields_show_the_form_again_with_what_is_wrong_and_store_nothing(sit
     assert subscriber(site, "g@example.org") is None and mails_to("g@example.org") == []
 
 
+# --- the address check: email-validator's verdict, with or without loading it -------------------
+
+TRICKY_ADDRESSES = [
+    # plain, and what case does
+    "ana@example.org",
+    "Ana.Silva@Example.ORG",
+    "INFO@EXAMPLE.COM",
+    "a@b.co",
+    "a@b.c",
+    "x@1.2.3.4.com",
+    "a@b.1c",
+    "a@b.c1",
+    "a@b.123",
+    "a@b-c.de",
+    "a@b--c.de",
+    "a@ab--c.de",
+    "a@b-.de",
+    "a@-b.de",
+    "a@b.-de",
+    "a@b.de-",
+    "a.b.c@d.e.f.gh",
+    "a..b@c.de",
+    ".a@b.de",
+    "a.@b.de",
+    "a@.b.de",
+    "a@b..de",
+    "a@b.de.",
+    "a@b",
+    "a@localhost",
+    "a@",
+    "@b.de",
+    "a",
+    "",
+    " a@b.de",
+    "a@b.de ",
+    "a b@c.de",
+    "a@b c.de",
+    "a@@b.de",
+    "a@b@c.de",
+    # every atom character, and some that are not
+    "!#$%&'*+-/=?^_`{|}~@example.org",
+    "a+tag@example.org",
+    "a/b@example.org",
+    "a=b@example.org",
+    "a(b)@example.org",
+    "a,b@example.org",
+    "a:b@example.org",
+    "a;b@example.org",
+    "a<b>@example.org",
+    "a[b]@example.org",
+    "a\\b@example.org",
+    'a"b@example.org',
+    "a_b@ex_ample.org",
+    "a@exa!mple.org",
+    "a@exam+ple.org",
+    # quoted local parts, display names, domain literals, comments
+    '"a b"@example.org',
+    '"ab"@example.org',
+    "Ana <ana@example.org>",
+    "<ana@example.org>",
+    "ana@[192.0.2.1]",
+    "ana@[IPv6:2001:db8::1]",
+    "ana(comment)@example.org",
+    # special-use names and their subdomains (and names that only look like them)
+    "a@b.arpa",
+    "a@b.invalid",
+    "a@b.local",
+    "a@b.localhost",
+    "a@b.onion",
+    "a@b.test",
+    "a@test",
+    "a@x.test.org",
+    "a@localhost.org",
+    "a@b.testing",
+    "a@b.LOCAL",
+    "a@a.b.c.onion",
+    "a@arpa.org",
+    # Punycode and what looks like it
+    "a@xn--bcher-kva.de",
+    "a@XN--BCHER-KVA.DE",
+    "a@xn--bcher.de",
+    "a@xn--.de",
+    "a@xn--a.de",
+    "a@axn--b.de",
+    "a@ab--cd.de",
+    "a@xn-bcher.de",
+    "a@xn--80ak6aa92e.com",
+    "a@abc.xn--p1ai",
+    "a@abc.xn--zzz",
+    # internationalised
+    "ana@bücher.de",
+    "ana@BÜCHER.de",
+    "anä@example.org",
+    "ana@例え.jp",
+    "ana@bücher。de",
+    "ana＠example.org",
+    "ana@example．org",
+    "ana@exam\u200bple.org",
+    "a\u0301@example.org",
+    "ana@ｅｘａｍｐｌｅ.org",
+    "ana@ex\u00adample.org",
+    "ana@ıstanbul.com",
+    "ana@İstanbul.com",
+    "ana@straße.de",
+    "ana@ﬁ.de",
+    "ana@пример.рф",
+    "ana@xn--e1afmkfd.xn--p1ai",
+    # control characters and line breaks
+    "a\nb@example.org",
+    "ana@example.org\n",
+    "ana@exa\tmple.org",
+    "a\x00@example.org",
+    "ana@example.org\r\nBcc: x@y.z",
+    # lengths: a label of 63 and 64, a domain of 253 and 254, an address of 254
+    "a@" + "b" * 63 + ".de",
+    "a@" + "b" * 64 + ".de",
+    "a@" + ".".join(["c" * 63] * 3) + "." + "d" * 61,
+    "a@" + ".".join(["c" * 63] * 3) + "." + "d" * 62,
+    "a" * 64 + "@example.org",
+    "a" * 65 + "@example.org",
+    "a" * 240 + "@example.org",
+    "a" * 242 + "@example.org",
+]
+
+
+def _email_validator_verdict(value: str) -> str:
+    """What `newsletter subscribers import` makes of an address (cli/subscribers.py), as check_address reports it."""
+    from email_validator import EmailNotValidError, validate_email
+
+    from newsletter.privacy import normalise_address
+
+    if not value:
+        return "Please enter your email address."
+    if len(value) > 254:
+        return "This email address is too long."
+    try:
+        found = validate_email(value, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError:
+        return "This is not a valid email address."
+    return normalise_address(found.ascii_email or found.normalized)
+
+
+def _verdict(value: str) -> str:
+    from newsletter.signup import check_address
+
+    try:
+        return check_address(value)
+    except ValueError as exc:
+        return str(exc)
+
+
+def _generated_addresses(n: int) -> list[str]:
+    """Addresses built from the pieces the rules are about, at random (seeded)."""
+    import random
+
+    rnd = random.Random(14)
+    atoms = ["a", "Z", "0", "ana", "x-y", "_", "!#$%&'*+-/=?^`{|}~", "é", " ", '"', "(", "\\", "@", "", "xn--"]
+    labels = [
+        "b",
+        "B",
+        "0",
+        "9a",
+        "a9",
+        "a-b",
+        "a--b",
+        "ab--c",
+        "-a",
+        "a-",
+        "",
+        "xn--bcher-kva",
+        "xn--a",
+        "bü",
+        "ex_a",
+        "c" * 63,
+        "c" * 64,
+        "test",
+        "local",
+        "onion",
+        "arpa",
+        "localhost",
+        "invalid",
+        "İ",
+        "例",
+    ]
+    tlds = ["de", "org", "CO", "c1", "1c", "x", "test", "local", "onion", "xn--p1ai", "рф", "", "d" * 63]
+    out = []
+    for _ in range(n):
+        local = rnd.choice([".", ""]).join(rnd.choice(atoms) for _ in range(rnd.randint(1, 3)))
+        domain = ".".join([rnd.choice(labels) for _ in range(rnd.randint(0, 3))] + [rnd.choice(tlds)])
+        address = f"{local}@{domain}" if rnd.random() > 0.03 else local + domain
+        out.append(address.upper() if rnd.random() < 0.1 else address)
+    return out
+
+
+def test_the_address_check_gives_email_validators_verdict_on_tricky_and_generated_addresses():
+    from newsletter.signup import plain_address
+
+    addresses = TRICKY_ADDRESSES + _generated_addresses(20_000)
+    mismatches = [
+        (a, _verdict(a), _email_validator_verdict(a)) for a in addresses if _verdict(a) != _email_validator_verdict(a)
+    ]
+    assert mismatches == []
+    # Both ways are exercised: addresses answered without email-validator, and ones only it can
+    # judge, which it accepts (internationalised domains, Punycode) or refuses.
+    plain = [a for a in addresses if plain_address(a) is not None]
+    judged = [a for a in addresses if plain_address(a) is None]
+    assert len(plain) > 500 and "Ana.Silva@Example.ORG" in plain
+    assert any("@" in _email_validator_verdict(a) for a in judged)  # accepted by email-validator alone
+    assert _verdict("ana@bücher.de") == "ana@xn--bcher-kva.de"
+
+
+def test_the_plain_address_rules_are_email_validators():
+    """The atom characters and the special-use names are email-validator's own."""
+    import email_validator
+    from email_validator.rfc_constants import ATEXT_RE
+
+    from newsletter.signup import _ATEXT, SPECIAL_USE
+
+    assert tuple(email_validator.SPECIAL_USE_DOMAIN_NAMES) == SPECIAL_USE
+    for code in range(128):
+        c = chr(code)
+        assert bool(re.fullmatch(_ATEXT, c)) == (bool(ATEXT_RE.fullmatch(c)) and c != "."), repr(c)
+
+
+def test_a_plain_address_is_checked_without_loading_email_validator():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from newsletter.signup import check_address; "
+        "print(check_address('Ana.Silva@Example.org'), 'email_validator' in sys.modules); "
+        "print(check_address('ana@bücher.de'), 'email_validator' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["ana.silva@example.org", "False", "ana@xn--bcher-kva.de", "True"]
+
+
 # --- tokens -----------------------------------------------------------------------------------------
 
 
