@@ -161,6 +161,38 @@ def test_the_widget_route(site):
         assert gzip.decompress(base64.b64decode(answer["body"])) == f.read()
 
 
+def test_the_widget_is_sent_as_it_is_to_a_browser_that_takes_no_gzip(site):
+    answer = request(site, "GET", "/altcha.js", headers={"accept-encoding": "br"})
+    assert answer["statusCode"] == 200 and "Content-Encoding" not in answer["headers"]
+    from newsletter.public import STATIC, WIDGET_FILE
+
+    with open(os.path.join(STATIC, WIDGET_FILE), "rb") as f:
+        assert base64.b64decode(answer["body"]) == f.read()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("HEAD", "/subscribe/infomail", 400),  # no HEAD route: the unsubscribe endpoint's answer to no token
+        ("PUT", "/confirm", 405),
+        ("DELETE", "/preferences", 405),
+        ("OPTIONS", "/altcha", 405),
+        ("POST", "/altcha", 400),
+        ("POST", "/altcha.js", 400),
+        ("GET", "/subscribe/", 400),
+        ("GET", "/subscribe/infomail/more", 400),
+        ("GET", "/subscribe/nosuchlist", 404),
+    ],
+)
+def test_a_method_or_path_no_route_takes_gets_the_unsubscribe_endpoints_answer(site, method, path, status):
+    answer = request(site, method, path)
+    assert answer["statusCode"] == status
+    assert answer["headers"]["Referrer-Policy"] == "no-referrer" and answer["headers"]["Cache-Control"] == "no-store"
+    assert answer["headers"].get("Allow") == ("GET, HEAD, POST" if status == 405 else None)
+    if method == "HEAD":
+        assert answer["body"] == ""
+
+
 # --- the journey --------------------------------------------------------------------------------
 
 
