@@ -9,13 +9,25 @@ SES mailbox simulator for the addresses that name it, and of a delivering mailbo
     suppressionlist@simulator.amazonses.com  Bounce (Permanent, OnAccountSuppressionList)
     complaint@simulator.amazonses.com        Delivery, then Complaint
     ooto@simulator.amazonses.com             Delivery (the auto-reply goes to the sender)
+
+With engagement tracking on (the stack's `TrackEngagement` parameter, as on AWS), a delivered
+reader also opens and clicks, the same way for the same address (`engagement`): two in five open
+the message, a third of those click one of its content links (the earlier links more often),
+some of them twice or a second link too, and now and then the web version, the preference centre
+or the unsubscribe link. The links are those of the message moto accepted (what SES would have
+rewritten), so clicks need the stack in this process, as the tests and `make demo` run it.
 """
 
 from __future__ import annotations
 
+import email
+import email.policy
+import hashlib
+import html
 import json
+import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from . import template as tpl
 
@@ -51,11 +63,13 @@ def notification(
     feedback_id: str | None = None,
     at: datetime | None = None,
     language: str | None = None,
+    link: str = "https://www.icmpd.org/news",
 ) -> dict:
     """The SES JSON of one notification: `eventType` (configuration set, with the issue and list
     as tags) when event_publishing, else `notificationType` (identity, no tags).
 
     kind: Bounce, Complaint, Delivery, Send, Reject, Open, Click, DeliveryDelay, Rendering Failure.
+    A Click's `link` is the one the reader followed, as the message had it.
     """
     when = _iso(at)
     mail = {
@@ -140,7 +154,7 @@ def notification(
             "click",
             {
                 "ipAddress": "192.0.2.1",
-                "link": "https://www.icmpd.org/news",
+                "link": link,
                 "linkTags": {},
                 "timestamp": when,
                 "userAgent": "Mozilla/5.0",
@@ -224,14 +238,79 @@ def sent_ledger(stack, issue_id: str | None = None) -> list[dict]:
 
 
 def simulator_outcomes(
-    stack, list_id: str, *, others_delivered: bool = True, issue_id: str | None = None
+    stack,
+    list_id: str,
+    *,
+    others_delivered: bool = True,
+    issue_id: str | None = None,
+    engagement: bool | None = None,
 ) -> list[dict]:
     """The notifications SES would publish for everything the ledger says was sent (of one issue if
-    given), with the tags it was sent with: an issue in several languages tags each message's."""
+    given), with the tags it was sent with: an issue in several languages tags each message's.
+    With `engagement` (default: the stack's TrackEngagement), the opens and clicks of the readers
+    it delivered to (module docstring)."""
+    if engagement is None:
+        engagement = stack.param("TrackEngagement") == "true"
+    messages = _accepted() if engagement else {}
     out = []
     for item in sent_ledger(stack, issue_id):
         outcomes = SIMULATOR.get(item["email"]) or ([("Delivery", {})] if others_delivered else [])
+        if engagement and ("Delivery", {}) in outcomes:
+            outcomes = outcomes + engagement_of(item["email"], messages.get(item["message_id"]))
         tags = {"issue_id": item["issue_id"], "list_id": list_id, "language": item.get("language")}
         for kind, extra in outcomes:
             out.append(notification(kind, item["message_id"], [item["email"]], **tags, **extra))
     return out
+
+
+def engagement_of(address: str, raw: str | None) -> list[tuple[str, dict]]:
+    """What one reader does with a delivered message (its raw text; None: unknown, so no clicks):
+    ("Open", {...}) and ("Click", {"link": ..., ...}) outcomes, a minute apart, the same for the
+    same address."""
+    h = hashlib.sha256(address.encode()).digest()
+    if h[0] % 5 >= 2:
+        return []
+    start = datetime.now(UTC) - timedelta(hours=1)
+    out: list[tuple[str, dict]] = [("Open", {"at": start})]
+    content, own = _links(raw) if raw else ([], {})
+    clicked: list[str] = []
+    if content and h[1] % 3 == 0:
+        first = content[min(h[2] % len(content), h[3] % len(content))]  # the earlier links more often
+        clicked.append(first)
+        if h[4] % 4 == 0:
+            clicked.append(first)  # twice
+        if h[5] % 4 == 0 and len(content) > 1:
+            clicked.append(next(link for link in content[h[6] % len(content) :] + content if link != first))
+    for name, one_in, byte in (("web_version", 16, 7), ("preferences", 40, 8), ("unsubscribe", 60, 9)):
+        if own.get(name) and h[byte] % one_in == 0:
+            clicked.append(own[name])
+    out += [("Click", {"link": link, "at": start + timedelta(minutes=n + 1)}) for n, link in enumerate(clicked)]
+    return out
+
+
+def _accepted() -> dict[str, str]:
+    """The raw text of every message moto's SES accepted in this process, by SES message id."""
+    from .stack import sent_messages
+
+    return {m.id: m.raw_data for m in sent_messages()}
+
+
+def _links(raw: str) -> tuple[list[str], dict[str, str]]:
+    """A message's links as its HTML part has them: the content links in order, and ours (the web
+    version its List-Archive names, the preference centre and the unsubscribe link, which carry the
+    reader's token)."""
+    msg = email.message_from_string(raw, policy=email.policy.default)
+    part = msg.get_body(("html",))
+    hrefs = [html.unescape(h) for h in re.findall(r'<a\s[^>]*?href="([^"]+)"', part.get_content() if part else "")]
+    archive = str(msg["List-Archive"] or "").strip("<>")
+    own, content = {}, []
+    for link in hrefs:
+        if not link.startswith(("https://", "http://")):
+            continue  # anchors within the message, mailto
+        if link == archive:
+            own["web_version"] = link
+        elif "token=" in link:
+            own["preferences" if "/preferences?" in link else "unsubscribe"] = link
+        elif link not in content:
+            content.append(link)
+    return content, own

@@ -10,7 +10,8 @@ safe (every step is repeatable):
    its status in the issue's list (`bounced`, `complained`); a soft bounce does so once the
    address has SOFT_BOUNCE_LIMIT soft bounces within SOFT_BOUNCE_DAYS.
 Then, for a bounce or complaint, the issue's rates are checked and it is paused if they passed
-the limits (`lifecycle.pause_reason`).
+the limits (`lifecycle.pause_reason`). A click is also counted on its link (`clicks.py`,
+`store/links.py`): every click once, and each reader once as a clicker of that link.
 
 The issue (and list) come from the message's tags; an identity notification has none, so its SES
 message id is looked up in the send ledger. Feedback for mail this stack did not send (no tags,
@@ -29,12 +30,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from . import aws, clock, lifecycle, notifications, retry
+from . import aws, clicks, clock, lifecycle, notifications, retry
+from .clicks import Click
 from .config import FeedbackSettings
 from .notifications import Feedback, parse_time
 from .privacy import address_hash
 from .store import feedback_log as feedback_store
-from .store import issues, subscribers, suppressions
+from .store import issues, links, subscribers, suppressions
 from .telemetry import issue_metrics, logger, service_metrics
 
 # Counters on the issue item, by kind ("send" has none: the send function counts `sent` itself).
@@ -82,8 +84,9 @@ class Totals:
         return self.by_issue.setdefault(issue_id, Counter())
 
 
-def apply(fb: Feedback, deps: Deps, totals: Totals, logger) -> None:
-    """Act on one classified notification (see the module docstring)."""
+def apply(fb: Feedback, deps: Deps, totals: Totals, logger, click: Click | None = None) -> None:
+    """Act on one classified notification (see the module docstring); `click`: a Click event's
+    link (`clicks.click_of`), counted per link."""
     s = deps.settings
     now = datetime.fromtimestamp(deps.clock(), UTC)
     now_iso = _iso(now)
@@ -130,11 +133,42 @@ def apply(fb: Feedback, deps: Deps, totals: Totals, logger) -> None:
                 logger.warning("feedback for an issue that does not exist; not counted", extra={"issue": issue_id[:64]})
                 totals.other["FeedbackUnattributed"] += 1
                 issue_id = None
+        if issue_id and click is not None:
+            _count_link(fb, click, address, issue_id, int(now.timestamp()), deps, logger)
         if acts:
             _suppress_if_due(fb, address, issue_id, list_id, when, now_iso, deps, totals, logger)
 
     if issue_id and acts:
         _pause_if_due(issue_id, now_iso, deps, totals, logger)
+
+
+def _count_link(fb: Feedback, click: Click, address: str, issue_id: str, now: int, deps: Deps, logger) -> None:
+    s = deps.settings
+    link = clicks.link_of(click.link, issue_id=issue_id, addresses=fb.recipients)
+    done = links.count_click(
+        deps.ddb,
+        s.feedback_table,
+        s.issues_table,
+        issue_id=issue_id,
+        message_id=fb.message_id,
+        address=address,
+        link=link,
+        click_id=click.click_id,
+        expires_at=now + SEEN_DAYS * 86400,
+    )
+    # The link's key, never the link: an unsubscribe link names its reader.
+    bounded = link.cut or link.redacted or done == links.CAPPED
+    (logger.info if bounded else logger.debug)(
+        "click on a link",
+        extra={
+            "issue": issue_id,
+            "link": link.key,
+            "own": link.own,
+            "counted": done,
+            "cut": link.cut,
+            "redacted": link.redacted,
+        },
+    )
 
 
 def _suppress_if_due(
@@ -214,9 +248,8 @@ class Invocation:
     def record(self, record) -> dict:
         """One SQS record (its `body` and `message_id`); raises when SQS should deliver it again."""
         try:
-            events = notifications.classify(
-                notifications.unwrap(record.body, topic_arn=self.settings.feedback_topic_arn)
-            )
+            notification = notifications.unwrap(record.body, topic_arn=self.settings.feedback_topic_arn)
+            events = notifications.classify(notification)
         except notifications.Untrusted as exc:
             logger.warning("untrusted feedback dropped", extra={"message_id": record.message_id, "why": str(exc)})
             self.totals.other["FeedbackUntrusted"] += 1
@@ -234,6 +267,10 @@ class Invocation:
             return {"dropped": True}
 
         deps = Deps(ddb=self.clients("dynamodb"), settings=self.settings)
+        is_click = any(e.kind == "click" for e in events)
+        click = clicks.click_of(notification) if is_click else None
+        if is_click and click is None:
+            logger.info("click without a link: counted on its issue only", extra={"message_id": record.message_id})
         for event in events:
             logger.set_correlation_id(event.issue_id)
             log = logger.debug if event.kind in ROUTINE else logger.info
@@ -249,7 +286,7 @@ class Invocation:
             )
             # Every step of apply is repeatable: a call that fails transiently is tried again here
             # rather than after the queue's visibility timeout.
-            retry.call(apply, event, deps, self.totals, logger)
+            retry.call(apply, event, deps, self.totals, logger, click if event.kind == "click" else None)
         return {"events": len(events)}
 
     def metrics(self) -> None:
