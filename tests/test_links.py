@@ -117,6 +117,10 @@ def test_a_long_or_unprintable_link_is_bounded():
     hostile = clicks.link_of("https://evil.example/\x1b[2J\nline\u202etxt.exe\ud800 x", issue_id=ISSUE)
     assert hostile.url == "https://evil.example/%1B[2J%0Aline%E2%80%AEtxt.exe%EF%BF%BD%20x"
     assert hostile.url.isprintable() and hostile.url.encode("utf-8")
+    # Not even a URL (Python's parser refuses the host): kept as text, the address still left out.
+    assert clicks.link_of("http://[::1/x?y", issue_id=ISSUE).url == "http://[::1/x?y"
+    odd = clicks.link_of("http://[zz]/a?to=r@example.org", issue_id=ISSUE, addresses=("r@example.org",))
+    assert (odd.url, odd.redacted) == ("http://[zz]/a", True)
 
 
 def test_a_click_is_known_again_by_its_fields():
@@ -303,10 +307,11 @@ def test_a_hostile_link_is_bounded(stack, capsys):
     an_issue(stack)
     hostile = "https://evil.example/[bold]x[/bold]\x1b[31m?" + "q" * 10_000
     notes = [click(1, hostile, minute) for minute in range(clicks.MAX_CLICKS_PER_READER + 8)]
-    notes.append(click(2, hostile, 0))
+    notes += [click(2, hostile, 0), click(3, "http://[::1/not-a-host")]  # one Python cannot parse
     for start in range(0, len(notes), 10):
         assert feed(stack, *notes[start : start + 10]) == {"batchItemFailures": []}
-    (item,) = by_url(stack).values()
+    assert counted(by_url(stack).pop("http://[::1/not-a-host")) == (1, 1)
+    (item,) = [i for url, i in by_url(stack).items() if url.startswith("https://evil")]
     assert len(item["url"]) == clicks.MAX_URL and item["cut"] is True
     assert "\x1b" not in item["url"] and item["url"].startswith("https://evil.example/[bold]x[/bold]%1B[31m?qqq")
     # One reader's clicks on one link count up to the bound: their marker stays small.

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qs, quote, unquote, urlsplit, urlunsplit
 
 MAX_URL = 2048  # characters of a link that are kept
 MAX_CLICKS_PER_READER = 32  # clicks of one reader on one link that count (bounds their marker)
@@ -73,7 +73,11 @@ def link_of(link: str, *, issue_id: str, addresses: tuple[str, ...] = ()) -> Lin
     """The link as it is counted: ours or content, and what of it may be kept (module docstring)."""
     clean = _SURROGATE.sub("%EF%BF%BD", link.strip())  # half a UTF-16 pair: not text, cannot be stored
     clean = _UNSAFE.sub(lambda m: quote(m.group(), safe=""), clean)
-    parts = urlsplit(clean)
+    try:
+        parts = urlsplit(clean)
+    except ValueError:  # "http://[::1": no URL of ours; its query and fragment are still told apart
+        before, _, _ = clean.partition("#")
+        parts = SplitResult("", "", before.partition("?")[0], "", "")
     own = _own(parts, issue_id)
     lowered = unquote(clean).lower()
     redacted = own is None and any(a and a.lower() in lowered for a in addresses)
