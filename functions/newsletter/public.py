@@ -11,11 +11,12 @@ Routes, a table (ROUTES: method and path to the function that answers):
                              before: its URL is in every mail already sent, so it keeps any path
 
 Routed by hand rather than with Powertools' LambdaFunctionUrlResolver: importing its
-event_handler package (every resolver it has, asyncio, the event data classes) costs about as much
-CPU as a third of `import boto3`, and whichever request comes first to a new container pays it;
-with it a signup page's cold start measured 1.6-2.0x `import boto3`, against a goal of 1.5x
-(docs/benchmarks.md). What the routes need (the signup module, its pages, email-validator,
-altcha, the mail) is imported by the routes that use it.
+event_handler package (every resolver it has, asyncio, the event data classes) costs about 36 ms
+of CPU, a fifth of `import boto3`, paid by whichever signup page comes first to a new container;
+with it those cold starts measured 1.56-1.97x `import boto3`, against a goal of 1.5x
+(docs/benchmarks.md). What a route needs (the signup module, its pages, altcha, the mail) is
+imported by the route that uses it. Any other method on these paths, or a path beside them, gets
+the unsubscribe endpoint's answer, as it did from the router's not-found handler.
 
 `Site` is what a container keeps between invocations (lists' records for a few minutes, the
 widget's bytes); its AWS clients are injected, and `reset()` forgets all of it.
@@ -31,13 +32,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from . import aws, clock
+from . import aws, clock, unsubscribe_pages
 from .config import PublicSettings
 from .function_url import BadRequest, BodyTooLarge, Request, html_response
 from .privacy import address_hash
 from .store import lists
 from .telemetry import logger, service_metrics
-from .unsubscribe import Endpoint, mask_address
+from .unsubscribe import Endpoint, mask_address, page_language
+from .unsubscribe_pages import N_, error
 
 MAX_FORM = 8192
 LIST_TTL_S = 60.0
@@ -117,7 +119,6 @@ def _language(request: Request, form: dict[str, list[str]] | None = None, offere
     """The page's language: the link's or form's `lang`, else the browser's first that we have
     words for (among `offered`, the list's languages, when given); else the list's first, or English."""
     from .languages import choose
-    from .unsubscribe import page_language
 
     hint = request.query.get("lang") or (form or {}).get("lang") or []
     if hint:
@@ -213,7 +214,6 @@ def _signup_list(site: Site, settings: PublicSettings, list_id: str):
 
 
 def _closed(language: str) -> dict:
-    from .unsubscribe_pages import N_, error
 
     page = error(N_("No such signup form"), N_("This list does not take signups here."), language)
     return _html(404, page)
@@ -235,8 +235,6 @@ def subscribe_page(site: Site, settings: PublicSettings, req: Request, event: di
 def subscribe(site: Site, settings: PublicSettings, req: Request, event: dict, list_id: str) -> dict:
     from . import signup as su
     from . import signup_pages as pages
-    from .unsubscribe import page_language
-    from .unsubscribe_pages import N_, error
 
     try:
         fields = req.form(MAX_FORM)
@@ -312,9 +310,6 @@ def confirm(site: Site, settings: PublicSettings, req: Request, event: dict) -> 
 def _preferences(site: Site, settings: PublicSettings, req: Request, event: dict, *, post: bool) -> dict:
     from . import preferences as prefs
     from . import signup_pages as pages
-    from . import unsubscribe_pages
-    from .unsubscribe import page_language
-    from .unsubscribe_pages import N_, error
 
     try:
         fields = req.form(MAX_FORM) if post else None
