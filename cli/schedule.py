@@ -13,6 +13,7 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -21,11 +22,13 @@ from rich.text import Text
 
 from newsletter import lifecycle
 from newsletter import schedule as rules
-from newsletter.issue import Issue, parse_document
 from newsletter.lifecycle import Status
 from newsletter.store import issues, schedules
 
 from .stack import CliError, Target
+
+if TYPE_CHECKING:  # the issue model (pydantic) loads only for the commands that read a document
+    from newsletter.issue import Issue
 
 console = Console(highlight=False)
 
@@ -118,6 +121,8 @@ def prepare(
     """`publish ISSUE.json [--at TIME] [--time-zone TZ]`: the document to upload, with its send time
     set, and checked as the publish function checks it (InvalidIssue, CliError), so that a time in
     the past or too far ahead is refused before anything is uploaded."""
+    from newsletter.issue import parse_document
+
     if time_zone is not None and at is None and not issue.send_at:
         raise CliError("--time-zone says where --at's time is: give --at TIME too")
     raw = with_send_time(raw, at, time_zone)

@@ -619,3 +619,42 @@ def test_the_commands_list_reschedule_and_run_what_is_due(scheduled, tmp_path, m
     assert sorted(mailed()) == sorted(p["email"] for p in people(20))
     empty = runner.invoke(app, ["schedule"], catch_exceptions=False)
     assert "no issue is scheduled" in empty.output
+
+
+def test_on_the_local_server_a_due_schedule_is_run_by_the_cli(tmp_path, monkeypatch):
+    """`newsletter --local`: the moto server holds the schedule; `schedule --run-due` plays Scheduler
+    (the server's clock cannot be moved, so the schedule is moved to a time gone by instead)."""
+    from devstack import server
+    from devstack.demo import create_list
+    from devstack.stack import new_deployment
+    from newsletter.store.subscribers import put_subscribers
+    from newsletter_cli import publishing, schedule
+    from newsletter_cli.stack import local_target
+
+    monkeypatch.setenv("NEWSLETTER_LOCAL_DIR", str(tmp_path))
+    new_deployment()
+    server.start(tmp_path)
+    try:
+        t = local_target(tmp_path)
+        create_list(t.local, "infomail", "ICMPD Infomail")
+        put_subscribers(t.client("dynamodb"), t.ref("SubscribersTable"), "infomail", people(3))
+        path = tmp_path / "2015-07.json"
+        path.write_text(json.dumps(issue_doc()), encoding="utf-8")
+        issue, raw = publishing.read_issue(path)
+        when = datetime.fromtimestamp(int(schedule.stack_time(t)) + 3 * HOUR, UTC)
+        issue, raw = schedule.prepare(t, issue, raw, at=z(when))
+        record = schedule.follow_upload(t, issue, publishing.upload(t, issue, raw))
+        assert record["status"] == "scheduled"
+        assert schedule.start_due(t) == []  # not yet
+        client, group = t.client("scheduler"), schedule.group(t)
+        found = client.get_schedule(Name="2015-07", GroupName=group)
+        keep = {k: found[k] for k in ("FlexibleTimeWindow", "Target", "ScheduleExpressionTimezone")}
+        client.update_schedule(Name="2015-07", GroupName=group, ScheduleExpression="at(2020-01-01T00:00:00)", **keep)
+        (ran,) = schedule.start_due(t)
+        assert ran["answer"]["outcomes"][0]["status"] == "started"
+        assert publishing.get_record(t, "2015-07")["status"] == "sent"
+        assert len(publishing.local_outbox("2015-07", 3, timeout_s=5)) == 3
+        assert schedule.scheduled(t) == [] and schedule.start_due(t) == []
+    finally:
+        server.stop(tmp_path)
+        new_deployment()
