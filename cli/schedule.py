@@ -101,12 +101,13 @@ def with_send_time(raw: bytes, at: str | None, time_zone: str | None) -> bytes:
     return json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
 
 
-def _instant(text: str) -> bool:
-    """Whether a time is written with its UTC offset (an instant, whatever the time zone)."""
+def _instant(text: str) -> bool | None:
+    """Whether a time is written with its UTC offset (an instant, whatever the time zone); None
+    if it is not a date and time at all (the document's validation says why)."""
     try:
-        return datetime.fromisoformat(text.replace("z", "Z")).tzinfo is not None
+        return datetime.fromisoformat(text.strip().replace("z", "Z")).tzinfo is not None
     except ValueError:
-        return False
+        return None
 
 
 def prepare(
@@ -125,6 +126,11 @@ def prepare(
 
     if time_zone is not None and at is None and not issue.send_at:
         raise CliError("--time-zone says where --at's time is: give --at TIME too")
+    if at is not None and time_zone is None and not issue.time_zone and _instant(at) is False:
+        raise CliError(
+            f"--at {at}: no UTC offset, and the document has no time_zone: add the offset ({at.strip()}+01:00, "
+            "or Z for UTC), or give --time-zone (an IANA name such as Europe/Vienna)"
+        )
     raw = with_send_time(raw, at, time_zone)
     issue = parse_document(raw, max_bytes=int(target.publish_environment().get("MAX_ISSUE_BYTES") or 512 * 1024))
     if issue.send_at:

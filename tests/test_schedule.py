@@ -286,8 +286,10 @@ def test_the_cli_refuses_past_and_far_times_before_anything_is_uploaded(stack):
     with pytest.raises(CliError, match="is in the past"):
         past = json.dumps(issue_doc(send_at=z(at(stack, -60)))).encode()
         schedule.prepare(t, parse_document(past, max_bytes=1 << 20), past)
-    with pytest.raises(InvalidIssue, match="has no UTC offset"):
+    with pytest.raises(CliError, match="--at 2030-01-01T09:00: no UTC offset"):
         schedule.prepare(t, issue, raw, at="2030-01-01T09:00")
+    with pytest.raises(InvalidIssue, match="send_at: must be an ISO 8601 date and time"):
+        schedule.prepare(t, issue, raw, at="tomorrow 9:00+01:00")
     with pytest.raises(CliError, match="--time-zone"):
         schedule.prepare(t, issue, raw, time_zone="Europe/Vienna")
     listed = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=stack.bucket, Prefix="issues/")
