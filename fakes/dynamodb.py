@@ -18,10 +18,10 @@ What it models
   ResourceNotFoundException for a table it does not hold.
 - Expressions, parsed by a small grammar covering what the stores write: comparisons (= <> < <=
   > >=), IN, BETWEEN, AND/OR/NOT, parentheses, attribute_exists, attribute_not_exists,
-  begins_with, contains, size; updates with SET (`+`, `-`, if_not_exists), ADD (numbers and
-  sets), REMOVE and DELETE; #name and :value placeholders; ProjectionExpression of top-level
-  attributes. Anything else raises NotImplementedError, so no test or benchmark passes on a
-  call this fake silently misunderstood.
+  begins_with, contains, size, list_append; nested paths of plain names (`a.b`), read only; updates with SET
+  (`+`, `-`, if_not_exists), ADD (numbers and sets), REMOVE and DELETE; #name and :value
+  placeholders; ProjectionExpression of top-level attributes. Anything else raises
+  NotImplementedError, so no test or benchmark passes on a call this fake silently misunderstood.
 - Query: items in sort-key order (ScanIndexForward), Limit counting the items read before the
   FilterExpression is applied, Count and ScannedCount, Select=COUNT, and LastEvaluatedKey (the
   key attributes of the last item read, with the index's keys on an index) when more remain. On a
@@ -150,6 +150,16 @@ def _tokens(text: str) -> tuple:
     return tuple(out)
 
 
+def _nested(item: dict, parts: tuple[str, ...]) -> dict | None:
+    """The attribute value at a dotted path of plain names (maps only), or None."""
+    value = item.get(parts[0])
+    for part in parts[1:]:
+        if not value or "M" not in value:
+            return None
+        value = value["M"].get(part)
+    return value
+
+
 class _Parser:
     def __init__(self, text: str):
         self.toks = _tokens(text)
@@ -180,6 +190,8 @@ class _Parser:
             if kind == "word" and self.peek(1) == ("punct", "("):
                 return self.function()
             self.i += 1
+            if "." in tok:  # a nested path, `a.b`: read through maps
+                return lambda item, names, values, parts=tuple(tok.split(".")): _nested(item, parts)
             return lambda item, names, values, tok=tok: item.get(names[tok] if tok.startswith("#") else tok)
         raise NotImplementedError(f"fake DynamoDB: unexpected {tok!r} in {self.text!r}")
 
@@ -187,6 +199,8 @@ class _Parser:
         kind, tok = self.peek()
         if kind not in ("name", "word"):
             raise NotImplementedError(f"fake DynamoDB: expected an attribute in {self.text!r}")
+        if "." in tok:  # writing below the top level is not modelled: say so rather than write `a.b`
+            raise NotImplementedError(f"fake DynamoDB: nested path {tok!r} in {self.text!r}")
         self.i += 1
         return tok
 
@@ -217,6 +231,16 @@ class _Parser:
             return lambda item, n, v: args[0](item, n, v) or args[1](item, n, v)
         if fn == "size":
             return lambda item, n, v: {"N": str(len(_plain(args[0](item, n, v)) or ""))}
+        if fn == "list_append":
+
+            def list_append(item, n, v):
+                first, second = args[0](item, n, v), args[1](item, n, v)
+                if not (first and "L" in first and second and "L" in second):
+                    message = "An operand in the update expression has an incorrect data type"
+                    raise _client_error("ValidationException", message, "UpdateItem")
+                return {"L": [*first["L"], *second["L"]]}
+
+            return list_append
         raise NotImplementedError(f"fake DynamoDB: function {fn}() in {self.text!r}")
 
     # Conditions compile to functions (item, names, values) -> bool.

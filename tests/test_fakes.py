@@ -244,6 +244,24 @@ def answers(ddb, names: dict) -> list:
         ExpressionAttributeNames={"#st": "status"},
         ExpressionAttributeValues={":failed": s("failed")},
     )
+    # A signup confirmed as store/signups.confirm does it: a nested path in the condition, list_append.
+    record(
+        ddb.put_item,
+        "x",
+        TableName=subs,
+        Item={"pk": s("l#01"), "email": s("new@x.org"), "signup": {"M": {"id": s("s-1")}}},
+    )
+    for signup_id in ("s-2", "s-1", "s-1"):  # another signup's link, this one's, this one's again
+        record(
+            ddb.update_item,
+            "Attributes",
+            TableName=subs,
+            Key={"pk": s("l#01"), "email": s("new@x.org")},
+            UpdateExpression="SET consent_log = list_append(if_not_exists(consent_log, :empty), :event) REMOVE signup",
+            ConditionExpression="signup.id = :id",
+            ExpressionAttributeValues={":id": s(signup_id), ":empty": {"L": []}, ":event": {"L": [s(signup_id)]}},
+            ReturnValues="ALL_NEW",
+        )
     return out
 
 
