@@ -113,6 +113,9 @@ def describe(queue: DeadLetters, body: str) -> str:
             f"upload {', '.join(str(k) for k in keys)}: {error.get('errorType', '?')}: "
             f"{str(error.get('errorMessage', ''))[:120]}"
         )
+    if queue.logical == "PublishDLQ" and data.get("source") == "newsletter.schedule":
+        # EventBridge Scheduler's own dead letter: the body is the start it could not deliver.
+        return f"scheduled start of issue {data.get('issue_id')} (generation {data.get('generation')})"
     if queue.logical == "FeedbackDLQ":
         from newsletter import notifications
 
@@ -152,8 +155,8 @@ def redrive(target: Target, queue: DeadLetters) -> Redrive:
 
 
 def _reinvoke(target: Target, queue: DeadLetters) -> int:
-    """PublishDLQ: invoke the publish function again with each failed event, as S3 did, then drop
-    the record (publishing the same upload twice publishes it once)."""
+    """PublishDLQ: invoke the publish function again with each failed event, as S3 (or Scheduler)
+    did, then drop the record (publishing the same upload twice publishes it once)."""
     sqs, lam = target.client("sqs"), target.client("lambda")
     url, moved = target.ref(queue.logical), 0
     while True:
@@ -165,10 +168,17 @@ def _reinvoke(target: Target, queue: DeadLetters) -> int:
             lam.invoke(
                 FunctionName=target.ref(queue.function),
                 InvocationType="Event",
-                Payload=json.dumps(record["requestPayload"]).encode(),
+                Payload=json.dumps(_payload(record)).encode(),
             )
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
             moved += 1
+
+
+def _payload(record: dict) -> dict:
+    """What the function was invoked with: Lambda's failure record wraps it (`requestPayload`);
+    EventBridge Scheduler's dead letter is the scheduled start itself (starting is conditional on
+    the schedule's generation, so a start overtaken by a cancel or a reschedule still does nothing)."""
+    return record["requestPayload"] if "requestPayload" in record else record
 
 
 def _move_locally(target: Target, queue: DeadLetters) -> Redrive:
@@ -184,7 +194,7 @@ def _move_locally(target: Target, queue: DeadLetters) -> Redrive:
                 break
             for m in got:
                 if queue.source is None:
-                    stack.invoke_async(queue.function, json.loads(m["Body"])["requestPayload"])
+                    stack.invoke_async(queue.function, _payload(json.loads(m["Body"])))
                 else:
                     sqs.send_message(QueueUrl=target.ref(queue.source), MessageBody=m["Body"])
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])

@@ -720,3 +720,30 @@ def test_dlq_redrive_on_aws_starts_the_move_task_or_invokes_publish_again(aws_mo
         s.add_response("delete_message", {}, {"QueueUrl": "https://sqs/q/publish-dlq", "ReceiptHandle": "r"})
         s.add_response("receive_message", {})
         assert dlq.redrive(target, dlq.queue_named("publish")).moved == 1
+
+
+def test_a_scheduled_start_in_publish_dlq_is_described_and_invoked_again_as_it_was(aws_mock):
+    # EventBridge Scheduler's dead letter is the start input itself, with no requestPayload around it.
+    import boto3
+    from botocore.stub import Stubber
+
+    from newsletter import schedule
+    from newsletter_cli import dlq
+    from newsletter_cli.stack import Target
+
+    start = schedule.start_payload("2015-07", 2)
+    queue = dlq.queue_named("PublishDLQ")
+    assert dlq.describe(queue, json.dumps(start)) == "scheduled start of issue 2015-07 (generation 2)"
+    sqs, lam = boto3.client("sqs", region_name="us-east-1"), boto3.client("lambda", region_name="us-east-1")
+    names = {"PublishDLQ": "https://sqs/q/publish-dlq", "PublishFunction": "publish-fn"}
+    target = Target("stack", "newsletter", names, _clients={"sqs": sqs, "lambda": lam})
+    with Stubber(sqs) as s, Stubber(lam) as l:
+        s.add_response("receive_message", {"Messages": [{"ReceiptHandle": "r", "Body": json.dumps(start)}]})
+        l.add_response(
+            "invoke",
+            {"StatusCode": 202},
+            {"FunctionName": "publish-fn", "InvocationType": "Event", "Payload": json.dumps(start).encode()},
+        )
+        s.add_response("delete_message", {}, {"QueueUrl": "https://sqs/q/publish-dlq", "ReceiptHandle": "r"})
+        s.add_response("receive_message", {})
+        assert dlq.redrive(target, queue).moved == 1

@@ -4,7 +4,7 @@ for the S3 sample's version id and ETag, which S3 gives each upload (the sample'
 import json
 
 import pytest
-from conftest import EXAMPLE_ISSUE, ROOT, issue_record, mailed
+from conftest import EXAMPLE_ISSUE, ROOT, deliver, issue_record, mailed, publish
 
 from devstack.demo import load_subscribers
 
@@ -275,3 +275,27 @@ def test_function_url_altcha_events_serve_a_challenge_and_the_widget(signup_list
     assert widget["statusCode"] == 200 and widget["headers"]["Content-Encoding"] == "gzip"
     with open(os.path.join(STATIC, WIDGET_FILE), "rb") as f:
         assert gzip.decompress(base64.b64decode(widget["body"])) == f.read()
+
+
+# EventBridge Scheduler's input at an issue's send time (newsletter/schedule.py start_payload).
+TRIGGERS["scheduler-start-issue.json"] = "PublishFunction"
+
+
+def test_scheduler_start_event_starts_the_scheduled_issue_once(stack):
+    from datetime import UTC, datetime
+
+    from newsletter import schedule
+
+    load_subscribers(stack, "infomail", ROOT / "examples" / "subscribers.csv")
+    event = json.loads((EVENTS / "scheduler-start-issue.json").read_text())
+    assert event == {**schedule.start_payload("2015-07", 1), "scheduled_time": event["scheduled_time"]}
+    document = json.loads(EXAMPLE_ISSUE.read_text())
+    send_at = datetime.fromtimestamp(int(stack.clock.time()) + 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert publish(stack, {**document, "send_at": send_at})["outcomes"][0]["status"] == "scheduled"
+    assert stack.invoke("PublishFunction", event)["outcomes"][0]["status"] != "stale"
+    assert issue_record(stack, "2015-07")["status"] == "sending"
+    # Scheduler invokes at least once: the same start again does nothing more.
+    stack.invoke("PublishFunction", event)
+    deliver(stack)
+    sent = mailed()
+    assert issue_record(stack, "2015-07")["status"] == "sent" and sent and len(sent) == len(set(sent))
