@@ -63,6 +63,7 @@ LEDGER = {
     "skipped": ("skipped",),
 }
 PAGE = 100  # readers joined with their subscriber records at once (BatchGetItem's most)
+READ = 1000  # items a Query reads at once: a response of ~150 KB, not DynamoDB's 1 MB pages
 LOOKAHEAD = 16  # a shard's fan-out pages held at once (500 keys each) while walking its readers
 
 
@@ -391,6 +392,7 @@ def _page_keys(ddb, table: str, issue_id: str, shard: int) -> Iterator[frozenset
             ProjectionExpression="readers",
             ExpressionAttributeValues={":i": {"S": issue_id}, ":page": {"S": f"page#{shard:03d}#"}},
             ConsistentRead=True,
+            Limit=LOOKAHEAD,  # up to 4 KB a page
             **({"ExclusiveStartKey": start} if start else {}),
         )
         for item in resp.get("Items", []):
@@ -410,6 +412,7 @@ def _shard_readers(ddb, table: str, list_id: str, shard: int) -> Iterator[dict]:
             ProjectionExpression="email, #name, #lang, #status",
             ExpressionAttributeNames={"#name": "name", "#lang": "language", "#status": "status"},
             ExpressionAttributeValues={":pk": {"S": partition(list_id, shard)}},
+            Limit=READ,
             **({"ExclusiveStartKey": start} if start else {}),
         )
         yield from (from_item(i) for i in resp.get("Items", []))

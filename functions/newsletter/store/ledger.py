@@ -202,9 +202,9 @@ def items(ddb, table: str, issue_id: str):
             return
 
 
-def entries(ddb, table: str, issue_id: str, statuses: Iterable[str]) -> Iterator[dict]:
-    """The issue's ledger items in these states, every attribute, page by page (an operator's
-    export: one Query of the issue's partition, filtered)."""
+def entries(ddb, table: str, issue_id: str, statuses: Iterable[str], page: int = 1000) -> Iterator[dict]:
+    """The issue's ledger items in these states, every attribute, `page` items read at a time (an
+    operator's export: one Query of the issue's partition, filtered)."""
     wanted = sorted(set(statuses))
     values = {":i": {"S": issue_id}, **{f":s{n}": {"S": s} for n, s in enumerate(wanted)}}
     start = None
@@ -215,6 +215,7 @@ def entries(ddb, table: str, issue_id: str, statuses: Iterable[str]) -> Iterator
             FilterExpression="#status IN (" + ", ".join(f":s{n}" for n in range(len(wanted))) + ")",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues=values,
+            Limit=page,
             **({"ExclusiveStartKey": start} if start else {}),
         )
         yield from (from_item(i) for i in resp.get("Items", []))
