@@ -553,6 +553,7 @@ def resend(
     each send claims its reader in the ledger first, so running it twice, or while the issue still
     sends, mails nobody twice. A cancelled issue is sending again while they are sent."""
     from newsletter.sender import ISSUE_TTL
+    from newsletter.store.subscribers import SHARDS
 
     from . import publishing
     from . import recipients as who
@@ -572,12 +573,19 @@ def resend(
     # On AWS a send function may have read "cancelled" up to ISSUE_TTL ago and still trust it:
     # a reopened issue's batches wait longer than that. Locally the CLI is that function, afresh.
     delay = 0 if target.is_local or record.get("status") != Status.CANCELLED else int(ISSUE_TTL) + 5
+    answered = _sent_locally(target, issue) if target.is_local else set()
     try:
         done = who.resend_not_sent(ddb, sqs, tables, record, target.ref("SendQueue"), delay_s=delay)
     except who.NotRecorded as exc:
         raise CliError(f"not resending {issue}: {exc}") from None
+    segments = int(record.get("segments_done") or 0)
+    if segments < SHARDS:
+        console.print(
+            f"{SHARDS - segments} of its {SHARDS} fan-out segments never finished (see newsletter dlq): "
+            "readers they did not reach were never queued, and are not resent"
+        )
     if not done.queued:
-        console.print(f"{issue}: nobody to resend to (everyone it was queued for is in the ledger)")
+        console.print(f"{issue}: nobody to resend to (everyone it was queued for was counted)")
         return
     if done.reopened:
         console.print(f"{issue} was cancelled: it is sending again")
@@ -592,13 +600,21 @@ def resend(
     if dead:
         console.print(f"SendDLQ holds {dead} message(s): redriving them later mails nobody twice")
     if target.is_local:
-        _finish(target, issue, _run_resend_locally(target, issue))
+        _finish(target, issue, _run_resend_locally(target, issue, answered))
     else:
         console.print(f"follow it with: newsletter status {issue}")
 
 
-def _run_resend_locally(target: Target, issue: str) -> dict | None:
-    """Locally, be Lambda: send what was queued, reconcile, and answer as the SES simulator would."""
+def _sent_locally(target: Target, issue: str) -> set[str]:
+    """Locally: whom the ledger says the issue was sent to (a local list is small)."""
+    from devstack import ses_feedback
+
+    return {i["email"] for i in ses_feedback.sent_ledger(target.local, issue)}
+
+
+def _run_resend_locally(target: Target, issue: str, answered: set[str]) -> dict | None:
+    """Locally, be Lambda: send what was queued, reconcile, and answer as the SES simulator would
+    for the readers sent now (`answered`: those sent before, whose answers came then)."""
     from devstack import ses_feedback
 
     from . import publishing
@@ -609,12 +625,8 @@ def _run_resend_locally(target: Target, issue: str) -> dict | None:
         stack.poll("FanoutFunction")  # the reconcile job of an issue that is now sent
         record = publishing.get_record(target, issue)
         if record:
-            # Only the resent readers' answers: the others' came when they were sent.
-            sent = ses_feedback.sent_ledger(stack, issue)
-            resent = {i["email"] for i in sent if str(i.get("batch_id", "")).startswith("resend-")}
             answers = ses_feedback.simulator_outcomes(stack, record["list_id"], issue_id=issue, others_delivered=False)
-            outcomes = [n for n in answers if n["mail"]["destination"][0] in resent]
-            ses_feedback.deliver(stack, outcomes)
+            ses_feedback.deliver(stack, [n for n in answers if n["mail"]["destination"][0] not in answered])
     return publishing.get_record(target, issue)
 
 
