@@ -317,13 +317,25 @@ def publish(
     timeout: float = typer.Option(
         6 * 3600, "--timeout", help="Stop following after this many seconds (sending goes on)."
     ),
+    at: str | None = typer.Option(
+        None,
+        "--at",
+        help="Schedule the send instead: ISO 8601 with a UTC offset (2026-03-02T09:00+01:00), or a local time "
+        "with --time-zone (or the document's time_zone). At least 2 minutes ahead.",
+    ),
+    time_zone: str | None = typer.Option(None, "--time-zone", help="The IANA time zone of --at (Europe/Vienna)."),
 ):
-    """Validate the issue, upload it to the stack's bucket (which publishes it), and follow the sending."""
-    from . import publishing
+    """Validate the issue, upload it to the stack's bucket (which publishes it), and follow the sending;
+    with --at (or the document's send_at), render it now and start the send at that time."""
+    from . import publishing, schedule
 
     document, raw = publishing.read_issue(issue)
     target = _target(ctx)
+    document, raw = schedule.prepare(target, document, raw, at=at, time_zone=time_zone)
     up = publishing.upload(target, document, raw)
+    if document.send_at:
+        console.print(schedule.announce(schedule.follow_upload(target, document, up)))
+        return
     if up.already:
         console.print(
             f"{document.issue_id} was already published from this document (status "
@@ -403,6 +415,7 @@ def _stats_table(records: list[dict]) -> None:
             (k, str(r[k]))
             for k in (
                 "accepted_at",
+                "send_at",
                 "fanout_started_at",
                 "sent_at",
                 "paused_at",
@@ -472,6 +485,11 @@ def status(
             raise CliError(f"no issue {issue!r} on {target.kind} {target.name!r}")
         _stats_table([record])
         _language_table(record)
+        from .links import links_table
+
+        clicked = links_table(target.client("dynamodb"), target.ref("IssuesTable"), record)
+        if clicked is not None:
+            console.print(clicked)
         if record.get("status") == Status.PAUSED:
             console.print(Text(f"paused: {record.get('paused_reason', '')}", style="yellow"))
         if record.get("reconciled_at"):
@@ -633,11 +651,16 @@ def _run_resend_locally(target: Target, issue: str, answered: set[str]) -> dict 
 def _control(ctx: typer.Context, action: str, issue: str) -> None:
     from newsletter import lifecycle
 
-    from . import publishing
+    from . import publishing, schedule
 
     target = _target(ctx)
     ddb, table = target.client("dynamodb"), target.ref("IssuesTable")
-    fn = {"pause": lifecycle.pause_issue, "resume": lifecycle.resume_issue, "cancel": lifecycle.cancel_issue}[action]
+    fn = {
+        "pause": lifecycle.pause_issue,
+        "resume": lifecycle.resume_issue,
+        # A scheduled issue's schedule is deleted too.
+        "cancel": lambda _ddb, _table, issue_id: schedule.cancel_issue(target, issue_id),
+    }[action]
     if fn(ddb, table, issue):
         done = {
             "pause": "paused: its batches wait on the queue",
@@ -645,6 +668,8 @@ def _control(ctx: typer.Context, action: str, issue: str) -> None:
             "cancel": "cancelled: nothing more of it is sent",
         }[action]
         console.print(f"{issue}: {done}")
+        if action == "cancel":
+            _out_of_archive(target, issue)
         return
     record = publishing.get_record(target, issue)
     if record is None:
@@ -652,6 +677,20 @@ def _control(ctx: typer.Context, action: str, issue: str) -> None:
     to = {"pause": lifecycle.PAUSED, "resume": lifecycle.SENDING, "cancel": lifecycle.CANCELLED}[action]
     needs = " or ".join(lifecycle.ALLOWED[to] if action != "resume" else (lifecycle.PAUSED,))
     raise CliError(f"cannot {action} {issue}: it is {record.get('status')}, not {needs}")
+
+
+def _out_of_archive(target: Target, issue: str) -> None:
+    """A cancelled issue leaves its list's public archive and feed (it stays listed as cancelled in
+    the private index, so a publish still finishing cannot bring it back)."""
+    from newsletter import archive
+
+    from . import publishing
+
+    record = publishing.get_record(target, issue)
+    if record is None or record.get("test") or not record.get("list_id"):
+        return
+    if archive.remove(target.client("s3"), target.ref("NewsletterBucket"), record["list_id"], issue):
+        console.print(f"{issue}: taken out of the {record['list_id']} archive and feed")
 
 
 @app.command()
@@ -681,6 +720,16 @@ def cancel(
     ):
         raise typer.Exit(EXIT_ERROR)
     _control(ctx, "cancel", issue)
+
+
+def _register_schedule_commands() -> None:
+    from . import schedule
+
+    app.command("schedule")(handled(schedule.schedule_command))
+    app.command("reschedule")(handled(schedule.reschedule_command))
+
+
+_register_schedule_commands()
 
 
 # --- the token secret -------------------------------------------------------------------------------

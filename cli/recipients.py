@@ -451,6 +451,8 @@ def refusal(record: dict | None, waiting: dict[str, int], *, force: bool = False
         return "it is a test send: send-test again instead"
     if status == Status.RENDERING:
         return "it is still rendering: its fan-out has not started"
+    if status == Status.SCHEDULED:
+        return "it is scheduled and nothing of it is sent yet: `newsletter schedule` shows when it starts"
     if status == Status.PAUSED:
         return "it is paused and its batches wait on the send queue: resume it and they are sent"
     if status in (Status.SENDING, Status.CANCELLED) and any(waiting.values()) and not force:

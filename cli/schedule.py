@@ -131,6 +131,8 @@ def prepare(
             f"--at {at}: no UTC offset, and the document has no time_zone: add the offset ({at.strip()}+01:00, "
             "or Z for UTC), or give --time-zone (an IANA name such as Europe/Vienna)"
         )
+    if at is None and time_zone is None and not issue.send_at:
+        return issue, raw  # sent at once: nothing here to check
     raw = with_send_time(raw, at, time_zone)
     issue = parse_document(raw, max_bytes=int(target.publish_environment().get("MAX_ISSUE_BYTES") or 512 * 1024))
     if issue.send_at:

@@ -289,6 +289,55 @@ def test_pause_resume_cancel(local, tmp_path):
     assert unknown.exit_code == 2 and "no issue 'no-such-issue'" in unknown.output
 
 
+def test_cancel_takes_the_issue_out_of_its_lists_archive(local):
+    from newsletter import archive
+    from newsletter.issue import parse_document
+    from newsletter.store import issues
+    from newsletter_cli.stack import local_target
+
+    target = local_target()
+    ddb, s3, bucket = target.client("dynamodb"), target.client("s3"), target.ref("NewsletterBucket")
+    document = json.loads(EXAMPLE_ISSUE.read_text(encoding="utf-8")) | {"issue_id": "c-arch"}
+    issue = parse_document(json.dumps(document).encode(), max_bytes=512 * 1024)
+    base = "https://news.example.org/web"
+    archive.record(s3, bucket, issue, published="2026-11-30T08:00:00Z", list_name="Infomail", author="N", base_url=base)
+    page = f"web/archive/{issue.list_id}.en.html"
+    assert "c-arch" in s3.get_object(Bucket=bucket, Key=page)["Body"].read().decode()
+    issues.create_issue(
+        ddb, target.ref("IssuesTable"), {"issue_id": "c-arch", "list_id": issue.list_id, "status": "sending"}
+    )
+    result = cli("--local", "cancel", "c-arch", "--yes")
+    assert result.exit_code == 0 and "taken out of the" in result.output
+    assert "c-arch" not in s3.get_object(Bucket=bucket, Key=page)["Body"].read().decode()
+
+
+def test_publish_at_schedules_and_schedule_reschedule_cancel_manage_it(local, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from newsletter.store import issues
+    from newsletter_cli.stack import local_target
+
+    target = local_target()
+    people = write_csv(tmp_path / "sched.csv", ["a@example.org,A,en,active"])
+    assert cli("--local", "subscribers", "import", str(people), "--list", "sched", "--list-name", "S").exit_code == 0
+    document = json.loads(EXAMPLE_ISSUE.read_text(encoding="utf-8")) | {"issue_id": "c-sched", "list": "sched"}
+    path = tmp_path / "c-sched.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    now = datetime.fromtimestamp(target.local.clock.time(), UTC)
+    at = (now + timedelta(days=2)).strftime("%Y-%m-%dT09:00")
+    result = cli("--local", "publish", str(path), "--at", at, "--time-zone", "Europe/Vienna")
+    assert result.exit_code == 0 and "c-sched is scheduled" in result.output, result.output
+    assert issues.get_issue(target.client("dynamodb"), target.ref("IssuesTable"), "c-sched")["status"] == "scheduled"
+    listed = cli("--local", "schedule")
+    assert listed.exit_code == 0 and "c-sched" in listed.output
+    later = (now + timedelta(days=3)).strftime("%Y-%m-%dT10:00+01:00")
+    assert cli("--local", "reschedule", "c-sched", "--at", later).exit_code == 0
+    assert cli("--local", "cancel", "c-sched", "--yes").exit_code == 0
+    assert "c-sched" not in cli("--local", "schedule").output
+    too_soon = cli("--local", "publish", str(path), "--at", now.strftime("%Y-%m-%dT%H:%M+00:00"))
+    assert too_soon.exit_code == 2
+
+
 # --- a deployed stack ------------------------------------------------------------------------------
 
 
@@ -326,7 +375,7 @@ def test_commands_find_the_stack_by_its_outputs(stack, tmp_path):
         in cli("--stack", "newsletter", "--region", "us-east-1", "subscribers", "count", "--list", "infomail").output
     )
     up = cli("--stack", "newsletter", "--region", "us-east-1", "publish", str(EXAMPLE_ISSUE), "--no-follow")
-    assert up.exit_code == 0 and "issues/2015-07.json" in up.output
+    assert up.exit_code == 0 and "issues/2015-07.json" in up.output, up.output
     body = (
         boto3.client("s3", region_name="us-east-1")
         .get_object(Bucket=stack.bucket, Key="issues/2015-07.json")["Body"]

@@ -501,3 +501,21 @@ def test_a_local_publish_cancelled_half_way_is_resent_once(local, tmp_path, monk
     ]
     assert sorted(to) == sorted(addresses)  # each once: the old batches and the new ones, whichever came first
     assert "outbox:" in forced.output and "still" not in forced.output  # sent, not still sending
+
+
+@pytest.mark.parametrize(
+    "record, waiting, why",
+    [
+        ({"status": "scheduled"}, {}, "scheduled and nothing of it is sent yet"),
+        ({"status": "rendering"}, {}, "still rendering"),
+        ({"status": "paused"}, {}, "resume it"),
+        ({"status": "sent", "test": True}, {}, "test send"),
+        ({"status": "sending"}, {"send queue": 3}, "--force"),
+        ({"status": "cancelled"}, {"send queue": 0, "fan-out queue": 0}, None),
+    ],
+)
+def test_a_resend_is_refused_where_it_could_only_disturb(record, waiting, why):
+    from newsletter_cli import recipients as who
+
+    got = who.refusal({"issue_id": "i", **record}, waiting)
+    assert (got is None) if why is None else (why in got)
