@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import email
 import email.policy
-import inspect
 import io
 import json
 from collections import Counter
@@ -31,13 +30,6 @@ from newsletter.store import issues, subscribers, suppressions
 
 ISSUE, LIST = "2015-07", "infomail"
 runner = CliRunner()
-
-# Who each fan-out page queued is what tells "queued, never sent" from "never queued". Until the
-# fan-out writes it (docs/data.md), these tests are expected to fail, and must pass once it does.
-FANOUT_NAMES_READERS = "readers" in inspect.signature(issues.record_page).parameters
-needs_named_pages = pytest.mark.xfail(
-    not FANOUT_NAMES_READERS, strict=True, reason="the fan-out does not yet name the readers of each page"
-)
 
 
 @pytest.fixture
@@ -171,7 +163,6 @@ def test_each_state_of_a_cancelled_issue_is_exported_as_the_ledger_and_ses_say(s
     assert export(cli, "skipped") == []
 
 
-@needs_named_pages
 def test_resending_a_cancelled_issue_twice_mails_each_queued_reader_once(stack, cli, ses_faults):
     run = cancelled_half_way(stack, cli, ses_faults)
     held = ledger_states(stack)
@@ -263,7 +254,6 @@ def dead_batch(stack) -> list[str]:
     return [r.address for r in parse_batch(got[0]["Body"]).recipients]
 
 
-@needs_named_pages
 def test_a_batch_in_the_dlq_is_resent_and_its_redrive_then_mails_nobody_twice(stack, cli, failing_partition):
     readers = [r["email"] for r in people(40)]
     add_subscribers(stack, people(40))
@@ -301,7 +291,6 @@ def test_a_batch_in_the_dlq_is_resent_and_its_redrive_then_mails_nobody_twice(st
 # --- racing the send -----------------------------------------------------------------------------------
 
 
-@needs_named_pages
 def test_a_resend_racing_the_send_itself_mails_nobody_twice(stack, cli):
     readers = [r["email"] for r in people(30)]
     add_subscribers(stack, people(30))
@@ -465,7 +454,6 @@ def test_the_local_stack_exports_what_the_ses_simulator_answered(local, tmp_path
     assert local_export("sent")["plain@example.com"]["name"] == "Reader 3"
 
 
-@needs_named_pages
 def test_a_local_publish_cancelled_half_way_is_resent_once(local, tmp_path, monkeypatch):
     from devstack.stack import LocalStack
 

@@ -21,7 +21,7 @@ from .languages import choose
 from .lifecycle import Status
 from .privacy import normalise_address
 from .queue_messages import Batch, Malformed, Recipient, Reconcile, Segment, batch_id, parse_fanout
-from .store import issues, queues, subscribers
+from .store import issues, ledger, queues, subscribers
 from .telemetry import issue_metrics, logger, service_metrics
 
 RECIPIENTS_PER_BATCH = 50
@@ -69,8 +69,19 @@ def fan_out(
             recipients = [(r, lang) for r, lang in recipients if r.address not in suppressed]
         progress.batches += queue_batches(sqs, settings.send_queue_url, segment, page, by_language(issue, recipients))
         last = next_cursor is None
+        # The page's marker names its readers (8-byte hashes, no address): `newsletter resend
+        # --not-sent` tells "queued, never sent" from "never queued" by them (docs/data.md).
+        readers = ledger.queued_keys(r.address for r, _ in recipients)
         if retry.call(
-            issues.record_page, ddb, settings.issues_table, segment.issue_id, segment.shard, page, len(recipients), last
+            issues.record_page,
+            ddb,
+            settings.issues_table,
+            segment.issue_id,
+            segment.shard,
+            page,
+            len(recipients),
+            last,
+            readers=readers,
         ):
             progress.queued += len(recipients)
         if last:

@@ -269,8 +269,11 @@ def finished(record: dict) -> bool:
     return int(record.get("segments_done") or 0) >= SHARDS and handled >= int(record.get("queued") or 0)
 
 
-def record_page(ddb, table: str, issue_id: str, shard: int, page: int, queued: int, last: bool) -> bool:
-    """Count a fanned-out page once, however often its fan-out message is delivered.
+def record_page(
+    ddb, table: str, issue_id: str, shard: int, page: int, queued: int, last: bool, readers: bytes | None = None
+) -> bool:
+    """Count a fanned-out page once, however often its fan-out message is delivered; its marker
+    keeps `readers` (ledger.queued_keys: who the page queued, as hashes).
 
     Returns False if this page was already counted.
     """
@@ -282,7 +285,13 @@ def record_page(ddb, table: str, issue_id: str, shard: int, page: int, queued: i
                     "Put": {
                         "TableName": table,
                         "Item": to_item(
-                            {"issue_id": issue_id, "sk": f"page#{shard:03d}#{page:07d}", "queued": queued, "last": last}
+                            {
+                                "issue_id": issue_id,
+                                "sk": f"page#{shard:03d}#{page:07d}",
+                                "queued": queued,
+                                "last": last,
+                                **({"readers": readers} if readers else {}),
+                            }
                         ),
                         "ConditionExpression": "attribute_not_exists(issue_id)",
                     }
