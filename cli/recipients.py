@@ -541,23 +541,10 @@ def _send(sqs, queue_url: str, bodies: list[str], delay_s: int) -> None:
 
 
 def _reopen(ddb, table: str, record: dict) -> None:
-    """cancelled → sending, for a resend; the automatic pause judges it from here on (as after a resume)."""
-    from newsletter.lifecycle import bounced
+    """cancelled → sending, for a resend (lifecycle.reopen_issue)."""
+    from newsletter.lifecycle import reopen_issue
 
-    baseline = {
-        "sent": int(record.get("sent") or 0),
-        "bounced": bounced(record),
-        "complained": int(record.get("complained") or 0),
-    }
-    if issues.update_issue(
-        ddb,
-        table,
-        record["issue_id"],
-        expect_status=str(Status.CANCELLED),
-        status=str(Status.SENDING),
-        resent_at=clock.iso(),
-        pause_baseline=baseline,
-    ):
+    if reopen_issue(ddb, table, record):
         return
     now = issues.get_issue(ddb, table, record["issue_id"]) or {}
     if now.get("status") != Status.SENDING:  # another resend reopened it first: go on

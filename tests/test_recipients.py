@@ -507,3 +507,18 @@ def test_a_resend_is_refused_where_it_could_only_disturb(record, waiting, why):
 
     got = who.refusal({"issue_id": "i", **record}, waiting)
     assert (got is None) if why is None else (why in got)
+
+
+def test_only_a_resend_takes_an_issue_out_of_cancelled(stack):
+    from newsletter import lifecycle
+
+    ddb, table = boto3.client("dynamodb", region_name="us-east-1"), stack.ref("IssuesTable")
+    issues.create_issue(ddb, table, {"issue_id": "r-1", "list_id": LIST, "status": "cancelled", "sent": 40})
+    assert not lifecycle.move(ddb, table, "r-1", lifecycle.SENDING)  # no implicit way back from a cancel
+    assert not lifecycle.resume_issue(ddb, table, "r-1")
+    record = issues.get_issue(ddb, table, "r-1")
+    assert lifecycle.reopen_issue(ddb, table, record, at="2026-12-01T18:00:00Z")
+    now = issues.get_issue(ddb, table, "r-1")
+    assert now["status"] == "sending" and now["resent_at"] == "2026-12-01T18:00:00Z"
+    assert now["pause_baseline"]["sent"] == 40  # the automatic pause judges what is sent from here on
+    assert not lifecycle.reopen_issue(ddb, table, record)  # not cancelled any more

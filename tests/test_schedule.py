@@ -152,7 +152,9 @@ def test_a_repeated_invocation_and_a_repeated_upload_event_send_each_reader_once
     stack.clock.advance(HOUR)
     assert invoke_start(stack) == "started"
     assert invoke_start(stack) == "duplicate"  # Lambda's async retry, or Scheduler's
-    assert publish(stack, issue_doc(send_at=z(at(stack, 0))))["outcomes"][0]["status"] in ("refused", "invalid")
+    # The same upload's event again, and another document for the issue: neither starts anything.
+    assert publish(stack, issue_doc(send_at=stack.send_at))["outcomes"][0]["status"] == "duplicate"
+    assert publish(stack, issue_doc(send_at=z(at(stack, 2 * HOUR))))["outcomes"][0]["status"] in ("refused", "invalid")
     deliver(stack)
     assert invoke_start(stack) == "duplicate"  # long after
     deliver(stack)

@@ -8,7 +8,9 @@ other's decision by accident:
     sending → paused      pause_issue (automatic when the bounce or complaint rate is too high,
                           or when a batch fails for a reason no retry can fix)
     paused  → sending     resume_issue
-    rendering, scheduled, sending, paused → cancelled   cancel_issue (for good)
+    rendering, scheduled, sending, paused → cancelled   cancel_issue (nothing more of it is sent)
+    cancelled → sending   reopen_issue: only for `newsletter resend --not-sent`, which queues
+                          again the readers a cancel left unsent (the ledger mails nobody twice)
 
 Publishing moves an issue from `rendering` to `sending` only if it is still `rendering`, so an
 issue cancelled while it renders never sends. An issue with a send time goes `rendering` →
@@ -47,7 +49,7 @@ RENDERING, SCHEDULED, SENDING, PAUSED, CANCELLED, SENT = Status  # short names, 
 # `scheduled` → `scheduled` is a reschedule; `scheduled` → `sending`, its schedule's start.
 ALLOWED: dict[Status, tuple[Status, ...]] = {
     SCHEDULED: (RENDERING, SCHEDULED),
-    SENDING: (RENDERING, SCHEDULED, PAUSED),
+    SENDING: (RENDERING, SCHEDULED, PAUSED, CANCELLED),
     PAUSED: (SENDING,),
     SENT: (SENDING,),
     CANCELLED: (RENDERING, SCHEDULED, SENDING, PAUSED),
@@ -58,10 +60,11 @@ def move(
     ddb, table: str, issue_id: str, to: Status, *, from_: Status | None = None, expect: dict | None = None, **values
 ) -> bool:
     """The one way an issue's status changes: a conditional write, only from a status ALLOWED (or
-    only from `from_`, which must be one), and only while `expect`'s attributes hold; False if not."""
-    allowed = ALLOWED[to]
+    only from `from_`, which must be one; `cancelled` only so), and only while `expect`'s
+    attributes hold; False if not."""
+    allowed = tuple(s for s in ALLOWED[to] if s != CANCELLED)  # a cancel is undone only by name: reopen_issue
     if from_ is not None:
-        if from_ not in allowed:
+        if from_ not in ALLOWED[to]:
             raise ValueError(f"an issue never goes from {from_} to {to}")
         allowed = (from_,)
     return issues.update_issue(
@@ -91,6 +94,15 @@ def resume_issue(ddb, table: str, issue_id: str, *, at: str | None = None) -> bo
     # Paused just as its last recipients were handled: nothing more comes to complete it.
     complete_if_finished(ddb, table, issues.get_issue(ddb, table, issue_id))
     return True
+
+
+def reopen_issue(ddb, table: str, record: dict, *, at: str | None = None) -> bool:
+    """cancelled → sending, for a resend to the readers the cancel left unsent; False if the issue
+    is no longer cancelled. As after a resume, the automatic pause judges it from here on."""
+    baseline = {"sent": _n(record, "sent"), "bounced": bounced(record), "complained": _n(record, "complained")}
+    return move(
+        ddb, table, record["issue_id"], SENDING, from_=CANCELLED, resent_at=at or clock.iso(), pause_baseline=baseline
+    )
 
 
 def cancel_issue(ddb, table: str, issue_id: str, *, at: str | None = None) -> bool:
