@@ -38,8 +38,9 @@ demo: $(VENV)/.installed
 	$(PY) -m devstack.demo
 
 # One worker per core; a test file's tests stay together (module fixtures such as the demo run once).
+# The 25 slowest tests are listed at the end: the suite should stay well under 10 minutes.
 test: $(VENV)/.installed
-	$(PY) -m pytest -n auto --dist loadfile
+	$(PY) -m pytest -n auto --dist loadfile --durations=25
 
 faults: $(VENV)/.installed
 	$(PY) -m devstack.faults
