@@ -318,7 +318,7 @@ def _uncounted(ddb, table: str, issue_id: str, final: dict[str, dict]) -> set[st
     return {
         a
         for a, i in final.items()
-        if i.get("batch_id") and issues._count_key(a) not in counted.get(str(i["batch_id"]), set())
+        if i.get("batch_id") and issues.count_key(a) not in counted.get(str(i["batch_id"]), set())
     }
 
 
@@ -327,24 +327,11 @@ def check_recorded(ddb, table: str, record: dict) -> None:
     that an export or a resend never stops half-way for want of them)."""
     if record.get("test"):
         raise NotRecorded("a test send is not fanned out: its addresses are on its record")
-    start = None
-    while True:
-        resp = ddb.query(
-            TableName=table,
-            KeyConditionExpression="issue_id = :i AND begins_with(sk, :page)",
-            FilterExpression="queued > :none AND attribute_not_exists(readers)",
-            ExpressionAttributeValues={":i": {"S": record["issue_id"]}, ":page": {"S": "page#"}, ":none": {"N": "0"}},
-            Select="COUNT",
-            **({"ExclusiveStartKey": start} if start else {}),
+    if issues.pages_without_readers(ddb, table, record["issue_id"]):
+        raise NotRecorded(
+            "this issue's fan-out did not record whom it queued (its page markers name no readers): "
+            "who was queued and never sent cannot be told from who was never queued"
         )
-        if resp.get("Count"):
-            raise NotRecorded(
-                "this issue's fan-out did not record whom it queued (its page markers name no readers): "
-                "who was queued and never sent cannot be told from who was never queued"
-            )
-        start = resp.get("LastEvaluatedKey")
-        if not start:
-            return
 
 
 class QueuedPages:
@@ -384,22 +371,8 @@ class QueuedPages:
 
 def _page_keys(ddb, table: str, issue_id: str, shard: int) -> Iterator[frozenset[bytes]]:
     """The keys of the readers each of the shard's fan-out pages queued, page by page, in order."""
-    start = None
-    while True:
-        resp = ddb.query(
-            TableName=table,
-            KeyConditionExpression="issue_id = :i AND begins_with(sk, :page)",
-            ProjectionExpression="readers",
-            ExpressionAttributeValues={":i": {"S": issue_id}, ":page": {"S": f"page#{shard:03d}#"}},
-            ConsistentRead=True,
-            Limit=LOOKAHEAD,  # up to 4 KB a page
-            **({"ExclusiveStartKey": start} if start else {}),
-        )
-        for item in resp.get("Items", []):
-            yield ledger.unpack_queued((from_item(item) or {}).get("readers"))
-        start = resp.get("LastEvaluatedKey")
-        if not start:
-            return
+    for readers in issues.page_readers(ddb, table, issue_id, shard, read=LOOKAHEAD):  # up to 4 KB a page
+        yield ledger.unpack_queued(readers)
 
 
 def _shard_readers(ddb, table: str, list_id: str, shard: int) -> Iterator[dict]:

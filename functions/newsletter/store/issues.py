@@ -88,7 +88,7 @@ def add_counts(ddb, table: str, issue_id: str, counts: dict[str, int]) -> dict |
     return from_item(resp.get("Attributes"))
 
 
-def _count_key(address: str) -> str:
+def count_key(address: str) -> str:
     """How a batch marker names a recipient it counted (not the address: the issues table holds none)."""
     import hashlib
 
@@ -118,7 +118,7 @@ def count_batch(
     """
     from collections import Counter
 
-    keyed = {_count_key(a): status for a, status in outcomes.items()}
+    keyed = {count_key(a): status for a, status in outcomes.items()}
     marker = _key(issue_id, f"batch#{batch_id}")
     for _ in range(tries):
         found = from_item(ddb.get_item(TableName=table, Key=marker, ConsistentRead=True).get("Item")) or {}
@@ -331,3 +331,44 @@ def count_for_list(ddb, table: str, issue_id: str, list_id: str, counter: str, n
         ExpressionAttributeNames={"#counter": counter},
         ExpressionAttributeValues={":n": {"N": str(n)}, ":list": {"S": list_id}},
     )
+
+
+def pages_without_readers(ddb, table: str, issue_id: str) -> bool:
+    """Whether a fan-out page of the issue queued readers without naming them (a fan-out from
+    before page markers kept `readers`)."""
+    start = None
+    while True:
+        resp = ddb.query(
+            TableName=table,
+            KeyConditionExpression="issue_id = :i AND begins_with(sk, :page)",
+            FilterExpression="queued > :none AND attribute_not_exists(readers)",
+            ExpressionAttributeValues={":i": {"S": issue_id}, ":page": {"S": "page#"}, ":none": {"N": "0"}},
+            Select="COUNT",
+            **({"ExclusiveStartKey": start} if start else {}),
+        )
+        if resp.get("Count"):
+            return True
+        start = resp.get("LastEvaluatedKey")
+        if not start:
+            return False
+
+
+def page_readers(ddb, table: str, issue_id: str, shard: int, *, read: int):
+    """The `readers` (packed keys, ledger.queued_keys) of each of the shard's fan-out pages, in page
+    order; `read` page markers a request."""
+    start = None
+    while True:
+        resp = ddb.query(
+            TableName=table,
+            KeyConditionExpression="issue_id = :i AND begins_with(sk, :page)",
+            ProjectionExpression="readers",
+            ExpressionAttributeValues={":i": {"S": issue_id}, ":page": {"S": f"page#{shard:03d}#"}},
+            ConsistentRead=True,
+            Limit=read,
+            **({"ExclusiveStartKey": start} if start else {}),
+        )
+        for item in resp.get("Items", []):
+            yield (from_item(item) or {}).get("readers")
+        start = resp.get("LastEvaluatedKey")
+        if not start:
+            return
