@@ -19,14 +19,14 @@ JULY = ROOT / "examples" / "issues" / "2015-07.json"
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, subset):
+def demo(tmp_path_factory, subscribers_subset):
     from devstack import demo
 
     out = tmp_path_factory.mktemp("demo")
     summary = demo.run(
         out,
         JULY,
-        subset,
+        subscribers_subset,
         token_secret="demo-secret",
         second_issue=ROOT / "examples" / "issues" / "2015-08.json",
     )
@@ -42,28 +42,9 @@ def subscribers(path):
         return list(csv.DictReader(f))
 
 
-def _subset(path):
-    """The example list cut to a fifth (the demo's 1,000 take minutes in moto): every inactive
-    subscriber and every mailbox simulator address, and the first 150 others."""
-    lines = (ROOT / "examples" / "subscribers.csv").read_text(encoding="utf-8").splitlines(keepends=True)
-    rows = list(csv.DictReader(lines))
-    keep = [lines[0]] + [
-        line
-        for n, (line, row) in enumerate(zip(lines[1:], rows, strict=False))
-        if n < 150 or row["status"] != "active" or "simulator" in row["email"]
-    ]
-    path.write_text("".join(keep), encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="module")
-def subset(tmp_path_factory):
-    return _subset(tmp_path_factory.mktemp("subscribers") / "subscribers.csv")
-
-
-def test_every_active_subscriber_gets_one_message_and_nobody_else(demo, subset):
+def test_every_active_subscriber_gets_one_message_and_nobody_else(demo, subscribers_subset):
     summary, messages, _ = demo
-    active = {r["email"] for r in subscribers(subset) if r["status"] == "active"}
+    active = {r["email"] for r in subscribers(subscribers_subset) if r["status"] == "active"}
     to = collections.Counter(m["To"].addresses[0].addr_spec for m in messages)
     assert set(to) == active
     assert max(to.values()) == 1
@@ -97,9 +78,9 @@ def test_the_example_issue_comes_in_english_french_and_portuguese(july):
     assert len(set(subjects.values())) == 3  # every language has a subject of its own
 
 
-def test_each_reader_gets_their_language_or_the_default(demo, subset, july):
+def test_each_reader_gets_their_language_or_the_default(demo, subscribers_subset, july):
     summary, messages, _ = demo
-    own = {r["email"]: r["language"] for r in subscribers(subset)}
+    own = {r["email"]: r["language"] for r in subscribers(subscribers_subset)}
     assert {"fr", "pt", "pt-BR", "de", "es"} <= set(own.values())  # the mix the list is there to show
     got = collections.Counter()
     for m in messages:
@@ -118,9 +99,9 @@ def test_each_reader_gets_their_language_or_the_default(demo, subset, july):
     assert {k: v["sent"] for k, v in summary["statistics_per_language"].items()} == dict(got)
 
 
-def test_readers_of_a_language_the_issue_lacks_are_counted_as_falling_back(demo, subset, july):
+def test_readers_of_a_language_the_issue_lacks_are_counted_as_falling_back(demo, subscribers_subset, july):
     summary, messages, _ = demo
-    own = {r["email"]: r["language"] for r in subscribers(subset)}
+    own = {r["email"]: r["language"] for r in subscribers(subscribers_subset)}
     mailed = [own[m["To"].addresses[0].addr_spec] for m in messages]
     lacking = collections.Counter(language for language in mailed if language.split("-")[0] not in july.languages)
     assert lacking and set(lacking) <= {"de", "es", "ka"}

@@ -21,8 +21,8 @@ def test_every_sample_event_has_a_test():
 
 
 @pytest.fixture
-def published(stack):
-    load_subscribers(stack, "infomail", ROOT / "examples" / "subscribers.csv")
+def published(stack, subscribers_subset):
+    load_subscribers(stack, "infomail", subscribers_subset)
     event = json.loads((EVENTS / "s3-put-issue.json").read_text())
     key = event["Records"][0]["s3"]["object"]["key"]
     assert event["Records"][0]["s3"]["bucket"]["name"] == stack.bucket  # the local stack's bucket
@@ -190,12 +190,12 @@ SIGNER, PENDING = "ana.silva@example.org", "rosa.ferreira@example.org"
 
 
 @pytest.fixture
-def signup_list(stack):
+def signup_list(stack, subscribers_subset):
     """The example list as `newsletter lists put` stores it (consent, topics, welcome), and its readers."""
     from newsletter.mailing_list import MailingList
     from newsletter_cli.lists import put
 
-    load_subscribers(stack, "infomail", ROOT / "examples" / "subscribers.csv")
+    load_subscribers(stack, "infomail", subscribers_subset)
     document = MailingList.model_validate_json((ROOT / "examples" / "lists" / "infomail.json").read_text())
     put(stack.client("dynamodb"), stack.ref("ListsTable"), document)
     return stack
@@ -281,12 +281,12 @@ def test_function_url_altcha_events_serve_a_challenge_and_the_widget(signup_list
 TRIGGERS["scheduler-start-issue.json"] = "PublishFunction"
 
 
-def test_scheduler_start_event_starts_the_scheduled_issue_once(stack):
+def test_scheduler_start_event_starts_the_scheduled_issue_once(stack, subscribers_subset):
     from datetime import UTC, datetime
 
     from newsletter import schedule
 
-    load_subscribers(stack, "infomail", ROOT / "examples" / "subscribers.csv")
+    load_subscribers(stack, "infomail", subscribers_subset)
     event = json.loads((EVENTS / "scheduler-start-issue.json").read_text())
     assert event == {**schedule.start_payload("2015-07", 1), "scheduled_time": event["scheduled_time"]}
     document = json.loads(EXAMPLE_ISSUE.read_text())
