@@ -45,6 +45,8 @@ test: $(VENV)/.installed
 faults: $(VENV)/.installed
 	$(PY) -m devstack.faults
 	$(PY) -m devstack.faults --crashes
+	$(PY) -m devstack.faults --rollout --seeds 1
+	$(PY) -m devstack.faults --rollout --crashes
 
 lint: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(PY) -m ruff check .

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -263,6 +263,8 @@ def _finish(target: Target, issue_id: str, record: dict | None) -> None:
         if written:
             console.print(f"outbox: {written[0].parent} ({len(written)} messages, as SES accepted them)")
     _stats_table([record] if record else [])
+    if record:
+        _rollout_lines(record)
     status = (record or {}).get("status")
     if status == Status.PAUSED:
         console.print(
@@ -272,6 +274,48 @@ def _finish(target: Target, issue_id: str, record: dict | None) -> None:
         )
     elif status not in (Status.SENT, Status.CANCELLED):
         console.print(f"still {status}: newsletter status {issue_id} shows how it goes on")
+
+
+def _rollout_lines(record: dict) -> None:
+    """A rolled-out issue's plan, phase, cohort figures and verdict (newsletter.rollout)."""
+    from newsletter import rollout
+
+    shown = rollout.describe(record)
+    if shown is None:
+        return
+    limits = shown["limits"]
+    console.print(
+        f"rollout: {shown['share_percent']}% of the list first, then {shown['wait_minutes']} min for its feedback; "
+        f"the rest only under {limits['bounce_rate_percent']}% hard bounces and "
+        f"{limits['complaint_rate_percent']}% complaints"
+    )
+    phase = shown["phase"]
+    said = {
+        rollout.COHORT: "the cohort is being sent",
+        rollout.WAITING: "the cohort is sent; waiting for its feedback",
+        rollout.REST: "the rest of the list is sent",
+        rollout.HELD: "held: the rest of the list waits",
+    }.get(phase, str(phase))
+    if phase == rollout.WAITING and shown.get("judge_at"):
+        said += f" until {datetime.fromtimestamp(int(shown['judge_at']), UTC).strftime('%Y-%m-%d %H:%M UTC')}"
+    console.print(f"  phase: {said}")
+    cohort = shown.get("cohort")
+    if cohort:
+        console.print(
+            f"  cohort: {cohort['sent']} sent of {cohort['queued']} queued, {cohort['delivered']} delivered, "
+            f"{cohort['bounced_hard']} hard bounces ({cohort['bounce_rate_percent']}%), "
+            f"{cohort['complained']} complaints ({cohort['complaint_rate_percent']}%)"
+        )
+    if shown.get("verdict") == "passed":
+        console.print(f"  verdict: passed at {shown.get('judged_at', '')}")
+    elif shown.get("verdict") == "held":
+        console.print(
+            Text(f"  verdict: held at {shown.get('judged_at', '')}: {shown.get('reason', '')}", style="yellow")
+        )
+        if phase == rollout.HELD:
+            console.print(Text(f"  send the rest anyway with: newsletter resume {record['issue_id']}", style="yellow"))
+    if shown.get("released_at"):
+        console.print(f"  released by an operator at {shown['released_at']}")
 
 
 @app.command("send-test")
@@ -484,6 +528,7 @@ def status(
         if record is None:
             raise CliError(f"no issue {issue!r} on {target.kind} {target.name!r}")
         _stats_table([record])
+        _rollout_lines(record)
         _language_table(record)
         from .links import links_table
 
@@ -597,7 +642,11 @@ def resend(
     except who.NotRecorded as exc:
         raise CliError(f"not resending {issue}: {exc}") from None
     segments = int(record.get("segments_done") or 0)
-    if segments < SHARDS:
+    if record.get("rollout") and record.get("rollout_phase") != "rest":
+        console.print(
+            f"its rollout is {record.get('rollout_phase')}: only its cohort was queued, and only the cohort is resent"
+        )
+    elif segments < SHARDS:
         console.print(
             f"{SHARDS - segments} of its {SHARDS} fan-out segments never finished (see newsletter dlq): "
             "readers they did not reach were never queued, and are not resent"
@@ -670,13 +719,45 @@ def _control(ctx: typer.Context, action: str, issue: str) -> None:
         console.print(f"{issue}: {done}")
         if action == "cancel":
             _out_of_archive(target, issue)
+        if action == "resume":
+            _rollout_resumed(target, issue)
         return
     record = publishing.get_record(target, issue)
     if record is None:
         raise CliError(f"no issue {issue!r} on {target.kind} {target.name!r}")
+    if action == "resume" and record.get("status") == Status.SENDING and record.get("rollout_phase") == "held":
+        # Resumed before, but the rest of its list was never queued (the resume was cut short).
+        _rollout_resumed(target, issue)
+        return
     to = {"pause": lifecycle.PAUSED, "resume": lifecycle.SENDING, "cancel": lifecycle.CANCELLED}[action]
     needs = " or ".join(lifecycle.ALLOWED[to] if action != "resume" else (lifecycle.PAUSED,))
     raise CliError(f"cannot {action} {issue}: it is {record.get('status')}, not {needs}")
+
+
+def _rollout_resumed(target: Target, issue: str) -> None:
+    """After a resume: a held rollout's override (the rest of the list is queued), or a cohort
+    handled while paused, whose wait starts now. Locally the CLI then is Lambda, as for a publish."""
+    import logging
+
+    from newsletter import rollout
+
+    from . import publishing
+
+    did = rollout.after_resume(
+        target.client("dynamodb"),
+        target.client("sqs"),
+        target.ref("IssuesTable"),
+        target.ref("FanoutQueue"),
+        issue,
+        logging.getLogger("newsletter.cli"),
+    )
+    if did:
+        console.print(f"{issue}: {did}")
+    if target.is_local:
+        progress, update = _progress_view(issue)
+        with progress:
+            record = publishing.run_local(target, issue, update)
+        _finish(target, issue, record)
 
 
 def _out_of_archive(target: Target, issue: str) -> None:

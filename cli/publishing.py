@@ -258,22 +258,44 @@ def run_local(
             if get_record(target, issue_id) is None:
                 report = error_report(target, key) or f"(no report: see {server.state_dir() / 'lambda-logs.jsonl'})"
                 raise CliError("the publish function refused the document:\n" + report)
-        stack.poll("FanoutFunction")
-        on_record(get_record(target, issue_id))
-        while stack.poll("SendFunction", max_invocations=1)["invocations"]:
+        answered = {i["email"] for i in ses_feedback.sent_ledger(stack, issue_id)} if key is None else set()
+        while True:
+            stack.poll("FanoutFunction")
             on_record(get_record(target, issue_id))
+            while stack.poll("SendFunction", max_invocations=1)["invocations"]:
+                on_record(get_record(target, issue_id))
+            record = get_record(target, issue_id)
+            if record:
+                # Only the mailbox simulator's addresses answer locally (bounce, complaint,
+                # success): a delivery notice for everyone would cost the local server minutes for
+                # nothing new. Each reader's answer comes once, as SES sends it.
+                outcomes = [
+                    n
+                    for n in ses_feedback.simulator_outcomes(
+                        stack, record["list_id"], issue_id=issue_id, others_delivered=False
+                    )
+                    if n["mail"]["destination"][0] not in answered
+                ]
+                ses_feedback.deliver(stack, outcomes)
+                answered |= {n["mail"]["destination"][0] for n in outcomes}
+                record = get_record(target, issue_id)
+            if not _rollout_waiting(stack, record):
+                break
         stack.poll("FanoutFunction")  # the finished issue's reconcile job
-        record = get_record(target, issue_id)
-        if record:
-            # Only the mailbox simulator's addresses answer locally (bounce, complaint, success): a
-            # delivery notice for everyone would cost the local server minutes for nothing new.
-            outcomes = ses_feedback.simulator_outcomes(
-                stack, record["list_id"], issue_id=issue_id, others_delivered=False
-            )
-            ses_feedback.deliver(stack, outcomes)
     record = get_record(target, issue_id)
     on_record(record)
     return record
+
+
+def _rollout_waiting(stack, record: dict | None) -> bool:
+    """Locally, a rollout's wait for its cohort's feedback (all of which came at once) is skipped:
+    the stack's clock moves on to the verdict. True if there is a verdict to run."""
+    if not record or record.get("rollout_phase") != "waiting":
+        return False
+    left = int(record.get("rollout_judge_at") or 0) - int(stack.clock.time())
+    if left > 0:
+        stack.clock.advance(left)
+    return True
 
 
 def local_outbox(issue_id: str, expected: int, *, timeout_s: float = 10.0) -> list[Path]:

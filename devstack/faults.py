@@ -16,6 +16,7 @@ Only the calls the functions make through `newsletter.aws.client` are touched: t
 own calls (the SQS poller, test set-up) never fail. Randomness is seeded, so a run repeats.
 
     python -m devstack.faults           # the fault table (`make faults`)
+    python -m devstack.faults --rollout # the same with a staged issue: cohort, wait, verdict, rest
 """
 
 from __future__ import annotations
@@ -274,10 +275,17 @@ def readers(n: int = 300) -> tuple[list[dict], set[str]]:
     return rows, expected
 
 
-def run_pipeline(plan: FaultPlan, *, subscribers: int = 300, issue_path=None) -> Outcome:
-    """Publish an issue to `subscribers` readers with `plan` in the functions' AWS calls (publish,
-    fan-out, send, then SES feedback for what was sent), as the template's Lambda semantics run
-    them, and report what happened. Call outside any `mock_aws`."""
+# A staged issue under faults: its cohort, the Judge chain of its wait and its verdict meet them
+# too (the feedback comes after, so the verdict passes and the whole list must be mailed once).
+ROLLOUT = {"share_percent": 30, "wait_minutes": 30}
+
+
+def run_pipeline(plan: FaultPlan, *, subscribers: int = 300, issue_path=None, rollout: dict | None = None) -> Outcome:
+    """Publish an issue (rolled out by `rollout` if given) to `subscribers` readers with `plan`
+    in the functions' AWS calls (publish, fan-out, send, then SES feedback for what was sent), as
+    the template's Lambda semantics run them, and report what happened. Call outside any
+    `mock_aws`."""
+    import json
     import time
     from collections import Counter as Count
 
@@ -306,8 +314,11 @@ def run_pipeline(plan: FaultPlan, *, subscribers: int = 300, issue_path=None) ->
             {r["email"] for r in rows} - expected - {r["email"] for r in rows if r["status"] != "active"}
         ):
             suppress(ddb, stack.ref("SuppressionsTable"), address, "bounce", "2015-06-01T00:00:00Z")
-        event = stack.upload_issue(f"issues/{issue_path.name}", issue_path.read_bytes())
-        issue_id = __import__("json").loads(issue_path.read_text(encoding="utf-8"))["issue_id"]
+        document = json.loads(issue_path.read_text(encoding="utf-8"))
+        if rollout:
+            document["rollout"] = rollout
+        event = stack.upload_issue(f"issues/{issue_path.name}", json.dumps(document).encode("utf-8"))
+        issue_id = document["issue_id"]
         start = stack.clock.time()
 
         stack.faults = plan
@@ -438,15 +449,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="instead: the instance dies at each AWS call in turn (before, then after it acted), 6 readers",
     )
+    parser.add_argument("--rollout", action="store_true", help=f"a staged issue ({ROLLOUT})")
     args = parser.parse_args(argv)
+    rollout = ROLLOUT if args.rollout else None
     if args.crashes:
-        return crash_sweep()
+        return crash_sweep(rollout=rollout)
     outcomes = []
     for layer in args.layers:
         for rate in args.rates:
             for seed in args.seeds:
                 with contextlib.redirect_stdout(io.StringIO()):  # the functions' logs
-                    outcome = run_pipeline(FaultPlan(rate=rate, seed=seed, layer=layer), subscribers=args.subscribers)
+                    outcome = run_pipeline(
+                        FaultPlan(rate=rate, seed=seed, layer=layer), subscribers=args.subscribers, rollout=rollout
+                    )
                 outcomes.append(outcome)
                 print(f"{layer:5} {rate:4.0%} seed {seed}: " + ("; ".join(outcome.problems) or "ok"), file=sys.stderr)
     print(table(outcomes))
@@ -455,29 +470,31 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if broken else 0
 
 
-def crash_points(subscribers: int = 6) -> int:
+def crash_points(subscribers: int = 6, rollout: dict | None = None) -> int:
     """How many AWS calls the functions make in a run without faults (each is a place to die)."""
     import contextlib
     import io
 
     plan = FaultPlan()
     with contextlib.redirect_stdout(io.StringIO()):
-        run_pipeline(plan, subscribers=subscribers)
+        run_pipeline(plan, subscribers=subscribers, rollout=rollout)
     return plan.calls
 
 
-def crash_sweep(subscribers: int = 6, stride: int = 1) -> int:
+def crash_sweep(subscribers: int = 6, stride: int = 1, rollout: dict | None = None) -> int:
     """The instance dies at every `stride`th call, before and after the service acted."""
     import contextlib
     import io
     import sys
 
-    total = crash_points(subscribers)
+    total = crash_points(subscribers, rollout)
     broken = 0
     for at in range(1, total + 1, stride):
         for after in (False, True):
             with contextlib.redirect_stdout(io.StringIO()):
-                outcome = run_pipeline(FaultPlan(crash_at=at, crash_after=after), subscribers=subscribers)
+                outcome = run_pipeline(
+                    FaultPlan(crash_at=at, crash_after=after), subscribers=subscribers, rollout=rollout
+                )
             problems = outcome.problems
             if outcome.uncertain_unmailed > 1:
                 problems.append(f"{outcome.uncertain_unmailed} readers uncertain and unmailed (one crash, at most one)")

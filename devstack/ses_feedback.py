@@ -45,6 +45,13 @@ SIMULATOR = {
 }
 
 
+def simulated(address: str) -> list[tuple[str, dict]] | None:
+    """What SES's mailbox simulator answers for an address (None: not one of its own). As SES
+    does, a label after '+' is ignored (bounce+2015-07@simulator.amazonses.com bounces)."""
+    local, _, domain = address.partition("@")
+    return SIMULATOR.get(f"{local.split('+', 1)[0]}@{domain}")
+
+
 def _iso(when: datetime | None = None) -> str:
     when = when or datetime.now(UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
@@ -254,7 +261,7 @@ def simulator_outcomes(
     messages = _accepted() if engagement else {}
     out = []
     for item in sent_ledger(stack, issue_id):
-        outcomes = SIMULATOR.get(item["email"]) or ([("Delivery", {})] if others_delivered else [])
+        outcomes = simulated(item["email"]) or ([("Delivery", {})] if others_delivered else [])
         if engagement and ("Delivery", {}) in outcomes:
             outcomes = outcomes + engagement_of(item["email"], messages.get(item["message_id"]))
         tags = {"issue_id": item["issue_id"], "list_id": list_id, "language": item.get("language")}

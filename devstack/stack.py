@@ -689,20 +689,22 @@ def isolated_environment(env: dict[str, str], *, keep_prefixes: tuple[str, ...] 
 @contextmanager
 def compressed_waits(server: bool = False):
     """Locally, waits that only pace a real AWS account (the SES rate, throttle backoff) are cut
-    to nothing. Requeue delays are kept in this process (the virtual clock skips them); a moto
-    server's clock cannot be skipped, so there they are cut too."""
+    to nothing. Requeue delays (and a rollout's waits) are kept in this process (the virtual clock
+    skips them); a moto server's clock cannot be skipped, so there they are cut too."""
+    from newsletter import rollout
     from newsletter.handlers import send
 
     sender = send.sender
-    saved = sender.pace, sender.throttle_backoff_s, sender.max_delay_s
+    saved = sender.pace, sender.throttle_backoff_s, sender.max_delay_s, rollout.HOP_S
     # moto has no account quota (no GetAccount), and its SES has no rate to keep to.
     sender.pace, sender.throttle_backoff_s = False, 0.0
     if server:
-        sender.max_delay_s = 0
+        # A rollout's wait: the CLI moves the stack's clock on to the verdict (cli/publishing.py).
+        sender.max_delay_s = rollout.HOP_S = 0
     try:
         yield
     finally:
-        sender.pace, sender.throttle_backoff_s, sender.max_delay_s = saved
+        sender.pace, sender.throttle_backoff_s, sender.max_delay_s, rollout.HOP_S = saved
 
 
 def sent_messages() -> list:

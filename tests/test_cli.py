@@ -265,6 +265,55 @@ def test_publish_follows_to_the_end_and_never_sends_twice(local, tmp_path):
     assert nxt.exit_code == 0 and "30 messages" in nxt.output
 
 
+def test_a_local_rollout_is_held_by_its_bouncing_cohort_and_resume_sends_the_rest(local, tmp_path):
+    """Locally the cohort's wait is skipped and the mailbox simulator answers as SES would: half of
+    this list bounces (the simulator ignores a '+label'), so the cohort is held; resume overrides."""
+    from newsletter import rollout
+
+    rows = readers(30, "roll") + [f"bounce+r{i}@simulator.amazonses.com,,en,active" for i in range(30)]
+    csv_file = write_csv(tmp_path / "r.csv", rows)
+    assert cli("--local", "subscribers", "import", str(csv_file), "--list", "rolls").exit_code == 0
+    plan = {"share_percent": 50, "wait_minutes": 45}
+    doc = write_issue(tmp_path / "r.json", issue_id="r-2015-07", list="rolls", rollout=plan)
+    result = cli("--local", "publish", str(doc))
+    assert result.exit_code == 0, result.output
+    everyone = {r.split(",")[0].lower() for r in rows}
+    cohort = {a for a in everyone if rollout.in_cohort("r-2015-07", a, 50)}
+    to = [m["To"].addresses[0].addr_spec.lower() for m in eml_files(local, "r-2015-07")]
+    assert sorted(to) == sorted(cohort)  # only the cohort, once each
+    assert "rollout: 50% of the list first, then 45 min for its feedback" in result.output
+    assert "phase: held: the rest of the list waits" in result.output
+    assert "verdict: held" in result.output and "hard bounce rate" in result.output
+    assert "send the rest anyway with: newsletter resume r-2015-07" in result.output
+    status = cli("--local", "status", "r-2015-07").output
+    assert "phase: held" in status and f"cohort: {len(cohort)} sent of {len(cohort)} queued" in status
+    assert "0 complaints (0%)" in status
+
+    resumed = cli("--local", "resume", "r-2015-07")
+    assert resumed.exit_code == 0, resumed.output
+    assert "the rest of the list is queued" in resumed.output
+    to = [m["To"].addresses[0].addr_spec.lower() for m in eml_files(local, "r-2015-07")]
+    assert len(to) == len(set(to)) and set(to) == everyone
+    status = cli("--local", "status", "r-2015-07").output
+    assert "released by an operator" in status and "phase: the rest of the list is sent" in status
+    assert "│ status" in status and "sent" in status.split("│ status")[1].splitlines()[0]
+
+
+def test_a_local_rollout_with_a_clean_cohort_goes_on_by_itself(local, tmp_path):
+    rows = readers(40, "clean")
+    assert (
+        cli("--local", "subscribers", "import", str(write_csv(tmp_path / "c.csv", rows)), "--list", "cleans").exit_code
+        == 0
+    )
+    doc = write_issue(
+        tmp_path / "c.json", issue_id="c-2015-07", list="cleans", rollout={"share_percent": 25, "wait_minutes": 30}
+    )
+    result = cli("--local", "publish", str(doc))
+    assert result.exit_code == 0, result.output
+    assert "40 messages" in result.output and "verdict: passed" in result.output
+    assert len(eml_files(local, "c-2015-07")) == 40
+
+
 def test_pause_resume_cancel(local, tmp_path):
     from newsletter.store import issues
     from newsletter_cli.stack import local_target

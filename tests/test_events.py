@@ -49,6 +49,29 @@ def test_fanout_segment_event_queues_its_shard(stack, published):
     assert issue_record(stack, "2015-07")["queued"] > 0
 
 
+TRIGGERS["sqs-fanout-rollout-judge.json"] = "FanoutFunction"
+
+
+def test_rollout_judge_event_judges_the_cohort_once_its_wait_is_over(stack, subscribers_subset):
+    """The sample's Judge (rollout.py): before the wait is over it waits on; after it, the cohort's
+    verdict queues the rest of the list."""
+    load_subscribers(stack, "infomail", subscribers_subset)
+    document = {**json.loads(EXAMPLE_ISSUE.read_text()), "rollout": {"share_percent": 10, "wait_minutes": 30}}
+    publish(stack, document)
+    stack.run("FanoutFunction", "SendFunction", horizon_s=300)  # the cohort, sent; its Judge waits on the queue
+    assert issue_record(stack, "2015-07")["rollout_phase"] == "waiting"
+    event = json.loads((EVENTS / "sqs-fanout-rollout-judge.json").read_text())
+    assert stack.invoke("FanoutFunction", event) == {"batchItemFailures": []}
+    assert issue_record(stack, "2015-07")["rollout_phase"] == "waiting"  # too early: waits on
+    stack.clock.advance(1800)
+    assert stack.invoke("FanoutFunction", event) == {"batchItemFailures": []}
+    record = issue_record(stack, "2015-07")
+    assert record["rollout_phase"] == "rest" and record["rollout_verdict"] == "passed"
+    deliver(stack)
+    sent, final = mailed(), issue_record(stack, "2015-07")
+    assert final["status"] == "sent" and len(sent) == len(set(sent)) == int(final["sent"]) > int(record["sent"])
+
+
 def test_send_batch_event_sends_its_recipients(stack, published):
     stack.invoke("PublishFunction", published)
     event = json.loads((EVENTS / "sqs-send-batch.json").read_text())

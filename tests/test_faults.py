@@ -14,12 +14,12 @@ import io
 
 import pytest
 
-from devstack.faults import FaultPlan, crash_points, run_pipeline
+from devstack.faults import ROLLOUT, FaultPlan, crash_points, run_pipeline
 
 
-def run(plan: FaultPlan, subscribers: int):
+def run(plan: FaultPlan, subscribers: int, rollout: dict | None = None):
     with contextlib.redirect_stdout(io.StringIO()):  # the functions' logs
-        return run_pipeline(plan, subscribers=subscribers)
+        return run_pipeline(plan, subscribers=subscribers, rollout=rollout)
 
 
 @pytest.mark.parametrize("layer", ["above", "below"])
@@ -27,6 +27,15 @@ def run(plan: FaultPlan, subscribers: int):
 def test_transient_faults_lose_and_duplicate_nothing(layer, rate):
     outcome = run(FaultPlan(rate=rate, seed=int(rate * 100) + (layer == "below"), layer=layer), subscribers=40)
     assert sum(outcome.plan.injected.values()) > 0, "no fault was injected: the test tests nothing"
+    assert outcome.problems == []
+    assert outcome.mailed + outcome.uncertain_unmailed >= outcome.expected - outcome.uncertain
+
+
+@pytest.mark.parametrize("layer", ["above", "below"])
+def test_a_rollout_under_transient_faults_loses_and_duplicates_nothing(layer):
+    """The cohort, the wait's Judge messages, the verdict and the rest, with 5% of calls failing."""
+    outcome = run(FaultPlan(rate=0.05, seed=11, layer=layer), subscribers=40, rollout=ROLLOUT)
+    assert sum(outcome.plan.injected.values()) > 0
     assert outcome.problems == []
     assert outcome.mailed + outcome.uncertain_unmailed >= outcome.expected - outcome.uncertain
 
@@ -56,6 +65,23 @@ def test_an_instance_dying_at_any_call_keeps_every_promise(calls, offset, after)
     under way is left uncertain and unmailed (an uncertain outcome is never resent)."""
     at = offset % calls + 1
     outcome = run(FaultPlan(crash_at=at, crash_after=after), subscribers=4)
+    assert outcome.plan.crashed
+    assert outcome.problems == []
+    assert outcome.uncertain_unmailed <= 1
+
+
+@pytest.fixture(scope="module")
+def rollout_calls():
+    return crash_points(subscribers=4, rollout=ROLLOUT)
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before-acting", "after-acting"])
+@pytest.mark.parametrize("offset", range(CRASH_STRIDE // 3, 160, CRASH_STRIDE * 2))
+def test_a_rollout_survives_an_instance_dying_at_any_call(rollout_calls, offset, after):
+    """As above, for a staged issue: the cohort's completion, the Judge and the rest's queueing
+    are repeated by whoever comes next."""
+    at = offset % rollout_calls + 1
+    outcome = run(FaultPlan(crash_at=at, crash_after=after), subscribers=4, rollout=ROLLOUT)
     assert outcome.plan.crashed
     assert outcome.problems == []
     assert outcome.uncertain_unmailed <= 1

@@ -95,9 +95,9 @@ def test_no_fanout_is_queued_before_the_issue_is_sending(stack, monkeypatch):
     seen = []
     real = publishing.start_fanout
 
-    def start_fanout(sqs, url, issue_id, list_id):
+    def start_fanout(sqs, url, issue_id, list_id, part=""):
         seen.append(issue_record(stack, issue_id))
-        return real(sqs, url, issue_id, list_id)
+        return real(sqs, url, issue_id, list_id, part)
 
     monkeypatch.setattr(publishing, "start_fanout", start_fanout)
     publish(stack, issue_doc())

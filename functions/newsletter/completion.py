@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import uuid
 
-from . import clock, lifecycle, retry
+from . import clock, lifecycle, retry, rollout
 from .queue_messages import Reconcile
 from .store import issues, queues
 
 
 def finish_if_done(ddb, issues_table: str, record: dict | None, *, sqs, fanout_queue_url: str, logger) -> bool:
-    """sending → sent if the record says every recipient is handled; True if this call did it."""
+    """sending → sent if the record says every recipient is handled; True if this call did it.
+    A rollout's cohort, all handled, starts its wait instead (rollout.py)."""
+    if record and record.get("status") != lifecycle.CANCELLED and rollout.cohort_handled(record):
+        rollout.start_wait(ddb, sqs, issues_table, fanout_queue_url, record, logger)
+        return False
     if not record or record.get("status") != lifecycle.SENDING or not issues.finished(record):
         return False
     token = uuid.uuid4().hex

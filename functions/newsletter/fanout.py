@@ -15,12 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import aws, completion, retry
+from . import aws, completion, retry, rollout
 from .config import FanoutSettings
 from .languages import choose
 from .lifecycle import Status
 from .privacy import normalise_address
-from .queue_messages import Batch, Malformed, Recipient, Reconcile, Segment, batch_id, parse_fanout
+from .queue_messages import Batch, Judge, Malformed, Recipient, Reconcile, Segment, batch_id, parse_fanout
 from .store import issues, ledger, queues, subscribers
 from .telemetry import issue_metrics, logger, service_metrics
 
@@ -62,6 +62,7 @@ def fan_out(
         )
         found = for_topics(found, issue.get("topics"))
         recipients = [(Recipient(normalise_address(s["email"]), s.get("name") or ""), s.get("language")) for s in found]
+        recipients = rollout.select(recipients, segment.issue_id, segment.part, issue.get("rollout"))
         if recipients:
             suppressed = retry.call(
                 subscribers.suppressed_among, ddb, settings.suppressions_table, [r.address for r, _ in recipients]
@@ -82,6 +83,7 @@ def fan_out(
             len(recipients),
             last,
             readers=readers,
+            part=segment.part,
         ):
             progress.queued += len(recipients)
         if last:
@@ -136,7 +138,12 @@ def queue_batches(sqs, queue_url: str, segment: Segment, page: int, groups: dict
     ]
     bodies = [
         Batch(
-            segment.issue_id, segment.list_id, batch_id(segment.shard, page, n), tuple(chunk), 0, language
+            segment.issue_id,
+            segment.list_id,
+            batch_id(segment.shard, page, n, segment.part),
+            tuple(chunk),
+            0,
+            language,
         ).to_message()
         for n, (language, chunk) in enumerate(chunks)
     ]
@@ -175,6 +182,8 @@ class Invocation:
             return {"dropped": True}
         if isinstance(job, Reconcile):
             return self.reconcile(job.issue_id)
+        if isinstance(job, Judge):
+            return self.judge(job.issue_id)
         logger.set_correlation_id(job.issue_id)
         progress = fan_out(
             job,
@@ -190,6 +199,22 @@ class Invocation:
             extra={"shard": job.shard, "pages": progress.pages, "queued": progress.queued, "stopped": progress.stopped},
         )
         return progress.__dict__
+
+    def judge(self, issue_id: str) -> dict:
+        """A rollout's wait, or its verdict on the cohort (rollout.py)."""
+        logger.set_correlation_id(issue_id)
+        s = self.settings
+        did = rollout.judge(
+            issue_id,
+            ddb=self.clients("dynamodb"),
+            sqs=self.clients("sqs"),
+            table=s.issues_table,
+            queue_url=s.fanout_queue_url,
+            logger=logger,
+        )
+        if did in (rollout.HELD, rollout.REST):
+            issue_metrics(issue_id, {"RolloutHeld" if did == rollout.HELD else "RolloutContinued": 1})
+        return {"rollout": did}
 
     def reconcile(self, issue_id: str) -> dict:
         """A finished issue's counters, checked against its send ledger (see completion.py)."""

@@ -193,6 +193,35 @@ class Footer(Model):
         return _text(value).strip() or _one_line(value)
 
 
+class Rollout(Model):
+    """Staged sending: a share of the list first, then a wait while SES feedback comes in, then the
+    rest of the list only if that cohort's hard bounce and complaint rates stayed within the limits
+    (else the issue pauses with the reason; `newsletter resume` sends the rest anyway)."""
+
+    share_percent: Annotated[float, Field(ge=0.1, le=50)] = Field(
+        description="The share of the list sent first (a random sample, the same for the same issue and list)."
+    )
+    wait_minutes: Annotated[int, Field(ge=0, le=2880)] = Field(
+        default=30, description="How long after the cohort is sent its feedback is waited for before the verdict."
+    )
+    max_bounce_rate_percent: Annotated[float, Field(gt=0, le=100)] = Field(
+        default=5.0, description="The cohort's hard bounces per message sent above which the rest is held."
+    )
+    max_complaint_rate_percent: Annotated[float, Field(gt=0, le=100)] = Field(
+        default=0.1, description="The cohort's complaints per message sent above which the rest is held."
+    )
+
+    def plan(self) -> dict:
+        """As the issue's record keeps it (DynamoDB numbers are decimals, never floats)."""
+        from decimal import Decimal
+
+        def number(v: float) -> Decimal:  # 5.0 as 5, 0.10 as 0.1: as an editor writes them
+            d = Decimal(str(v))
+            return d.quantize(Decimal(1)) if d == d.to_integral_value() else d.normalize()
+
+        return {k: number(v) if isinstance(v, float) else v for k, v in self.model_dump().items()}
+
+
 class Content(Model):
     """Everything a reader reads: the default language's, and each translation's."""
 
@@ -242,6 +271,11 @@ class Issue(Content):
         default=True,
         description="List the issue in its list's public archive and Atom feed once it is sent; false keeps it "
         "out (its web version is still published).",
+    )
+    rollout: Rollout | Literal[False] | None = Field(
+        default=None,
+        description="Send to a share of the list first and judge its feedback before the rest (staged sending); "
+        "false sends to the whole list at once even if the list asks for a rollout; none: the list's rollout, if any.",
     )
     # Before send_at, which is read in it (a validator sees the fields declared before its own).
     time_zone: str | None = Field(

@@ -20,7 +20,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from . import headers
-from .issue import ID_PATTERN, Ident, LanguageTag, Line, TopicId
+from .issue import ID_PATTERN, Ident, LanguageTag, Line, Rollout, TopicId
 
 
 def _origin(value: str) -> str:
@@ -78,6 +78,9 @@ class MailingList(Model):
     welcome: dict[LanguageTag, Welcome] = Field(
         default={}, description="Optional: the welcome mail per language (the list's first language required)."
     )
+    rollout: Rollout | None = Field(
+        default=None, description="Optional: how every issue of the list is rolled out (an issue may say otherwise)."
+    )
     from_name: Annotated[Line, Field(max_length=120)] | None = None
     from_address: (
         Annotated[str, StringConstraints(pattern=headers.ADDRESS_PATTERN), AfterValidator(headers.validate_address)]
@@ -112,6 +115,8 @@ class MailingList(Model):
     def record(self) -> dict:
         """What ListsTable keeps: the document, with each consent text's hash beside it."""
         values = self.model_dump(mode="json", by_alias=False, exclude_none=True)
+        if self.rollout:
+            values["rollout"] = self.rollout.plan()
         values["consent"]["hash"] = {
             lang: hashlib.sha256(text.encode("utf-8")).hexdigest() for lang, text in self.consent.text.items()
         }

@@ -31,7 +31,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import archive, clock, lifecycle, queue_messages, retry, schedule
+from . import archive, clock, lifecycle, queue_messages, retry, rollout, schedule
 from .config import PublishSettings
 from .issue import InvalidIssue, Issue, parse_document
 from .lifecycle import Status
@@ -190,6 +190,9 @@ def publish(
         **_languages(issue, keys),
         **({"topics": list(issue.topics)} if issue.topics else {}),
     }
+    plan = rollout.plan_for(issue.rollout, mailing_list.get("rollout"))
+    if plan:
+        rendered.update(rollout=plan, rollout_phase=rollout.COHORT)
     if issue.send_at:
         when = {
             "send_at": schedule.utc(issue.send_at_utc),
@@ -413,7 +416,9 @@ def _start_sending(
             CacheControl="public, max-age=300",
         )
     if record.get("status") in (Status.SENDING, Status.PAUSED):
-        start_fanout(sqs, settings.fanout_queue_url, issue.issue_id, issue.list_id)
+        # A rollout fans out its cohort first; the rest comes after its verdict (rollout.py).
+        part = rollout.COHORT if record.get("rollout") else ""
+        start_fanout(sqs, settings.fanout_queue_url, issue.issue_id, issue.list_id, part)
         # After the fan-out (mail first), before the mark (a failure here is retried). Test sends
         # never come here; a cancelled issue is taken out by `archive.remove`, for good.
         if not record.get("test"):
@@ -644,6 +649,8 @@ def render_and_store(
     return prepared
 
 
-def start_fanout(sqs, queue_url: str, issue_id: str, list_id: str) -> None:
+def start_fanout(sqs, queue_url: str, issue_id: str, list_id: str, part: str = "") -> None:
     """One message per subscriber shard; each fan-out segment then continues itself."""
-    queues.send_all(sqs, queue_url, [segment.to_message() for segment in queue_messages.segments(issue_id, list_id)])
+    queues.send_all(
+        sqs, queue_url, [segment.to_message() for segment in queue_messages.segments(issue_id, list_id, part)]
+    )

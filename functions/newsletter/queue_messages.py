@@ -3,6 +3,7 @@
     fan-out queue   Segment     one shard of a list to page through (publish writes 16; a segment
                                 short of time writes its own continuation: the same message, later page)
                     Reconcile   check a sent issue's counters against its send ledger (completion.py)
+                    Judge       a rollout's verdict on its cohort, or the wait for it (rollout.py)
     send queue      Batch       up to 100 recipients of one issue (fan-out writes 50; a batch's
                                 rest comes back as a Batch one attempt later)
 
@@ -34,15 +35,21 @@ def _dumps(value: dict) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+# The parts of a rolled-out issue's list (rollout.py); "" is the whole list.
+PARTS = ("", "cohort", "rest")
+
+
 @dataclass(frozen=True)
 class Segment:
-    """A shard of a list to fan out, from `page` on (`cursor`: where the last invocation stopped)."""
+    """A shard of a list to fan out, from `page` on (`cursor`: where the last invocation stopped);
+    of a rollout, only its `part` of the readers."""
 
     issue_id: str
     list_id: str
     shard: int
     page: int = 0
     cursor: dict | None = None
+    part: str = ""
 
     def to_message(self) -> str:
         return _dumps(
@@ -54,11 +61,12 @@ class Segment:
                 "shard": self.shard,
                 "page": self.page,
                 "cursor": self.cursor,
+                **({"part": self.part} if self.part else {}),
             }
         )
 
     def continued(self, page: int, cursor: dict | None) -> Segment:
-        return Segment(self.issue_id, self.list_id, self.shard, page, cursor)
+        return Segment(self.issue_id, self.list_id, self.shard, page, cursor, self.part)
 
 
 @dataclass(frozen=True)
@@ -71,17 +79,30 @@ class Reconcile:
         return _dumps({"v": VERSION, "kind": "reconcile", "issue_id": self.issue_id})
 
 
-def segments(issue_id: str, list_id: str) -> list[Segment]:
-    """What publishing queues: one segment per shard; each continues itself."""
-    return [Segment(issue_id, list_id, shard) for shard in range(SHARDS)]
+@dataclass(frozen=True)
+class Judge:
+    """Judge a rollout's cohort once its wait is over (or wait on, delayed)."""
+
+    issue_id: str
+
+    def to_message(self) -> str:
+        return _dumps({"v": VERSION, "kind": "judge", "issue_id": self.issue_id})
 
 
-def parse_fanout(body: str) -> Segment | Reconcile:
+def segments(issue_id: str, list_id: str, part: str = "") -> list[Segment]:
+    """What publishing queues (and a rollout, for each part): one segment per shard; each
+    continues itself."""
+    return [Segment(issue_id, list_id, shard, part=part) for shard in range(SHARDS)]
+
+
+def parse_fanout(body: str) -> Segment | Reconcile | Judge:
     data = _object(body)
     kind = data.get("kind") or "segment"
     try:
         if kind == "reconcile":
             return Reconcile(_text(data, "issue_id"))
+        if kind == "judge":
+            return Judge(_text(data, "issue_id"))
         if kind != "segment":
             raise Malformed(f"kind: unknown fan-out message kind {str(kind)[:40]!r}")
         shard = _int(data, "shard")
@@ -90,7 +111,10 @@ def parse_fanout(body: str) -> Segment | Reconcile:
         cursor = data.get("cursor")
         if cursor is not None and not isinstance(cursor, dict):
             raise Malformed("cursor: must be an object")
-        return Segment(_text(data, "issue_id"), _text(data, "list_id"), shard, _int(data, "page", 0), cursor)
+        part = data.get("part") or ""
+        if part not in PARTS:
+            raise Malformed(f"part: {str(part)[:40]!r} is not one of {', '.join(p for p in PARTS if p)}")
+        return Segment(_text(data, "issue_id"), _text(data, "list_id"), shard, _int(data, "page", 0), cursor, part)
     except (TypeError, ValueError) as exc:
         raise Malformed(f"malformed fan-out message: {exc}") from None
 
@@ -137,9 +161,10 @@ class Batch:
         )
 
 
-def batch_id(shard: int, page: int, n: int) -> str:
-    """The n-th batch of a segment's page: the same page gives the same ids, however often it is fanned out."""
-    return f"{shard:02d}-{page:06d}-{n:02d}"
+def batch_id(shard: int, page: int, n: int, part: str = "") -> str:
+    """The n-th batch of a segment's page: the same page gives the same ids, however often it is
+    fanned out (a rollout's part is its first letter: `c03-000000-01`)."""
+    return f"{part[:1]}{shard:02d}-{page:06d}-{n:02d}"
 
 
 def parse_batch(body: str) -> Batch:

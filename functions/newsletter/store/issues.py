@@ -270,14 +270,25 @@ def finished(record: dict) -> bool:
 
 
 def record_page(
-    ddb, table: str, issue_id: str, shard: int, page: int, queued: int, last: bool, readers: bytes | None = None
+    ddb,
+    table: str,
+    issue_id: str,
+    shard: int,
+    page: int,
+    queued: int,
+    last: bool,
+    readers: bytes | None = None,
+    part: str = "",
 ) -> bool:
     """Count a fanned-out page once, however often its fan-out message is delivered; its marker
-    keeps `readers` (ledger.queued_keys: who the page queued, as hashes).
+    keeps `readers` (ledger.queued_keys: who the page queued, as hashes). A rollout's cohort
+    counts its finished segments apart (`cohort_segments_done`): the issue is finished only once
+    the rest of the list is fanned out too.
 
     Returns False if this page was already counted.
     """
-    adds = {"queued": queued, **({"segments_done": 1} if last else {})}
+    done = "cohort_segments_done" if part == "cohort" else "segments_done"
+    adds = {"queued": queued, **({done: 1} if last else {})}
     try:
         ddb.transact_write_items(
             TransactItems=[
@@ -287,7 +298,7 @@ def record_page(
                         "Item": to_item(
                             {
                                 "issue_id": issue_id,
-                                "sk": f"page#{shard:03d}#{page:07d}",
+                                "sk": f"page#{shard:03d}#{part[:1]}{page:07d}",
                                 "queued": queued,
                                 "last": last,
                                 **({"readers": readers} if readers else {}),
