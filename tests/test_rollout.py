@@ -129,12 +129,17 @@ def test_the_cohort_goes_first_and_the_rest_only_after_the_wait_and_a_good_verdi
     assert shown["phase"] == "rest" and shown["cohort"]["bounce_rate_percent"] == 0
 
 
-def test_a_bad_cohort_holds_the_issue_and_a_resume_sends_the_rest_once(stack):
+def test_a_bad_cohort_holds_the_issue_and_a_resume_sends_the_rest_once(stack, capsys):
     cohort = send_cohort(stack)
     bouncing = set(sorted(cohort)[: len(cohort) // 5])  # 20% of the cohort: dead addresses
     feedback(stack, "Bounce", bouncing)
     feedback(stack, "Delivery", cohort - bouncing)
+    capsys.readouterr()
     deliver(stack)
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    paused = [m for m in metrics if "IssuePaused" in m and "issue" not in m]  # the series the alarm watches
+    assert [m["IssuePaused"] for m in paused] == [[1.0]]
+    assert any(m.get("RolloutHeld") == [1.0] and m.get("issue") == ISSUE for m in metrics)
     once_each(cohort)  # the rest never went
     record = issue_record(stack, ISSUE)
     assert record["status"] == "paused" and record["rollout_phase"] == rollout.HELD

@@ -212,8 +212,12 @@ class Invocation:
             queue_url=s.fanout_queue_url,
             logger=logger,
         )
-        if did in (rollout.HELD, rollout.REST):
-            issue_metrics(issue_id, {"RolloutHeld" if did == rollout.HELD else "RolloutContinued": 1})
+        if did == rollout.HELD:
+            # An automatic pause like the feedback function's: the same alarm brings the operator.
+            issue_metrics(issue_id, {"RolloutHeld": 1, "IssuePaused": 1})
+            service_metrics({"IssuePaused": 1})
+        elif did == rollout.REST:
+            issue_metrics(issue_id, {"RolloutContinued": 1})
         return {"rollout": did}
 
     def reconcile(self, issue_id: str) -> dict:

@@ -214,6 +214,9 @@ def main(argv: list[str] | None = None, ddb=None) -> int:
     if action(ddb, args.table, args.issue, **kwargs):
         record = issues.get_issue(ddb, args.table, args.issue) or {}
         print(f"{args.issue}: {record.get('status')}")
+        if args.action == "resume" and record.get("rollout_phase") == "held":
+            # Queueing the rest needs the fan-out queue, which this command does not know.
+            print(f"{args.issue}: its rollout is held: `newsletter resume {args.issue}` queues the rest of the list")
         return 0
     record = issues.get_issue(ddb, args.table, args.issue)
     status = "no such issue" if record is None else f"status is {record.get('status')}"
