@@ -14,21 +14,13 @@ from __future__ import annotations
 from newsletter import clock
 from newsletter.erasure import KEY_VERSION, LABEL, erasure_key, forgotten_id
 from newsletter.privacy import normalise_address
-from newsletter.store import from_item, to_item
+from newsletter.store import every_item, feedback_log, from_item, to_item
 from newsletter.store.issues import all_issues
 from newsletter.store.subscribers import key as subscriber_key
 
 
 def _lists(ddb, table: str) -> list[str]:
-    out, start = [], None
-    while True:
-        page = ddb.scan(
-            TableName=table, ProjectionExpression="list_id", **({"ExclusiveStartKey": start} if start else {})
-        )
-        out += [i["list_id"]["S"] for i in page.get("Items", [])]
-        start = page.get("LastEvaluatedKey")
-        if not start:
-            return sorted(out)
+    return sorted(i["list_id"] for i in every_item(ddb.scan, TableName=table, ProjectionExpression="list_id"))
 
 
 def _sends(ddb, table: str, issue_ids: list[str], address: str) -> list[dict]:
@@ -46,23 +38,13 @@ def _sends(ddb, table: str, issue_ids: list[str], address: str) -> list[dict]:
 def _feedback(ddb, table: str, address: str) -> list[dict]:
     """The address's soft-bounce history (its own partition) and the once-only markers, whose key
     ends with the address (a scan: markers expire within days; an erasure request is rare)."""
-    items = []
-    resp = ddb.query(
-        TableName=table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": f"addr#{address}"}}
+    markers = every_item(
+        ddb.scan,
+        TableName=table,
+        FilterExpression="begins_with(pk, :seen) AND contains(pk, :suffix)",
+        ExpressionAttributeValues={":seen": {"S": "seen#"}, ":suffix": {"S": f"#{address}"}},
     )
-    items += [from_item(i) for i in resp.get("Items", [])]
-    start = None
-    while True:
-        page = ddb.scan(
-            TableName=table,
-            FilterExpression="begins_with(pk, :seen) AND contains(pk, :suffix)",
-            ExpressionAttributeValues={":seen": {"S": "seen#"}, ":suffix": {"S": f"#{address}"}},
-            **({"ExclusiveStartKey": start} if start else {}),
-        )
-        items += [from_item(i) for i in page.get("Items", []) if i["pk"]["S"].endswith(f"#{address}")]
-        start = page.get("LastEvaluatedKey")
-        if not start:
-            return items
+    return feedback_log.history(ddb, table, address) + [i for i in markers if i["pk"].endswith(f"#{address}")]
 
 
 def show(target, address: str) -> dict:

@@ -27,8 +27,8 @@ from typing import TextIO
 
 from newsletter import clock, retry
 from newsletter.lifecycle import Status
-from newsletter.store import from_item, issues, ledger, queues
-from newsletter.store.subscribers import ACTIVE, SHARDS, batch_get, partition, suppressed_among
+from newsletter.store import feedback_log, from_item, issues, ledger, pages, queues
+from newsletter.store.subscribers import ACTIVE, SHARDS, batch_get, shard_readers, suppressed_among
 
 from .stack import CliError
 
@@ -162,20 +162,14 @@ def _feedback_rows(ddb, tables: Tables, issue_id: str, state: str) -> Iterator[R
     values.update({f":c{n}": {"S": c} for n, c in enumerate(counters)})
     condition = "begins_with(pk, :seen) AND issue_id = :issue AND #counter IN ("
     condition += ", ".join(f":c{n}" for n in range(len(counters))) + ")"
-    start = None
-    while True:
-        resp = ddb.scan(
-            TableName=tables.feedback,
-            FilterExpression=condition,
-            ExpressionAttributeNames={"#counter": "counter"},
-            ExpressionAttributeValues=values,
-            **({"ExclusiveStartKey": start} if start else {}),
-        )
-        page = [from_item(i) for i in resp.get("Items", [])]
-        yield from _feedback_details(ddb, tables, page, state)
-        start = resp.get("LastEvaluatedKey")
-        if not start:
-            return
+    for page in pages(
+        ddb.scan,
+        TableName=tables.feedback,
+        FilterExpression=condition,
+        ExpressionAttributeNames={"#counter": "counter"},
+        ExpressionAttributeValues=values,
+    ):
+        yield from _feedback_details(ddb, tables, [from_item(i) for i in page.get("Items", [])], state)
 
 
 def _feedback_details(ddb, tables: Tables, markers: list[dict], state: str) -> Iterator[Row]:
@@ -223,12 +217,9 @@ def _suppression_entries(ddb, table: str, addresses: list[str]) -> dict[str, dic
 def _soft_bounce(ddb, table: str, address: str, feedback_id: str) -> dict:
     """The address's soft-bounce history item of this notification (kept for the soft-bounce
     window: {} once it is gone)."""
-    resp = ddb.query(
-        TableName=table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": f"addr#{address}"}}
-    )
-    for item in resp.get("Items", []):
-        if item["sk"]["S"].endswith(f"#{feedback_id}"):
-            return from_item(item) or {}
+    for item in feedback_log.history(ddb, table, address):
+        if item["sk"].endswith(f"#{feedback_id}"):
+            return item
     return {}
 
 
@@ -278,7 +269,7 @@ def not_sent(ddb, tables: Tables, record: dict, *, now: float | None = None) -> 
         queued = QueuedPages(_page_keys(ddb, tables.issues, issue_id, shard))
         if queued.empty:
             continue
-        for page in _chunks(_shard_readers(ddb, tables.subscribers, list_id, shard), PAGE):
+        for page in _chunks(shard_readers(ddb, tables.subscribers, list_id, shard, read=READ), PAGE):
             candidates = [s for s in page if ledger.queued_key(s["email"]) in queued]
             if not candidates:
                 continue
@@ -373,25 +364,6 @@ def _page_keys(ddb, table: str, issue_id: str, shard: int) -> Iterator[frozenset
     """The keys of the readers each of the shard's fan-out pages queued, page by page, in order."""
     for readers in issues.page_readers(ddb, table, issue_id, shard, read=LOOKAHEAD):  # up to 4 KB a page
         yield ledger.unpack_queued(readers)
-
-
-def _shard_readers(ddb, table: str, list_id: str, shard: int) -> Iterator[dict]:
-    """Every reader of one shard of the list, whatever their status, in key order (as fan-out reads them)."""
-    start = None
-    while True:
-        resp = ddb.query(
-            TableName=table,
-            KeyConditionExpression="pk = :pk",
-            ProjectionExpression="email, #name, #lang, #status",
-            ExpressionAttributeNames={"#name": "name", "#lang": "language", "#status": "status"},
-            ExpressionAttributeValues={":pk": {"S": partition(list_id, shard)}},
-            Limit=READ,
-            **({"ExclusiveStartKey": start} if start else {}),
-        )
-        yield from (from_item(i) for i in resp.get("Items", []))
-        start = resp.get("LastEvaluatedKey")
-        if not start:
-            return
 
 
 # --- a resend ---------------------------------------------------------------------------------------

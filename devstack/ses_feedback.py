@@ -217,26 +217,20 @@ def deliver(stack, notifications: list[dict | str]) -> dict:
 
 def ledger_items(stack, issue_id: str | None = None) -> list[dict]:
     """Every item of the send ledger, of one issue if given."""
-    from newsletter.store import from_item
+    from newsletter.store import every_item
 
-    ddb = stack.client("dynamodb")
-    items, start = [], None
-    while True:
-        kwargs = {"ExclusiveStartKey": start} if start else {}
-        if issue_id is None:
-            resp = ddb.scan(TableName=stack.ref("SendsTable"), ConsistentRead=True, **kwargs)
-        else:  # the ledger's partition key is the issue
-            resp = ddb.query(
-                TableName=stack.ref("SendsTable"),
-                KeyConditionExpression="issue_id = :i",
-                ConsistentRead=True,
-                ExpressionAttributeValues={":i": {"S": issue_id}},
-                **kwargs,
-            )
-        items += [from_item(i) for i in resp.get("Items", [])]
-        start = resp.get("LastEvaluatedKey")
-        if not start:
-            return items
+    ddb, table = stack.client("dynamodb"), stack.ref("SendsTable")
+    if issue_id is None:
+        return list(every_item(ddb.scan, TableName=table, ConsistentRead=True))
+    return list(  # the ledger's partition key is the issue
+        every_item(
+            ddb.query,
+            TableName=table,
+            KeyConditionExpression="issue_id = :i",
+            ConsistentRead=True,
+            ExpressionAttributeValues={":i": {"S": issue_id}},
+        )
+    )
 
 
 def sent_ledger(stack, issue_id: str | None = None) -> list[dict]:

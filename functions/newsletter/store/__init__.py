@@ -16,6 +16,24 @@ def from_item(item: dict | None) -> dict | None:
     return {k: _de.deserialize(v) for k, v in item.items()}
 
 
+def pages(call, **request):
+    """Every page a paginated Query or Scan answers (`call`: the client's query or scan), read
+    as they are needed: a caller that stops early reads no further."""
+    while True:
+        page = call(**request)
+        yield page
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return
+        request = {**request, "ExclusiveStartKey": start}
+
+
+def every_item(call, **request):
+    """Every item of a paginated Query or Scan, as plain values."""
+    for page in pages(call, **request):
+        yield from (from_item(i) for i in page.get("Items", []))
+
+
 def condition_failed(exc: Exception) -> bool:
     return getattr(exc, "response", {}).get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
-from . import from_item, to_item
+from . import every_item, from_item, pages, to_item
 from .issues import language_counter
 
 SEEN = "seen"
@@ -98,21 +98,31 @@ def add_soft_bounce(ddb, table: str, address: str, *, at: str, feedback_id: str,
 
 def soft_bounces_since(ddb, table: str, address: str, since: str) -> int:
     """How many soft bounces the address has had at or after `since` (UTC ISO time)."""
-    count, start = 0, None
-    while True:
-        kwargs = {"ExclusiveStartKey": start} if start else {}
-        resp = ddb.query(
+    return sum(
+        page.get("Count", 0)
+        for page in pages(
+            ddb.query,
             TableName=table,
             KeyConditionExpression="pk = :pk AND sk >= :since",
             ExpressionAttributeValues={":pk": {"S": _history_pk(address)}, ":since": {"S": since}},
             Select="COUNT",
             ConsistentRead=True,
-            **kwargs,
         )
-        count += resp.get("Count", 0)
-        start = resp.get("LastEvaluatedKey")
-        if not start:
-            return count
+    )
+
+
+def history(ddb, table: str, address: str) -> list[dict]:
+    """The address's soft-bounce history (its own partition: one item a soft bounce, kept for the
+    soft-bounce window), oldest first."""
+    return list(
+        every_item(
+            ddb.query,
+            TableName=table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": _history_pk(address)}},
+            ConsistentRead=True,
+        )
+    )
 
 
 def sent_message(ddb, sends_table: str, message_id: str) -> dict | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
-from . import condition_failed, from_item, to_item, written
+from . import condition_failed, every_item, from_item, pages, to_item, written
 
 ISSUE = "issue"
 
@@ -230,35 +230,22 @@ def statistics_by_language(record: dict | None) -> dict[str, dict[str, int]]:
 
 def all_issues(ddb, table: str) -> list[dict]:
     """Every issue's record, newest first (a Scan: for the operator's tools, never the functions)."""
-    found, start = [], None
-    while True:
-        page = ddb.scan(
-            TableName=table,
-            FilterExpression="sk = :issue",
-            ExpressionAttributeValues={":issue": {"S": ISSUE}},
-            **({"ExclusiveStartKey": start} if start else {}),
-        )
-        found += [from_item(i) for i in page.get("Items", [])]
-        start = page.get("LastEvaluatedKey")
-        if not start:
-            return sorted(found, key=lambda r: r.get("accepted_at", ""), reverse=True)
+    found = every_item(
+        ddb.scan, TableName=table, FilterExpression="sk = :issue", ExpressionAttributeValues={":issue": {"S": ISSUE}}
+    )
+    return sorted(found, key=lambda r: r.get("accepted_at", ""), reverse=True)
 
 
 def scheduled_issues(ddb, table: str) -> list[dict]:
     """The issues waiting for their send time, soonest first (a Scan: for the operator's tools)."""
-    found, start = [], None
-    while True:
-        page = ddb.scan(
-            TableName=table,
-            FilterExpression="sk = :issue AND #status = :scheduled",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":issue": {"S": ISSUE}, ":scheduled": {"S": "scheduled"}},
-            **({"ExclusiveStartKey": start} if start else {}),
-        )
-        found += [from_item(i) for i in page.get("Items", [])]
-        start = page.get("LastEvaluatedKey")
-        if not start:
-            return sorted(found, key=lambda r: (r.get("send_at", ""), r["issue_id"]))
+    found = every_item(
+        ddb.scan,
+        TableName=table,
+        FilterExpression="sk = :issue AND #status = :scheduled",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":issue": {"S": ISSUE}, ":scheduled": {"S": "scheduled"}},
+    )
+    return sorted(found, key=lambda r: (r.get("send_at", ""), r["issue_id"]))
 
 
 def finished(record: dict) -> bool:
@@ -347,39 +334,29 @@ def count_for_list(ddb, table: str, issue_id: str, list_id: str, counter: str, n
 def pages_without_readers(ddb, table: str, issue_id: str) -> bool:
     """Whether a fan-out page of the issue queued readers without naming them (a fan-out from
     before page markers kept `readers`)."""
-    start = None
-    while True:
-        resp = ddb.query(
+    return any(
+        page.get("Count")
+        for page in pages(
+            ddb.query,
             TableName=table,
             KeyConditionExpression="issue_id = :i AND begins_with(sk, :page)",
             FilterExpression="queued > :none AND attribute_not_exists(readers)",
             ExpressionAttributeValues={":i": {"S": issue_id}, ":page": {"S": "page#"}, ":none": {"N": "0"}},
             Select="COUNT",
-            **({"ExclusiveStartKey": start} if start else {}),
         )
-        if resp.get("Count"):
-            return True
-        start = resp.get("LastEvaluatedKey")
-        if not start:
-            return False
+    )
 
 
 def page_readers(ddb, table: str, issue_id: str, shard: int, *, read: int):
     """The `readers` (packed keys, ledger.queued_keys) of each of the shard's fan-out pages, in page
     order; `read` page markers a request."""
-    start = None
-    while True:
-        resp = ddb.query(
-            TableName=table,
-            KeyConditionExpression="issue_id = :i AND begins_with(sk, :page)",
-            ProjectionExpression="readers",
-            ExpressionAttributeValues={":i": {"S": issue_id}, ":page": {"S": f"page#{shard:03d}#"}},
-            ConsistentRead=True,
-            Limit=read,
-            **({"ExclusiveStartKey": start} if start else {}),
-        )
-        for item in resp.get("Items", []):
-            yield (from_item(item) or {}).get("readers")
-        start = resp.get("LastEvaluatedKey")
-        if not start:
-            return
+    for item in every_item(
+        ddb.query,
+        TableName=table,
+        KeyConditionExpression="issue_id = :i AND begins_with(sk, :page)",
+        ProjectionExpression="readers",
+        ExpressionAttributeValues={":i": {"S": issue_id}, ":page": {"S": f"page#{shard:03d}#"}},
+        ConsistentRead=True,
+        Limit=read,
+    ):
+        yield item.get("readers")

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 
 from botocore.exceptions import ClientError
 
-from . import condition_failed, from_item, to_item
+from . import condition_failed, every_item, from_item, to_item
 
 # Long enough for late feedback (complaints can arrive weeks later) to find its issue.
 TTL_DAYS = 90
@@ -186,20 +186,14 @@ def get_many(ddb, table: str, issue_id: str, addresses: list[str]) -> dict[str, 
 
 def items(ddb, table: str, issue_id: str):
     """Every item of the issue's ledger (email, status), page by page: for reconciling counters."""
-    start = None
-    while True:
-        resp = ddb.query(
-            TableName=table,
-            KeyConditionExpression="issue_id = :i",
-            ProjectionExpression="email, #status",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":i": {"S": issue_id}},
-            **({"ExclusiveStartKey": start} if start else {}),
-        )
-        yield from (from_item(i) for i in resp.get("Items", []))
-        start = resp.get("LastEvaluatedKey")
-        if not start:
-            return
+    yield from every_item(
+        ddb.query,
+        TableName=table,
+        KeyConditionExpression="issue_id = :i",
+        ProjectionExpression="email, #status",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":i": {"S": issue_id}},
+    )
 
 
 def entries(ddb, table: str, issue_id: str, statuses: Iterable[str], page: int = 1000) -> Iterator[dict]:
@@ -207,21 +201,15 @@ def entries(ddb, table: str, issue_id: str, statuses: Iterable[str], page: int =
     operator's export: one Query of the issue's partition, filtered)."""
     wanted = sorted(set(statuses))
     values = {":i": {"S": issue_id}, **{f":s{n}": {"S": s} for n, s in enumerate(wanted)}}
-    start = None
-    while True:
-        resp = ddb.query(
-            TableName=table,
-            KeyConditionExpression="issue_id = :i",
-            FilterExpression="#status IN (" + ", ".join(f":s{n}" for n in range(len(wanted))) + ")",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=values,
-            Limit=page,
-            **({"ExclusiveStartKey": start} if start else {}),
-        )
-        yield from (from_item(i) for i in resp.get("Items", []))
-        start = resp.get("LastEvaluatedKey")
-        if not start:
-            return
+    yield from every_item(
+        ddb.query,
+        TableName=table,
+        KeyConditionExpression="issue_id = :i",
+        FilterExpression="#status IN (" + ", ".join(f":s{n}" for n in range(len(wanted))) + ")",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues=values,
+        Limit=page,
+    )
 
 
 def queued_key(address: str) -> bytes:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from botocore.exceptions import ClientError
 
 from ..clicks import MAX_CLICKS_PER_READER, Link, own_links, rank
-from . import from_item
+from . import every_item
 from .feedback_log import SEEN
 from .issues import get_issue
 
@@ -123,18 +123,14 @@ def _marker_changed(exc: ClientError) -> bool:
 
 def issue_links(ddb, table: str, issue_id: str) -> list[dict]:
     """Every link item of the issue (one Query of its partition, paged)."""
-    found, start = [], None
-    while True:
-        resp = ddb.query(
+    return list(
+        every_item(
+            ddb.query,
             TableName=table,
             KeyConditionExpression="issue_id = :i AND begins_with(sk, :link)",
             ExpressionAttributeValues={":i": {"S": issue_id}, ":link": {"S": LINK}},
-            **({"ExclusiveStartKey": start} if start else {}),
         )
-        found += [from_item(i) for i in resp.get("Items", [])]
-        start = resp.get("LastEvaluatedKey")
-        if not start:
-            return found
+    )
 
 
 def delivered(record: dict | None) -> int | None:

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as NoConnection
 
 from .. import clock
-from . import condition_failed, from_item, to_item, written
+from . import condition_failed, every_item, from_item, to_item, written
 
 SHARDS = 16
 ACTIVE = "active"
@@ -415,12 +415,21 @@ def members(ddb, table: str, list_id: str, status: str | None = None, projection
             args["ProjectionExpression"] = projection
         if status or (projection and "#s" in projection):  # DynamoDB refuses unused names
             args["ExpressionAttributeNames"] = {"#s": "status"}
-        while True:
-            resp = ddb.query(**args)
-            yield from (from_item(i) for i in resp.get("Items", []))
-            if not resp.get("LastEvaluatedKey"):
-                break
-            args["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        yield from every_item(ddb.query, **args)
+
+
+def shard_readers(ddb, table: str, list_id: str, shard: int, *, read: int = 1000) -> Iterator[dict]:
+    """Every reader of one shard of the list, whatever their status, in key order (as fan-out
+    reads them): email, name, language, status; `read` a request."""
+    yield from every_item(
+        ddb.query,
+        TableName=table,
+        KeyConditionExpression="pk = :pk",
+        ProjectionExpression="email, #name, #lang, #status",
+        ExpressionAttributeNames={"#name": "name", "#lang": "language", "#status": "status"},
+        ExpressionAttributeValues={":pk": {"S": partition(list_id, shard)}},
+        Limit=read,
+    )
 
 
 def status_of(ddb, table: str, list_id: str, address: str) -> str | None:
