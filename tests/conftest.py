@@ -213,3 +213,21 @@ def example_subset(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def subscribers_subset(tmp_path_factory) -> Path:
     return example_subset(tmp_path_factory.mktemp("subscribers") / "subscribers.csv")
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    """One local stack (a moto server on 127.0.0.1) for a module's --local commands; each test
+    uses lists and issue ids of its own."""
+    from devstack import server
+
+    directory = tmp_path_factory.mktemp("local")
+    old = os.environ.get("NEWSLETTER_LOCAL_DIR")
+    os.environ["NEWSLETTER_LOCAL_DIR"] = str(directory)
+    server.start(directory)
+    yield directory
+    server.stop(directory)
+    if old is None:
+        os.environ.pop("NEWSLETTER_LOCAL_DIR", None)
+    else:
+        os.environ["NEWSLETTER_LOCAL_DIR"] = old

@@ -8,7 +8,6 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,23 +25,6 @@ def cli(*args: str, input: str | None = None):
     # Wide enough that Rich never wraps a path or a figure (temporary paths are long).
     module.console.width = module.err.width = 250
     return runner.invoke(module.app, list(args), input=input, catch_exceptions=False)
-
-
-@pytest.fixture(scope="module")
-def local(tmp_path_factory):
-    """One local stack for the module; each test uses lists and issue ids of its own."""
-    from devstack import server
-
-    directory = tmp_path_factory.mktemp("local")
-    old = os.environ.get("NEWSLETTER_LOCAL_DIR")
-    os.environ["NEWSLETTER_LOCAL_DIR"] = str(directory)
-    server.start(directory)
-    yield directory
-    server.stop(directory)
-    if old is None:
-        os.environ.pop("NEWSLETTER_LOCAL_DIR", None)
-    else:
-        os.environ["NEWSLETTER_LOCAL_DIR"] = old
 
 
 @pytest.fixture(autouse=True)

@@ -397,25 +397,6 @@ def test_a_shards_pages_are_read_as_its_readers_are_walked_a_few_at_a_time():
 # --- the local stack ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def local(tmp_path_factory):
-    """A local stack (a moto server on 127.0.0.1) for this module's --local commands."""
-    import os
-
-    from devstack import server
-
-    directory = tmp_path_factory.mktemp("local")
-    old = os.environ.get("NEWSLETTER_LOCAL_DIR")
-    os.environ["NEWSLETTER_LOCAL_DIR"] = str(directory)
-    server.start(directory)
-    yield directory
-    server.stop(directory)
-    if old is None:
-        os.environ.pop("NEWSLETTER_LOCAL_DIR", None)
-    else:
-        os.environ["NEWSLETTER_LOCAL_DIR"] = old
-
-
 def local_cli(*args: str):
     from devstack.stack import new_deployment
     from newsletter_cli import app as module
