@@ -258,3 +258,40 @@ class _Log:
         pass
 
     warning = info
+
+
+def test_a_cancelled_cohort_resent_finishes_the_cohort_only_and_waits_for_a_resume(stack):
+    """`resend --not-sent` after a cancel during the cohort sends the cohort's unsent readers; the
+    rest of the list is held for an operator, never sent by the resend."""
+    from newsletter.sender import ISSUE_TTL
+    from newsletter_cli.recipients import Tables, resend_not_sent
+
+    add_subscribers(stack, people(READERS))
+    publish(stack, issue_doc(ISSUE, rollout=PLAN))
+    stack.run("FanoutFunction")  # the cohort's batches are queued, none sent
+    ddb, table = stack.client("dynamodb"), stack.ref("IssuesTable")
+    assert lifecycle.cancel_issue(ddb, table, ISSUE)
+    stack.run("SendFunction")  # dropped
+    assert mailed() == []
+    tables = Tables(
+        issues=table,
+        sends=stack.ref("SendsTable"),
+        subscribers=stack.ref("SubscribersTable"),
+        suppressions=stack.ref("SuppressionsTable"),
+        feedback=stack.ref("FeedbackTable"),
+    )
+    cohort = cohort_of(addresses())
+    done = resend_not_sent(
+        ddb, stack.client("sqs"), tables, issue_record(stack, ISSUE), stack.ref("SendQueue"), delay_s=int(ISSUE_TTL) + 5
+    )  # as on AWS: longer than a send function trusts the "cancelled" it read
+    assert done.reopened and done.queued == len(cohort)
+    deliver(stack)
+    once_each(cohort)
+    record = issue_record(stack, ISSUE)
+    assert (record["status"], record["rollout_phase"]) == ("sending", rollout.HELD)
+    assert "resent to the cohort only" in record["rollout_reason"]
+    # The operator's resume (the issue is sending: `newsletter resume` releases the held rest).
+    assert rollout.after_resume(ddb, stack.client("sqs"), table, stack.ref("FanoutQueue"), ISSUE, _Log())
+    deliver(stack)
+    once_each(set(addresses()))
+    assert issue_record(stack, ISSUE)["status"] == "sent"

@@ -98,10 +98,29 @@ def resume_issue(ddb, table: str, issue_id: str, *, at: str | None = None) -> bo
 
 def reopen_issue(ddb, table: str, record: dict, *, at: str | None = None) -> bool:
     """cancelled → sending, for a resend to the readers the cancel left unsent; False if the issue
-    is no longer cancelled. As after a resume, the automatic pause judges it from here on."""
+    is no longer cancelled. As after a resume, the automatic pause judges it from here on.
+
+    A staged issue cancelled before its rest was queued is held in the same write: the resend
+    finishes its cohort, and the rest of the list waits for an operator's `resume` (a cancel is
+    never undone further than the resend asks)."""
     baseline = {"sent": _n(record, "sent"), "bounced": bounced(record), "complained": _n(record, "complained")}
+    held = {}
+    phase = record.get("rollout_phase")
+    if record.get("rollout") and phase in ("cohort", "waiting"):
+        held = {
+            "expect": {"rollout_phase": phase},
+            "rollout_phase": "held",
+            "rollout_reason": "cancelled before the rest of the list was queued; resent to the cohort only",
+        }
     return move(
-        ddb, table, record["issue_id"], SENDING, from_=CANCELLED, resent_at=at or clock.iso(), pause_baseline=baseline
+        ddb,
+        table,
+        record["issue_id"],
+        SENDING,
+        from_=CANCELLED,
+        resent_at=at or clock.iso(),
+        pause_baseline=baseline,
+        **held,
     )
 
 
