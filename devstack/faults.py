@@ -450,10 +450,11 @@ def main(argv: list[str] | None = None) -> int:
         help="instead: the instance dies at each AWS call in turn (before, then after it acted), 6 readers",
     )
     parser.add_argument("--rollout", action="store_true", help=f"a staged issue ({ROLLOUT})")
+    parser.add_argument("--stride", type=int, default=1, help="with --crashes: every Nth call only")
     args = parser.parse_args(argv)
     rollout = ROLLOUT if args.rollout else None
     if args.crashes:
-        return crash_sweep(rollout=rollout)
+        return crash_sweep(stride=args.stride, rollout=rollout)
     outcomes = []
     for layer in args.layers:
         for rate in args.rates:
