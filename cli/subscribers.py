@@ -58,10 +58,12 @@ WRITE_AHEAD = 2  # chunks handed to the writer processes before the first of the
 
 
 def _default_writers() -> int:
-    """Writer processes for a big file: one a core (botocore's CPU is the limit), at most 4; none
-    on one core, where they would only add the hand-over."""
+    """Writer processes for a big file: one more than the cores (each waits for DynamoDB twice a
+    chunk, and another keeps the core busy meanwhile: on 2 cores 3 made 5,400-6,000 rows/s in
+    bench/import_rate.py, 2 made 5,000-5,300), at most 8; none on one core, where they would only
+    add the hand-over."""
     cores = os.cpu_count() or 1
-    return 0 if cores < 2 else min(cores, 4)
+    return 0 if cores < 2 else min(cores + 1, 8)
 
 
 WRITERS = _default_writers()
@@ -158,8 +160,10 @@ def import_csv(
     suppressed one.
 
     Rows are checked (email-validator, the header rule) in a second process while this one talks
-    to DynamoDB, up to CHECK_AHEAD chunks ahead, when the file has at least CHECK_APART_BYTES (or
-    `check_apart`): both are CPU work under one GIL otherwise, and botocore's alone takes a core.
+    to DynamoDB, up to CHECK_AHEAD chunks ahead, when the file has at least CHECK_APART_BYTES and
+    there are no writer processes (or `check_apart`): both are CPU work under one GIL otherwise,
+    and botocore's alone takes a core. With writers, this process is mostly idle (~16 µs a row), and
+    checking here costs less CPU than sending each row to a checker and back.
 
     Writer processes. botocore's CPU (serialising, endpoint rules: ~130 µs a row) bounds one
     process to ~4,400 rows a second, so with a `client_spec` (a client the children can make) and
@@ -276,8 +280,8 @@ def import_csv(
             columns, header_line = _Columns.read(text, path.name)
             # strict: a stray quote stops at its own row instead of quietly swallowing the next ones.
             reader = csv.reader(text, delimiter=columns.delimiter, strict=True)
-            if check_apart is None:
-                check_apart = big
+            if check_apart is None:  # with writers, this process has CPU to spare: no hand-over to a checker
+                check_apart = big and not writers
             spawn = multiprocessing.get_context("spawn")
             if check_apart:
                 checker = ProcessPoolExecutor(1, mp_context=spawn, initializer=_quiet)

@@ -1026,7 +1026,7 @@ def test_a_big_file_with_a_client_spec_goes_to_writer_processes(endpoint, tmp_pa
     assert run(ddb, path, list_id="big", chunk=10).imported == 30 and made == [cli._quiet]  # no spec: no writers
     made.clear()
     assert run(ddb, path, list_id="big", chunk=10, client_spec=spec).existing == 30
-    assert made == [cli._quiet, cli._start_writer, cli._start_writer]  # the checker and two writers
+    assert made == [cli._start_writer, cli._start_writer]  # two writers; rows checked here, with CPU to spare
     moto_like = cli.ClientSpec(endpoint_url=spec.endpoint_url, credentials=spec.credentials, region="us-east-1")
     made.clear()
     assert run(ddb, path, list_id="moto", chunk=10, client_spec=moto_like).imported == 30
