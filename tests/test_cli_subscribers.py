@@ -625,6 +625,21 @@ def test_the_deployed_stacks_client_leaves_checking_parameters_to_dynamodb():
     assert client.get_item(TableName="t", Key={"email": {"S": "a@example.com"}}, ConsistentRead="yes") is not None
 
 
+def test_the_deployed_stacks_writer_processes_make_the_same_client():
+    import pickle
+
+    import boto3
+
+    from newsletter_cli.stack import DYNAMODB_CONFIG, Target
+
+    target = Target("stack", "newsletter", {}, session=boto3.Session(region_name="eu-west-1"), profile=None)
+    spec = pickle.loads(pickle.dumps(target.client_spec()))  # as a writer process receives it
+    assert spec == cli.ClientSpec(region="eu-west-1", config=DYNAMODB_CONFIG) and spec.credentials is None
+    client = spec.client()
+    assert client.meta.region_name == "eu-west-1" and client.meta.config.max_pool_connections == cli.WORKERS
+    assert Target("local", "http://127.0.0.1:1", {}, local=object()).client_spec() is None  # moto: one process
+
+
 # --- export, counts ------------------------------------------------------------------------------------
 
 
