@@ -2,21 +2,32 @@
 
 Rate. A generated CSV of RATE_ROWS rows (1% invalid, 2% duplicates of an earlier row in the same
 chunk or an earlier one, 2% already on the list as unsubscribed readers, 2% suppressed) goes
-through the real `import_csv` and a real boto3 DynamoDB client, configured as the CLI's, whose HTTP
-exchange is answered by fakes/slow_dynamodb.SlowDynamoDB after 10 ms a request (time.sleep, so the
-importing threads overlap as they do on the network): botocore serialises, signs and parses every
-BatchGetItem and TransactWriteItems and their answers, a cancelled transaction's included. One
+through the real `import_csv` and real boto3 DynamoDB clients, configured as the CLI's, whose
+requests fakes/slow_dynamodb.SlowDynamoDB answers after 10 ms each (time.sleep in the request's
+thread, so requests overlap as they do on the network). The fake runs in a process of its own and
+answers DynamoDB's HTTP protocol on 127.0.0.1 (fakes/dynamodb_http.py, errors as DynamoDB sends
+them): botocore serialises, signs, sends through urllib3 and parses every BatchGetItem and
+TransactWriteItems and their answers, a cancelled transaction's CancellationReasons included. One
 existing reader in 10,000 is hidden from the lookups, as if they had signed up just after it: the
 transaction with their Put is cancelled and sent again without them. Every row must be accounted
 for, every new reader written once with its consent, and the readers already on the list left
-exactly as they were. The file is big enough for the import to check its rows in a second
-process (cli/subscribers.py CHECK_APART_BYTES); the CPU a row counts that process too. Goal: at
-least GOAL_ROWS_PER_S rows a second. Beside it, measured in the same run: the same import with
-the rows checked in the importing process, through a client with botocore's defaults (parameter
-validation on, not the CLI's configuration), and straight into the fake (botocore's work left
-out); one writer (a transaction at a time) on SEQUENTIAL_ROWS rows; and botocore's work alone for
-one conditional PutItem and for one item of a TransactWriteItems of 100. The fake answers in this
-process: its work (about a tenth of the CPU) stands where DynamoDB's servers would be.
+exactly as they were (checked on the fake's final state, fetched with GET /state). The file is
+big enough for the import, as a deployed stack's does, to send its lookups and writes from writer
+processes (cli/subscribers.py CHECK_APART_BYTES, WRITERS), each with its own client, while the
+importing process reads and checks the rows. The CPU a row counts the importing process and its
+writers (and checker, when there is one); the fake's process is DynamoDB's share and is reported beside
+(fake_cpu_us_per_row). Goal: at least GOAL_ROWS_PER_S rows a second. Beside it, measured in the
+same run: the same import in one process (writers=0, as before the writer processes), through
+clients with botocore's defaults (parameter validation on, not the CLI's configuration), with the
+rows checked in a second process (check_apart=True), and straight into the fake in the importing process
+(botocore's work left out; a fake object cannot be shared between processes, so no writers); one
+writer (a transaction at a time) on SEQUENTIAL_ROWS rows; and botocore's work alone for one
+conditional PutItem and for one item of a TransactWriteItems of 100.
+
+Why the fake moved out of the importing process: writer processes cannot share an object, and the
+fake's CPU (about a tenth of the importing process's before) is DynamoDB's, not the import's.
+Before, a before-send hook answered each request in the importing process, without HTTP; now
+urllib3's real HTTP to 127.0.0.1 is measured too.
 
 Memory. Fresh interpreters (`python -m bench.import_rate --memory ROWS`) import MEMORY_ROWS
 generated rows each with no latency, into a fake that keeps one byte a row (so that only the
@@ -27,6 +38,9 @@ an address, 24 at the peak of a growth); everything else is per chunk. Goal: fro
 1,000,000 rows the peak grows by at most GOAL_BYTES_PER_ROW bytes a row. A ratio of the two peaks
 is reported too, but it is no goal: it depends on the fixed part (two chunks in flight, the
 workers), which is large next to 100,000 rows' hashes, so it would pass a leak or fail a bigger chunk.
+The memory runs import into a fake object in the importing interpreter, so without writers: the
+importing process keeps the same per-row table either way, and with writers it holds at most
+WRITE_AHEAD + 1 chunks' rows (their lines and cells) while the writers work.
 """
 
 from __future__ import annotations
@@ -173,18 +187,20 @@ def _import(ddb, path: Path, tmp: Path, **kwargs):
 
 
 def _cpu() -> float:
-    """This process's CPU time and its ended children's: the import's row checker is one."""
+    """This process's CPU time and its ended children's: the import's row checker and writers (not the
+    served fake, which is still running)."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
-def _check_slow(fake, report, expected: dict, before: set[str], source: str) -> list[str]:
-    """What is wrong with the tables after the import ([] when nothing)."""
+def _check_slow(state: dict, report, expected: dict, before: set[str], source: str) -> list[str]:
+    """What is wrong with the tables after the import ([] when nothing); `state` is the fake's
+    (_Served.state, or _state of one in this process)."""
     subs, _ = _tables()
     wrong = []
     if _counts(report) != expected:
         wrong.append(f"counts {_counts(report)} != {expected}")
-    items = [i for k, i in fake.items.items() if k[0] == subs]
+    items = [i for table, i in state["items"] if table == subs]
     if len(items) != expected["existing"] + expected["imported"]:
         wrong.append(f"{len(items)} subscribers stored")
     for item in items:
@@ -194,9 +210,19 @@ def _check_slow(fake, report, expected: dict, before: set[str], source: str) -> 
                 wrong.append(f"{email} was changed")
         elif item.get("consent", {}).get("M", {}).get("source") != {"S": source}:
             wrong.append(f"{email} has no consent from {source}")
-    if fake.puts != expected["imported"]:
-        wrong.append(f"{fake.puts} Puts made for {expected['imported']} new readers")
+    if state["puts"] != expected["imported"]:
+        wrong.append(f"{state['puts']} Puts made for {expected['imported']} new readers")
     return wrong[:5]
+
+
+def _state(fake) -> dict:
+    """What a fake in this process holds, as _Served.state gives it."""
+    return {
+        "items": [(k[0], i) for k, i in fake.items.items()],
+        "calls": dict(fake.calls),
+        "puts": fake.puts,
+        "cancelled": fake.cancelled,
+    }
 
 
 def _hidden(n: int) -> bool:
@@ -205,69 +231,101 @@ def _hidden(n: int) -> bool:
     return kind(n) == "existing" and n % 10_000 == 23
 
 
-def _through_sdk(fake, defaults: bool = False):
-    """A real boto3 DynamoDB client, configured as the CLI's (newsletter_cli.stack), whose HTTP
-    exchange is answered by `fake` (after its latency) instead of the network: botocore serialises,
-    signs and parses each request and answer, errors included (a cancelled transaction's
-    CancellationReasons are parsed from the JSON error as DynamoDB sends it). `defaults=True`:
-    botocore's own configuration instead (parameter validation, account-based endpoints)."""
-    import boto3
-    from botocore.awsrequest import AWSResponse
-    from botocore.config import Config
-    from botocore.exceptions import ClientError
+def _serve(rows: int, latency: float, conn) -> None:
+    """In a process of its own: the rows' SlowDynamoDB (see _slow_fake) answering DynamoDB's HTTP
+    protocol on 127.0.0.1 (fakes/dynamodb_http.py) until told to stop; its address goes back on `conn`."""
+    import signal
 
-    from newsletter_cli.stack import DYNAMODB_CONFIG, DYNAMODB_CONNECTIONS
+    from fakes.dynamodb_http import endpoint_url, serve
 
-    from .per_recipient import _Raw
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the benchmark, which stops this
+    fake, _ = _slow_fake(rows, latency)
+    server = serve(fake, state=lambda: {"puts": fake.puts, "cancelled": fake.cancelled})
+    conn.send(endpoint_url(server))
+    conn.recv()  # "stop"
+    server.shutdown()
 
-    calls = {"BatchGetItem": fake.batch_get_item, "TransactWriteItems": fake.transact_write_items}
 
-    def answer(request, **_):
-        target = request.headers["X-Amz-Target"]
-        operation = (target.decode() if isinstance(target, bytes) else target).rsplit(".", 1)[-1]
-        try:
-            body, status = calls[operation](**json.loads(request.body)), 200
-        except ClientError as exc:
-            error = exc.response["Error"]
-            extra = {k: v for k, v in exc.response.items() if k not in ("Error", "ResponseMetadata")}
-            body = {"__type": f"com.amazonaws.dynamodb.v20120810#{error['Code']}", "message": error["Message"], **extra}
-            status = exc.response["ResponseMetadata"]["HTTPStatusCode"]
-        data = json.dumps(body).encode()
-        headers = {"Content-Type": "application/x-amz-json-1.0", "Content-Length": str(len(data))}
-        return AWSResponse(request.url, status, headers, _Raw(data))
+class _Served:
+    """The benchmark's fake in a process of its own, as DynamoDB is: the import's writer processes
+    share it through their own clients, and its CPU is not the import's."""
 
-    session = boto3.session.Session(
-        aws_access_key_id="ASIABENCH", aws_secret_access_key="bench", aws_session_token="bench", region_name="us-east-1"
-    )
-    config = Config(max_pool_connections=DYNAMODB_CONNECTIONS) if defaults else Config(**DYNAMODB_CONFIG)
-    ddb = session.client("dynamodb", config=config)
-    ddb.meta.events.register("before-send.dynamodb", answer)
-    return ddb
+    def __init__(self, rows: int, latency: float):
+        import multiprocessing
+
+        spawn = multiprocessing.get_context("spawn")
+        self.conn, theirs = spawn.Pipe()
+        self.process = spawn.Process(target=_serve, args=(rows, latency, theirs), daemon=True)
+        self.process.start()
+        theirs.close()  # so that recv() ends if it dies before answering
+        self.url = self.conn.recv()
+
+    def spec(self, *, defaults: bool = False):
+        """How the import's clients reach it: the CLI's configuration (or botocore's defaults), any
+        credentials, one endpoint that takes transactions at once (it is not moto)."""
+        from newsletter_cli.stack import DYNAMODB_CONFIG, DYNAMODB_CONNECTIONS
+        from newsletter_cli.subscribers import ClientSpec
+
+        config = {"max_pool_connections": DYNAMODB_CONNECTIONS} if defaults else dict(DYNAMODB_CONFIG)
+        credentials = ("ASIABENCH", "bench", "bench")
+        return ClientSpec(
+            region="us-east-1", endpoint_url=self.url, config=config, credentials=credentials, serial=False
+        )
+
+    def state(self) -> dict:
+        from urllib.request import urlopen
+
+        with urlopen(self.url + "/state", timeout=60) as answer:  # 127.0.0.1 only
+            return json.loads(answer.read())
+
+    def stop(self) -> None:
+        self.conn.send("stop")
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def _served_import(path: Path, tmp: Path, expected: dict, *, defaults: bool = False, **kwargs) -> dict:
+    """One import of `path` through real boto3 clients to a fresh _Served fake: its figures."""
+    served = _Served(RATE_ROWS, LATENCY_S)
+    try:
+        spec = served.spec(defaults=defaults)
+        cpu_before = served.state()["cpu_s"]
+        report, wall, cpu, chunks = _import(spec.client(), path, tmp, client_spec=spec, **kwargs)
+        state = served.state()
+    finally:
+        served.stop()
+    before = {address(n) for n in range(RATE_ROWS) if kind(n) == "existing"}
+    return {
+        "rows_per_s": round(RATE_ROWS / wall),
+        "wall_s": round(wall, 2),
+        "cpu_us_per_row": round(cpu / RATE_ROWS * 1e6),
+        "fake_cpu_us_per_row": round((state["cpu_s"] - cpu_before) / RATE_ROWS * 1e6),
+        "requests": state["calls"],
+        "transactions_cancelled": state["cancelled"],
+        "counts": _counts(report),
+        "chunks_reported": chunks,
+        "wrong": _check_slow(state, report, expected, before, path.name),
+    }
 
 
 def _rate(tmp: Path) -> dict:
-    """The goal's figure: the import through a real boto3 client (see _through_sdk) answered by
-    SlowDynamoDB after LATENCY_S. Beside it: the same file straight into the fake (botocore's work
-    left out), and one transaction at a time."""
-    from newsletter_cli.subscribers import CHUNK, WORKERS
+    """The goal's figure: the import through real boto3 clients (the CLI's configuration, see
+    _Served) answered by SlowDynamoDB after LATENCY_S, in its own process. Beside it: the same
+    in one process (no writer processes), with botocore's defaults, with the rows checked in the
+    second process, straight into the fake (botocore's work left out), and one transaction at a time."""
+    from newsletter_cli.subscribers import CHUNK, WORKERS, WRITERS
 
     path = tmp / "subscribers.csv"
     expected = write_csv(path, RATE_ROWS)
-    fake, before = _slow_fake(RATE_ROWS, LATENCY_S)
-    report, wall, cpu, chunks = _import(_through_sdk(fake), path, tmp)
-    wrong = _check_slow(fake, report, expected, before, path.name)
+    main = _served_import(path, tmp, expected)
+    one_process = _served_import(path, tmp, expected, writers=0)
+    default = _served_import(path, tmp, expected, defaults=True)
+    apart = _served_import(path, tmp, expected, check_apart=True)
 
     bare, bare_before = _slow_fake(RATE_ROWS, LATENCY_S)
     bare_report, bare_wall, bare_cpu, _ = _import(bare, path, tmp)
-    bare_wrong = _check_slow(bare, bare_report, expected, bare_before, path.name)
-
-    default, default_before = _slow_fake(RATE_ROWS, LATENCY_S)
-    default_report, default_wall, default_cpu, _ = _import(_through_sdk(default, defaults=True), path, tmp)
-    default_wrong = _check_slow(default, default_report, expected, default_before, path.name)
-
-    alone, alone_before = _slow_fake(RATE_ROWS, LATENCY_S)
-    alone_report, alone_wall, alone_cpu, _ = _import(_through_sdk(alone), path, tmp, check_apart=False)
-    alone_wrong = _check_slow(alone, alone_report, expected, alone_before, path.name)
+    bare_wrong = _check_slow(_state(bare), bare_report, expected, bare_before, path.name)
 
     small = tmp / "first-rows.csv"
     write_csv(small, SEQUENTIAL_ROWS)
@@ -275,42 +333,37 @@ def _rate(tmp: Path) -> dict:
     _, one_wall, _, _ = _import(one, small, tmp, workers=1)
     return {
         "rows": RATE_ROWS,
-        "rows_per_s": round(RATE_ROWS / wall),
-        "wall_s": round(wall, 2),
-        "cpu_us_per_row": round(cpu / RATE_ROWS * 1e6),
+        **main,
         "latency_ms": LATENCY_S * 1000,
+        "writers": WRITERS,
         "workers": WORKERS,
         "chunk": CHUNK,
-        "chunks_reported": chunks,
-        "requests": dict(fake.calls),
-        "transactions_cancelled": fake.cancelled,
-        "counts": _counts(report),
         "expected": expected,
-        "wrong": wrong,
-        "note": "real boto3 DynamoDB client (the CLI's configuration), its HTTP exchange answered by "
-        "fakes/slow_dynamodb.py after 10 ms: BatchGetItem, TransactWriteItems made or cancelled",
+        "note": "real boto3 DynamoDB clients (the CLI's configuration), one a writer process, sending HTTP to "
+        "fakes/slow_dynamodb.py in a process of its own on 127.0.0.1, which answers after 10 ms: BatchGetItem, "
+        "TransactWriteItems made or cancelled. cpu_us_per_row: the importing process, its row checker and its "
+        "writers; fake_cpu_us_per_row: the fake's process (DynamoDB's share, not the import's)",
+        "one_process": {
+            **{k: one_process[k] for k in ("rows_per_s", "wall_s", "cpu_us_per_row", "fake_cpu_us_per_row", "wrong")},
+            "note": "the same import without writer processes (writers=0): as before them",
+        },
         "fake_client": {
             "rows_per_s": round(RATE_ROWS / bare_wall),
             "wall_s": round(bare_wall, 2),
             "cpu_us_per_row": round(bare_cpu / RATE_ROWS * 1e6),
             "requests": dict(bare.calls),
             "wrong": bare_wrong,
-            "note": "the same file into fakes/slow_dynamodb.py called directly: botocore's work left out",
+            "note": "the same file into fakes/slow_dynamodb.py called directly, in the importing process: "
+            "botocore's work and HTTP left out, no writer processes (a fake object cannot be shared)",
         },
         "botocore_defaults": {
-            "rows_per_s": round(RATE_ROWS / default_wall),
-            "wall_s": round(default_wall, 2),
-            "cpu_us_per_row": round(default_cpu / RATE_ROWS * 1e6),
-            "wrong": default_wrong,
-            "note": "the same import through a client with botocore's defaults (parameter validation, "
+            **{k: default[k] for k in ("rows_per_s", "wall_s", "cpu_us_per_row", "fake_cpu_us_per_row", "wrong")},
+            "note": "the same import through clients with botocore's defaults (parameter validation, "
             "account-based endpoints): not the CLI's configuration",
         },
-        "checked_in_process": {
-            "rows_per_s": round(RATE_ROWS / alone_wall),
-            "wall_s": round(alone_wall, 2),
-            "cpu_us_per_row": round(alone_cpu / RATE_ROWS * 1e6),
-            "wrong": alone_wrong,
-            "note": "the same import with the rows checked in the importing process (check_apart=False)",
+        "checked_apart": {
+            **{k: apart[k] for k in ("rows_per_s", "wall_s", "cpu_us_per_row", "fake_cpu_us_per_row", "wrong")},
+            "note": "the same import with the rows checked in a second process (check_apart=True)",
         },
         "one_writer_rows_per_s": round(SEQUENTIAL_ROWS / one_wall),
         "one_writer_rows": SEQUENTIAL_ROWS,

@@ -999,6 +999,7 @@ def subscribers_import(
                 progress=lambda rows, done: progress.update(task, completed=done, rows=rows),
                 report_path=report,
                 forgotten_id=_forgotten_id(target),
+                client_spec=target.client_spec(),
             )
         except subs.BadImport as exc:
             raise CliError(f"{exc}; nothing was imported") from None
@@ -1108,8 +1109,8 @@ def _forgotten_id(target: Target):
         return None  # no token secret yet: nobody can have been erased
     if key is None:
         return None
-    secret = erasure_key(key.secret)
-    return lambda address: forgotten_id(secret, address)
+    # A partial, not a lambda: the import's writer processes receive it.
+    return functools.partial(forgotten_id, erasure_key(key.secret))
 
 
 @subscribers_app.command("show")

@@ -64,6 +64,7 @@ class Target:
     local: object | None = None  # devstack.stack.LocalStack when kind == "local"
     publish_env: dict[str, str] | None = None
     outputs: dict[str, str] = field(default_factory=dict)  # all of a deployed stack's outputs
+    profile: str | None = None  # the --profile asked for (a writer process's session takes it again)
 
     @property
     def is_local(self) -> bool:
@@ -84,6 +85,16 @@ class Target:
             else:
                 self._clients[service] = self.session.client(service)
         return self._clients[service]
+
+    def client_spec(self):
+        """How another process makes this target's DynamoDB client (subscribers.ClientSpec), or None
+        for the local stack (moto takes one transaction at a time, so its imports stay in one process)
+        and for a target built around given clients (tests)."""
+        if self.local is not None or self.session is None:
+            return None
+        from .subscribers import ClientSpec
+
+        return ClientSpec(region=self.session.region_name, profile=self.profile, config=dict(DYNAMODB_CONFIG))
 
     def token_secret_name(self) -> str:
         if self.local is not None:
@@ -165,7 +176,12 @@ def stack_target(name: str, *, region: str | None = None, profile: str | None = 
             f"stack {name!r} has no output(s) {', '.join(missing)}: is it this project's stack, and up to date?"
         )
     return Target(
-        "stack", name, {logical: by_output[out] for logical, out in OUTPUTS.items()}, session=session, outputs=by_output
+        "stack",
+        name,
+        {logical: by_output[out] for logical, out in OUTPUTS.items()},
+        session=session,
+        outputs=by_output,
+        profile=profile,
     )
 
 

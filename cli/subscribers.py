@@ -12,10 +12,12 @@ import hashlib
 import io
 import json
 import multiprocessing
+import os
 import signal
 import sys
 import tempfile
 import threading
+import zlib
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -52,6 +54,19 @@ WORKERS = 128
 # email-validator) costs about what checking 10,000 rows does.
 CHECK_APART_BYTES = 1024 * 1024
 CHECK_AHEAD = 2  # chunks checked before the importer needs them
+WRITE_AHEAD = 2  # chunks handed to the writer processes before the first of them is counted
+
+
+def _default_writers() -> int:
+    """Writer processes for a big file: one more than the cores (each waits for DynamoDB twice a
+    chunk, and another keeps the core busy meanwhile: on 2 cores 3 made 5,400-6,000 rows/s in
+    bench/import_rate.py, 2 made 5,000-5,300), at most 8; none on one core, where they would only
+    add the hand-over."""
+    cores = os.cpu_count() or 1
+    return 0 if cores < 2 else min(cores + 1, 8)
+
+
+WRITERS = _default_writers()
 
 
 class BadImport(ValueError):
@@ -83,6 +98,35 @@ class ImportReport:
     report_path: Path | None = None  # every problem, when written
 
 
+@dataclass(frozen=True)
+class ClientSpec:
+    """How a writer process makes a DynamoDB client of its own (a boto3 client cannot be pickled):
+    cli/stack.py's Target.client_spec() gives one for a deployed stack. Without `credentials`, the
+    child finds them as the parent did (the profile, the environment, an instance role).
+    `serial`: the endpoint takes one transaction at a time (moto); None guesses it as _moto does."""
+
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    config: dict = field(default_factory=dict)  # botocore Config's arguments (stack.DYNAMODB_CONFIG)
+    credentials: tuple[str, str, str | None] | None = None  # key id, secret, token: a local fake's
+    serial: bool | None = None
+
+    def client(self):
+        import boto3
+        from botocore.config import Config
+
+        key, secret, token = self.credentials or (None, None, None)
+        session = boto3.session.Session(
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            aws_session_token=token,
+            region_name=self.region,
+            profile_name=self.profile,
+        )
+        return session.client("dynamodb", endpoint_url=self.endpoint_url, config=Config(**self.config))
+
+
 def import_csv(
     ddb,
     *,
@@ -96,6 +140,8 @@ def import_csv(
     workers: int = WORKERS,
     forgotten_id: Callable[[str], str] | None = None,
     check_apart: bool | None = None,
+    client_spec: ClientSpec | None = None,
+    writers: int | None = None,
 ) -> ImportReport:
     """Add the file's new, valid, unsuppressed addresses to the list; never change an existing subscriber.
 
@@ -109,12 +155,25 @@ def import_csv(
     stays exactly as they are and counts as existing (the transaction goes again without them).
     Each subscriber written records its consent: {"method": "import", "source": the file's name,
     "at": when}. `progress(rows_read, bytes_read)` follows each chunk; compare bytes_read with the
-    file's size. Running the same import again changes nothing. With `forgotten_id`, an address the
-    operator erased (`subscribers forget`) is refused like a suppressed one.
+    file's size. Running the same import again changes nothing. With `forgotten_id` (picklable, such
+    as a functools.partial), an address the operator erased (`subscribers forget`) is refused like a
+    suppressed one.
 
     Rows are checked (email-validator, the header rule) in a second process while this one talks
-    to DynamoDB, up to CHECK_AHEAD chunks ahead, when the file has at least CHECK_APART_BYTES (or
-    `check_apart`): both are CPU work under one GIL otherwise, and botocore's alone takes a core.
+    to DynamoDB, up to CHECK_AHEAD chunks ahead, when the file has at least CHECK_APART_BYTES and
+    there are no writer processes (or `check_apart`): both are CPU work under one GIL otherwise,
+    and botocore's alone takes a core. With writers, this process is mostly idle (~16 µs a row), and
+    checking here costs less CPU than sending each row to a checker and back.
+
+    Writer processes. botocore's CPU (serialising, endpoint rules: ~130 µs a row) bounds one
+    process to ~4,400 rows a second, so with a `client_spec` (a client the children can make) and
+    `writers` processes (by default WRITERS for a file of CHECK_APART_BYTES, none for a smaller one
+    or an endpoint that takes one transaction at a time), the lookups and writes of each chunk go
+    to them, each with a client and a thread pool of its own. A row goes to the writer its address
+    hashes to, and each writer does its parts in order, so a later row still sees an earlier row's
+    write; up to WRITE_AHEAD chunks are handed over before the first is counted. This process keeps
+    the reading, the duplicates, the counts and the problems, in line order. Against moto
+    (`client_spec.serial`, or _moto) the writers still send one transaction at a time between them.
     """
     path = Path(path)
     _check_text(path)  # before writing anything: a wrong encoding must not leave half an import
@@ -122,13 +181,22 @@ def import_csv(
     problems = _Problems(report, path, report_path)
     seen = _Seen()
     pending: dict[str, tuple[int, str, dict, bool]] = {}  # address -> line, cell, subscriber, seen in an earlier chunk
-    found: list[Problem] = []  # this chunk's problems, written in line order at the flush
+    found: list[Problem] = []  # this chunk's problems, written in line order once it is looked up
     # More threads than the client has connections would only wait for one (and urllib3 warns).
-    connections = getattr(getattr(getattr(ddb, "meta", None), "config", None), "max_pool_connections", None)
-    workers = max(1, min(workers, connections or workers))
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="import")
-    writing: _Writes | None = None  # the chunk being written
+    workers = _threads(ddb, workers)
+    serial = _moto(ddb) if client_spec is None or client_spec.serial is None else client_spec.serial
+    big = path.stat().st_size >= CHECK_APART_BYTES
+    if writers is None:
+        writers = WRITERS if client_spec is not None and big and not serial else 0
+    elif writers and client_spec is None:
+        raise ValueError("writer processes need a client_spec: a boto3 client cannot be sent to them")
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="import") if not writers else None
+    writing: _Writes | None = None  # the chunk being written (in this process)
+    handed: deque[_Handed] = deque()  # the chunks with the writer processes, in order
+    writer_processes: list[ProcessPoolExecutor] = []
     checker: ProcessPoolExecutor | None = None
+    one_at_a_time = threading.Lock() if serial else None
+    tables = (subscribers_table, suppressions_table)
 
     def settle(*, raising: bool = True) -> None:
         """Wait for the chunk being written and count it; raise what stopped it."""
@@ -141,61 +209,90 @@ def import_csv(
         if done.error is not None and raising:
             raise done.error
 
-    def lookup(addresses: list[str]) -> tuple[set[str], dict[str, str]]:
-        return subscribers.lookup(ddb, subscribers_table, suppressions_table, list_id, addresses, forgotten_id)
-
-    one_at_a_time = threading.Lock() if _moto(ddb) else None
-
-    def writer(consent: dict) -> Callable[[list, list], object]:
-        def write(group: list[dict], outcome: list) -> None:
-            people = ({**s, "consent": consent} for s in group)  # made into items one at a time
-            if one_at_a_time is None:
-                subscribers.put_new_subscribers(ddb, subscribers_table, list_id, people, outcome=outcome)
-                return
-            with one_at_a_time:
-                subscribers.put_new_subscribers(ddb, subscribers_table, list_id, people, outcome=outcome)
-
-        return write
+    def settle_handed(*, raising: bool = True) -> None:
+        """Count the oldest chunk the writer processes have; raise what stopped it."""
+        oldest = handed.popleft()
+        errors: list[BaseException] = []
+        for rows, future in zip(oldest.places, oldest.futures, strict=True):
+            try:
+                verdicts, imported, existing, error = future.result()
+            except Exception as exc:  # noqa: BLE001 - a lookup failed, a writer died, or it was cancelled
+                errors.append(exc)
+                continue
+            report.imported += imported
+            report.existing += existing
+            if error is not None:
+                errors.append(error)
+            for (line, value), verdict in zip(rows, verdicts, strict=True):
+                _tally(report, verdict, line, value, oldest.found)
+        for p in sorted(oldest.found, key=lambda p: p.line):
+            problems.add(p)
+        if errors and raising:
+            raise errors[0]
 
     def flush() -> None:
+        """Look the chunk up and start its writes, here."""
         nonlocal writing
         settle()
-        addresses = list(pending)
-        on_list: set[str] = set()
-        suppressed: dict[str, str] = {}
-        for listed, barred in pool.map(lookup, [addresses[i : i + LOOKUP] for i in range(0, len(addresses), LOOKUP)]):
-            on_list |= listed
-            suppressed.update(barred)
-        consent = {"method": "import", "source": path.name, "at": clock.iso()}
+        on_list, suppressed = _look_up(pool, ddb, tables, list_id, list(pending), forgotten_id)
         new = []
         for address, (line, value, subscriber, seen_before) in pending.items():
-            # `seen` only hints at an earlier row; the tables decide, so even a hash collision cannot
-            # drop a new address: an earlier row's address was imported, was on the list or is suppressed.
-            if seen_before and (address in on_list or address in suppressed):
-                report.duplicates += 1
-                found.append(Problem(line, value, "duplicate of an earlier row"))
-            elif address in on_list:
-                report.existing += 1
-            elif address in suppressed:
-                report.suppressed += 1
-                found.append(Problem(line, value, f"suppressed ({suppressed[address]}): not imported"))
-            else:
+            verdict = _verdict(address, seen_before, on_list, suppressed)
+            if verdict[0] == NEW:
                 new.append(subscriber)
+            else:
+                _tally(report, verdict, line, value, found)
         pending.clear()
         for p in sorted(found, key=lambda p: p.line):
             problems.add(p)
         found.clear()
-        writing = _Writes(pool, workers, writer(consent), new)
+        write = _write(ddb, subscribers_table, list_id, _consent(path), one_at_a_time)
+        writing = _Writes(pool, workers, write, new)
+
+    def hand() -> None:
+        """Share the chunk out to the writer processes, by address."""
+        nonlocal found
+        parts: list[list[tuple[dict, bool]]] = [[] for _ in writer_processes]
+        places: list[list[tuple[int, str]]] = [[] for _ in writer_processes]
+        for address, (line, value, subscriber, seen_before) in pending.items():
+            w = zlib.crc32(address.encode()) % len(writer_processes)
+            parts[w].append((subscriber, seen_before))
+            places[w].append((line, value))
+        pending.clear()
+        job = (tables, list_id, forgotten_id, _consent(path))
+        futures = [w.submit(_write_part, job, part) for w, part in zip(writer_processes, parts, strict=True)]
+        handed.append(_Handed(found, places, futures))
+        found = []
+        while len(handed) > WRITE_AHEAD:
+            settle_handed()
+
+    def settle_all(*, raising: bool = True) -> None:
+        settle(raising=raising)
+        if not raising:  # stopped: nothing not yet started is written
+            for h in handed:
+                for f in h.futures:
+                    f.cancel()
+        while handed:
+            settle_handed(raising=raising)
 
     try:
         with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
             columns, header_line = _Columns.read(text, path.name)
             # strict: a stray quote stops at its own row instead of quietly swallowing the next ones.
             reader = csv.reader(text, delimiter=columns.delimiter, strict=True)
-            if check_apart is None:
-                check_apart = path.stat().st_size >= CHECK_APART_BYTES
+            if check_apart is None:  # with writers, this process has CPU to spare: no hand-over to a checker
+                check_apart = big and not writers
+            spawn = multiprocessing.get_context("spawn")
             if check_apart:
-                checker = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet)
+                checker = ProcessPoolExecutor(1, mp_context=spawn, initializer=_quiet)
+            # One process each, so that each does its parts in the order given.
+            lock = spawn.Lock() if writers and serial else None
+            writer_processes += [
+                ProcessPoolExecutor(
+                    1, mp_context=spawn, initializer=_start_writer, initargs=(client_spec, workers, lock)
+                )
+                for _ in range(writers)
+            ]
             for rows in _checked(columns, _read(reader, header_line, chunk), checker):
                 for start, value, subscriber in rows:
                     report.rows += 1
@@ -207,14 +304,17 @@ def import_csv(
                         found.append(Problem(start, value, "duplicate of an earlier row"))
                     else:
                         pending[subscriber["email"]] = (start, value, subscriber, seen.add(subscriber["email"]))
-                flush()
+                if writers:
+                    hand()
+                else:
+                    flush()
                 if progress and len(rows) == chunk:
                     progress(report.rows, raw.tell())  # the binary position: text files can't tell() mid-iteration
-            settle()
+            settle_all()
             if progress:
                 progress(report.rows, raw.tell())
     except Exception as exc:  # DynamoDB gave up, the disk is full...: say what is already done
-        settle(raising=False)  # the writes under way finish (or fail) first, so the count is true
+        settle_all(raising=False)  # the writes under way finish (or fail) first, so the count is true
         if report.rows:
             exc.add_note(
                 f"{report.imported} of {report.rows} rows read were imported before this error; "
@@ -224,11 +324,116 @@ def import_csv(
     finally:
         if writing is not None:  # interrupted (Ctrl-C): start no more writes
             writing.stop()
-        pool.shutdown(wait=True, cancel_futures=True)
+        for h in handed:
+            for f in h.futures:
+                f.cancel()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        for w in writer_processes:
+            w.shutdown(wait=True, cancel_futures=True)
         if checker is not None:
             checker.shutdown(wait=True, cancel_futures=True)
         problems.close()
     return report
+
+
+# What the lookup makes of a row (_verdict): (NEW, "") to write, or why not, with the suppression's reason.
+NEW, EXISTING, DUPLICATE, SUPPRESSED = "new", "existing", "duplicate", "suppressed"
+
+
+def _verdict(address: str, seen_before: bool, on_list: set[str], suppressed: dict[str, str]) -> tuple[str, str]:
+    # `seen` only hints at an earlier row; the tables decide, so even a hash collision cannot
+    # drop a new address: an earlier row's address was imported, was on the list or is suppressed.
+    if seen_before and (address in on_list or address in suppressed):
+        return DUPLICATE, ""
+    if address in on_list:
+        return EXISTING, ""
+    if address in suppressed:
+        return SUPPRESSED, suppressed[address]
+    return NEW, ""
+
+
+def _tally(report: ImportReport, verdict: tuple[str, str], line: int, value: str, found: list[Problem]) -> None:
+    """Count a looked-up row that is not written (NEW ones count as their write does)."""
+    kind, reason = verdict
+    if kind == DUPLICATE:
+        report.duplicates += 1
+        found.append(Problem(line, value, "duplicate of an earlier row"))
+    elif kind == EXISTING:
+        report.existing += 1
+    elif kind == SUPPRESSED:
+        report.suppressed += 1
+        found.append(Problem(line, value, f"suppressed ({reason}): not imported"))
+
+
+def _consent(path: Path) -> dict:
+    return {"method": "import", "source": path.name, "at": clock.iso()}
+
+
+def _threads(ddb, workers: int) -> int:
+    """`workers`, at most the client's connections."""
+    connections = getattr(getattr(getattr(ddb, "meta", None), "config", None), "max_pool_connections", None)
+    return max(1, min(workers, connections or workers))
+
+
+def _look_up(pool, ddb, tables: tuple[str, str], list_id: str, addresses: list[str], forgotten_id):
+    """(addresses on the list, {suppressed address: reason}): LOOKUP addresses a BatchGetItem, in parallel."""
+
+    def lookup(part: list[str]) -> tuple[set[str], dict[str, str]]:
+        return subscribers.lookup(ddb, *tables, list_id, part, forgotten_id)
+
+    on_list: set[str] = set()
+    suppressed: dict[str, str] = {}
+    for listed, barred in pool.map(lookup, [addresses[i : i + LOOKUP] for i in range(0, len(addresses), LOOKUP)]):
+        on_list |= listed
+        suppressed.update(barred)
+    return on_list, suppressed
+
+
+def _write(ddb, table: str, list_id: str, consent: dict, one_at_a_time) -> Callable[[list, list], None]:
+    """What writes one group of new subscribers, with their consent (one at a time under the lock)."""
+
+    def write(group: list[dict], outcome: list) -> None:
+        people = ({**s, "consent": consent} for s in group)  # made into items one at a time
+        if one_at_a_time is None:
+            subscribers.put_new_subscribers(ddb, table, list_id, people, outcome=outcome)
+            return
+        with one_at_a_time:
+            subscribers.put_new_subscribers(ddb, table, list_id, people, outcome=outcome)
+
+    return write
+
+
+# --- the writer processes ---------------------------------------------------------------------
+
+_writer: dict = {}  # in a writer process: its client, thread pool and the lock between writers
+
+
+@dataclass
+class _Handed:
+    found: list[Problem]  # the chunk's problems found before the lookup
+    places: list[list[tuple[int, str]]]  # per writer: (line, email cell) of each row handed to it
+    futures: list  # per writer: its part's (verdicts, imported, existing, error)
+
+
+def _start_writer(spec: ClientSpec, workers: int, lock) -> None:
+    _quiet()
+    ddb = spec.client()
+    workers = _threads(ddb, workers)
+    _writer.update(ddb=ddb, workers=workers, lock=lock, pool=ThreadPoolExecutor(workers, thread_name_prefix="import"))
+
+
+def _write_part(job: tuple, part: list[tuple[dict, bool]]) -> tuple[list, int, int, BaseException | None]:
+    """In a writer process: look up one chunk's part, write its new subscribers. Returns each row's
+    verdict, the counts of what was written and found there, and what stopped the writes."""
+    (subscribers_table, suppressions_table), list_id, forgotten_id, consent = job
+    ddb, pool, workers = _writer["ddb"], _writer["pool"], _writer["workers"]
+    addresses = [s["email"] for s, _ in part]
+    on_list, suppressed = _look_up(pool, ddb, (subscribers_table, suppressions_table), list_id, addresses, forgotten_id)
+    verdicts = [_verdict(s["email"], seen_before, on_list, suppressed) for s, seen_before in part]
+    new = [s for (s, _), (kind, _) in zip(part, verdicts, strict=True) if kind == NEW]
+    done = _Writes(pool, workers, _write(ddb, subscribers_table, list_id, consent, _writer["lock"]), new).wait()
+    return verdicts, done.imported, done.existing, done.error
 
 
 def export_csv(ddb, *, subscribers_table: str, list_id: str, out: TextIO, status: str | None = None) -> int:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import re
 import threading
+import time
 import tracemalloc
 import types
 from pathlib import Path
@@ -623,6 +625,21 @@ def test_the_deployed_stacks_client_leaves_checking_parameters_to_dynamodb():
     assert client.get_item(TableName="t", Key={"email": {"S": "a@example.com"}}, ConsistentRead="yes") is not None
 
 
+def test_the_deployed_stacks_writer_processes_make_the_same_client():
+    import pickle
+
+    import boto3
+
+    from newsletter_cli.stack import DYNAMODB_CONFIG, Target
+
+    target = Target("stack", "newsletter", {}, session=boto3.Session(region_name="eu-west-1"), profile=None)
+    spec = pickle.loads(pickle.dumps(target.client_spec()))  # as a writer process receives it
+    assert spec == cli.ClientSpec(region="eu-west-1", config=DYNAMODB_CONFIG) and spec.credentials is None
+    client = spec.client()
+    assert client.meta.region_name == "eu-west-1" and client.meta.config.max_pool_connections == cli.WORKERS
+    assert Target("local", "http://127.0.0.1:1", {}, local=object()).client_spec() is None  # moto: one process
+
+
 # --- export, counts ------------------------------------------------------------------------------------
 
 
@@ -904,3 +921,217 @@ def test_a_huge_file_streams_in_little_memory(tmp_path, monkeypatch):
     # (one read, one written) and 8-16 bytes of hash an address (24 while the table grows): under
     # the file's own size.
     assert peak < size, f"peak {peak / 1e6:.2f} MB for a {size / 1e6:.2f} MB file"
+
+
+# --- writer processes, through a DynamoDB endpoint on 127.0.0.1 ----------------------------------------
+
+
+@pytest.fixture
+def endpoint():
+    """serve(fake): the fake (fakes/slow_dynamodb.py) answering DynamoDB's HTTP protocol on
+    127.0.0.1 in this process; returns a boto3 client to it and the ClientSpec writer processes
+    make theirs from. Never the network; moto is not running here."""
+
+    from fakes.dynamodb_http import endpoint_url, serve
+
+    servers = []
+
+    def start(fake, *, serial: bool = False):
+        server = serve(fake)
+        servers.append(server)
+        spec = cli.ClientSpec(
+            region="us-east-1",
+            endpoint_url=endpoint_url(server),
+            credentials=("testing", "testing", None),
+            config={"max_pool_connections": 16, "parameter_validation": False},
+            serial=serial,
+        )
+        return spec.client(), spec
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def slow_tables(cls=None, latency: float = 0.0, **kwargs):
+    """A SlowDynamoDB (or subclass) with an unsubscribed reader and a suppressed address."""
+    from fakes.slow_dynamodb import SlowDynamoDB
+    from newsletter.store.subscribers import new_item
+
+    fake = (cls or SlowDynamoDB)({SUBS: ("pk", "email"), SUPP: ("email", None)}, latency=latency, **kwargs)
+    before = {"email": "old@example.com", "name": "Before", "status": "unsubscribed", "language": "de"}
+    fake.seed(SUBS, [new_item(LIST, before), new_item("here", before)])
+    fake.seed(SUPP, [{"email": {"S": "gone@example.com"}, "reason": {"S": "bounce"}}])
+    return fake
+
+
+def fake_stored(fake, list_id: str = LIST) -> dict[str, dict]:
+    items = (from_item(i) for k, i in fake.items.items() if k[0] == SUBS)
+    return {i["email"]: i for i in items if i["list_id"] == list_id}
+
+
+MIXED = (
+    "email,name,status\n"
+    "a@example.com,A,active\n"
+    "not-an-address,X,active\n"
+    "OLD@example.com,Theirs,active\n"
+    "gone@example.com,G,active\n"
+    "b@example.com,B,active\n"
+    "A@EXAMPLE.COM,Again in the same chunk,active\n"
+    "c@example.com,C,active\n"
+    "B@example.com,Again in a later chunk,active\n"
+    "old@example.com,Twice,active\n"
+    + "".join(f"r{i}@example.com,Reader {i},active\n" for i in range(40))
+    + "r7@EXAMPLE.com,Again much later,active\n"
+)
+
+
+def test_writer_processes_import_as_this_process_does(endpoint, tmp_path):
+    fake = slow_tables()
+    ddb, spec = endpoint(fake)
+    path = csv_file(tmp_path, MIXED)
+    here = run(ddb, path, list_id="here", chunk=4, writers=0, client_spec=spec, report_path=tmp_path / "here.csv")
+    apart = run(ddb, path, chunk=4, writers=2, client_spec=spec, report_path=tmp_path / "apart.csv")
+
+    def report(r):
+        return {k: v for k, v in vars(r).items() if k != "report_path"}
+
+    assert report(apart) == report(here) and accounted(apart)
+    assert (apart.rows, apart.imported, apart.existing, apart.duplicates, apart.suppressed, apart.invalid) == (
+        50,
+        43,
+        1,
+        4,
+        1,
+        1,
+    )
+    assert [(p.line, p.reason.split(" (")[0]) for p in apart.problems] == [
+        (3, "An email address must have an @-sign."),
+        (5, "suppressed"),
+        (7, "duplicate of an earlier row"),
+        (9, "duplicate of an earlier row"),
+        (10, "duplicate of an earlier row"),
+        (51, "duplicate of an earlier row"),
+    ]
+    assert (tmp_path / "apart.csv").read_text("utf-8-sig") == (tmp_path / "here.csv").read_text("utf-8-sig")
+    people = fake_stored(fake)
+    assert people["old@example.com"]["name"] == "Before" and people["old@example.com"]["status"] == "unsubscribed"
+    assert "consent" not in people["old@example.com"] and "gone@example.com" not in people
+    assert people["a@example.com"]["name"] == "A" and people["b@example.com"]["name"] == "B"
+    assert {p["consent"]["source"] for e, p in people.items() if e != "old@example.com"} == {"subs.csv"}
+    assert len(people) == 44 and fake.calls["TransactWriteItems"] >= 2 * 13  # each writer: a part of each chunk
+
+
+def test_a_big_file_with_a_client_spec_goes_to_writer_processes(endpoint, tmp_path, monkeypatch):
+    made = []
+
+    class Spy(cli.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(kwargs.get("initializer"))
+
+    monkeypatch.setattr(cli, "ProcessPoolExecutor", Spy)
+    monkeypatch.setattr(cli, "WRITERS", 2)
+    fake = slow_tables()
+    ddb, spec = endpoint(fake)
+    path = csv_file(tmp_path, "email\n" + "".join(f"w{i}@example.com\n" for i in range(30)))
+    assert run(ddb, path, chunk=10, client_spec=spec).imported == 30 and not made  # small: one process
+    monkeypatch.setattr(cli, "CHECK_APART_BYTES", path.stat().st_size)
+    assert run(ddb, path, list_id="big", chunk=10).imported == 30 and made == [cli._quiet]  # no spec: no writers
+    made.clear()
+    assert run(ddb, path, list_id="big", chunk=10, client_spec=spec).existing == 30
+    assert made == [cli._start_writer, cli._start_writer]  # two writers; rows checked here, with CPU to spare
+    moto_like = cli.ClientSpec(endpoint_url=spec.endpoint_url, credentials=spec.credentials, region="us-east-1")
+    made.clear()
+    assert run(ddb, path, list_id="moto", chunk=10, client_spec=moto_like).imported == 30
+    assert made == [cli._quiet]  # 127.0.0.1 may be moto: one process, one transaction at a time
+
+
+class Hiding:
+    """Lookups miss one existing reader, as if they signed up just after it."""
+
+    def batch_get_item(self, **request):
+        result = super().batch_get_item(**request)
+        if SUBS in result["Responses"]:
+            result["Responses"][SUBS] = [i for i in result["Responses"][SUBS] if i["email"]["S"] != "old@example.com"]
+        return result
+
+
+def test_writer_processes_send_a_cancelled_transaction_again_without_who_is_there(endpoint, tmp_path):
+    from fakes.slow_dynamodb import SlowDynamoDB
+
+    fake = slow_tables(type("HidingDynamoDB", (Hiding, SlowDynamoDB), {}))
+    ddb, spec = endpoint(fake)
+    path = csv_file(
+        tmp_path, "email,name\n" + "".join(f"r{i}@example.com,R\n" for i in range(10)) + "old@example.com,X\n"
+    )
+    r = run(ddb, path, chunk=100, writers=2, client_spec=spec)
+    assert (r.imported, r.existing) == (10, 1) and accounted(r)
+    assert fake_stored(fake)["old@example.com"]["name"] == "Before" and len(fake_stored(fake)) == 11
+
+
+class Overlaps:
+    """Counts the TransactWriteItems under way at once, each taking 20 ms."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.now = self.most = 0
+
+    def transact_write_items(self, **request):
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            time.sleep(0.02)
+            return super().transact_write_items(**request)
+        finally:
+            with self._lock:
+                self.now -= 1
+
+
+def test_against_a_serial_endpoint_the_writer_processes_take_turns(endpoint, tmp_path):
+    from fakes.slow_dynamodb import SlowDynamoDB
+
+    fake = slow_tables(type("Overlapping", (Overlaps, SlowDynamoDB), {}))
+    ddb, spec = endpoint(fake, serial=True)
+    path = csv_file(tmp_path, "email\n" + "".join(f"t{i}@example.com\n" for i in range(800)))
+    assert run(ddb, path, chunk=400, writers=2, client_spec=spec).imported == 800
+    assert fake.most == 1 and fake.calls["TransactWriteItems"] >= 8
+
+
+class FailingLater:
+    """Transactions fail for good (a ValidationException) from the `after`-th on."""
+
+    after = 3
+
+    def transact_write_items(self, **request):
+        with self._lock:
+            self.after -= 1
+            failing = self.after < 0
+        if failing:
+            from fakes.errors import client_error
+
+            raise client_error("ValidationException", "refused", "TransactWriteItems")
+        return super().transact_write_items(**request)
+
+
+def test_writer_processes_failing_mid_way_say_how_many_were_imported(endpoint, tmp_path):
+    from botocore.exceptions import ClientError
+
+    from fakes.slow_dynamodb import SlowDynamoDB
+
+    fake = slow_tables(type("Failing", (FailingLater, SlowDynamoDB), {}))
+    ddb, spec = endpoint(fake)
+    path = csv_file(tmp_path, "email\n" + "".join(f"f{i}@example.com\n" for i in range(3000)))
+    with pytest.raises(ClientError, match="refused") as exc:
+        run(ddb, path, chunk=500, writers=2, client_spec=spec)
+    written = len(fake_stored(fake)) - 1  # not the reader there before
+    assert 0 < written < 3000
+    # It stops within a few chunks (those already handed over finish); the count is what was written.
+    (note,) = exc.value.__notes__
+    read = int(re.fullmatch(rf"{written} of (\d+) rows read were imported before this error; .*", note).group(1))
+    assert written < read < 3000
+    fake.after = 10**6
+    again = run(ddb, path, chunk=500, writers=2, client_spec=spec)
+    assert (again.imported, again.existing) == (3000 - written, written)  # the rest, once
