@@ -1135,3 +1135,24 @@ def test_writer_processes_failing_mid_way_say_how_many_were_imported(endpoint, t
     fake.after = 10**6
     again = run(ddb, path, chunk=500, writers=2, client_spec=spec)
     assert (again.imported, again.existing) == (3000 - written, written)  # the rest, once
+
+
+def test_a_row_gets_email_validators_verdict_whether_or_not_its_address_is_plain():
+    """The import checks plain addresses without email-validator (signup.plain_address): every
+    row's verdict and stored address are what email-validator alone makes of it."""
+    from email_validator import EmailNotValidError, validate_email
+    from test_signup import TRICKY_ADDRESSES, _generated_addresses
+
+    from newsletter.privacy import normalise_address
+
+    columns = cli._Columns(["email", "name"], ",")
+    for address in TRICKY_ADDRESSES + _generated_addresses(3000):
+        if not address.strip():
+            continue  # "no email address", before any check
+        try:
+            found = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
+            expected = normalise_address(found.ascii_email or found.normalized)
+        except EmailNotValidError as exc:
+            expected = str(exc)
+        value, subscriber = columns.subscriber([address, ""])
+        assert (subscriber if isinstance(subscriber, str) else subscriber["email"]) == expected, address

@@ -205,7 +205,7 @@ SPECIAL_USE = ("arpa", "invalid", "local", "localhost", "onion", "test")
 def plain_address(value: str) -> str | None:
     """`value` as check_address keeps it, when it is a plain address email-validator accepts;
     None when only email-validator can tell (it may accept it, or not)."""
-    if not _PLAIN.fullmatch(value):
+    if len(value) > 254 or not _PLAIN.fullmatch(value):  # too long: email-validator says by how much
         return None
     local, domain = value.split("@")
     domain = domain.lower()
