@@ -419,7 +419,11 @@ class _Handed:
 
 def _start_writer(spec: ClientSpec, workers: int, lock) -> None:
     _quiet()
-    ddb = spec.client()
+    try:
+        ddb = spec.client()
+    except Exception as exc:  # noqa: BLE001 - said by the first part (an initializer's error only breaks the pool)
+        _writer["broken"] = f"{type(exc).__name__}: {exc}"
+        return
     workers = _threads(ddb, workers)
     _writer.update(ddb=ddb, workers=workers, lock=lock, pool=ThreadPoolExecutor(workers, thread_name_prefix="import"))
 
@@ -427,6 +431,10 @@ def _start_writer(spec: ClientSpec, workers: int, lock) -> None:
 def _write_part(job: tuple, part: list[tuple[dict, bool]]) -> tuple[list, int, int, BaseException | None]:
     """In a writer process: look up one chunk's part, write its new subscribers. Returns each row's
     verdict, the counts of what was written and found there, and what stopped the writes."""
+    if "broken" in _writer:
+        # A profile, region or credentials the writer process cannot use as the command did
+        # (a profile that asks for an MFA code cannot ask here).
+        raise RuntimeError(f"a writer process could not make its DynamoDB client: {_writer['broken']}")
     (subscribers_table, suppressions_table), list_id, forgotten_id, consent = job
     ddb, pool, workers = _writer["ddb"], _writer["pool"], _writer["workers"]
     addresses = [s["email"] for s, _ in part]

@@ -1156,3 +1156,12 @@ def test_a_row_gets_email_validators_verdict_whether_or_not_its_address_is_plain
             expected = str(exc)
         value, subscriber = columns.subscriber([address, ""])
         assert (subscriber if isinstance(subscriber, str) else subscriber["email"]) == expected, address
+
+
+def test_a_writer_that_cannot_make_its_client_says_why_and_nothing_is_written(endpoint, tmp_path):
+    fake = slow_tables()
+    ddb, spec = endpoint(fake)
+    broken = cli.ClientSpec(region="us-east-1", profile="no-such-profile-here", serial=False)
+    with pytest.raises(RuntimeError, match="could not make its DynamoDB client: ProfileNotFound") as caught:
+        run(ddb, csv_file(tmp_path, MIXED), chunk=4, writers=2, client_spec=broken)
+    assert "0 of" in " ".join(caught.value.__notes__) and set(fake_stored(fake)) == {"old@example.com"}  # as seeded
