@@ -295,3 +295,16 @@ def test_a_cancelled_cohort_resent_finishes_the_cohort_only_and_waits_for_a_resu
     deliver(stack)
     once_each(set(addresses()))
     assert issue_record(stack, ISSUE)["status"] == "sent"
+
+
+def test_the_verdict_is_counted_once_however_often_its_judge_comes(stack, capsys):
+    cohort = send_cohort(stack)
+    feedback(stack, "Delivery", cohort)
+    capsys.readouterr()
+    deliver(stack)
+    for _ in range(2):
+        judge_message(stack)
+    deliver(stack)
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert [m["RolloutContinued"] for m in metrics if "RolloutContinued" in m] == [[1.0]]
+    once_each(set(addresses()))

@@ -141,7 +141,8 @@ def start_wait(ddb, sqs, table: str, queue_url: str, record: dict, logger) -> bo
 
 def judge(issue_id: str, *, ddb, sqs, table: str, queue_url: str, logger) -> str:
     """A Judge message: wait on (delayed again), or judge the cohort and hold the issue or queue
-    the rest. Returns what it did: waiting, held, rest, or ignored (nothing of its business)."""
+    the rest. Returns what it did: waiting, held or rest (a verdict made now), requeued (the rest
+    of an earlier verdict, never marked queued), or ignored (nothing of its business)."""
     for _ in range(3):  # a conditional write lost to another change: read again and decide again
         record = retry.call(issues.get_issue, ddb, table, issue_id)
         if not record or not record.get("rollout") or record.get("status") in (lifecycle.CANCELLED, lifecycle.SENT):
@@ -153,9 +154,10 @@ def judge(issue_id: str, *, ddb, sqs, table: str, queue_url: str, logger) -> str
             start_wait(ddb, sqs, table, queue_url, record, logger)
             return WAITING
         if phase == REST:
-            if not record.get("rollout_rest_queued_at"):
-                queue_rest(ddb, sqs, table, queue_url, record, logger)
-            return REST
+            if record.get("rollout_rest_queued_at"):
+                return "ignored"  # a Judge delivered again after the verdict
+            queue_rest(ddb, sqs, table, queue_url, record, logger)
+            return "requeued"
         if phase != WAITING:
             return "ignored"  # held: only an operator moves it on
         left = int(record.get("rollout_judge_at") or 0) - int(clock.now())
