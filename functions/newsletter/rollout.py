@@ -117,6 +117,21 @@ def _percent(n: int, of: int) -> Decimal:
 # --- the steps ------------------------------------------------------------------------------------
 
 
+def _move(ddb, table: str, issue_id: str, from_phase: str, *, status=None, **values) -> bool:
+    """The phase's one way forward: a conditional write, only from `from_phase` (and, with
+    `status`, only while the issue has one of those statuses); False if either changed."""
+    statuses = None if status is None else tuple(s.value for s in status)
+    return retry.call(
+        issues.update_issue,
+        ddb,
+        table,
+        issue_id,
+        expect_status=statuses,
+        expect={"rollout_phase": from_phase},
+        **values,
+    )
+
+
 def start_wait(ddb, sqs, table: str, queue_url: str, record: dict, logger) -> bool:
     """cohort → waiting, once its readers are all handled: the Judge first (a failure after it
     leaves a Judge that finds the cohort handled and moves the phase itself), then the phase with
@@ -124,12 +139,11 @@ def start_wait(ddb, sqs, table: str, queue_url: str, record: dict, logger) -> bo
     issue_id = record["issue_id"]
     wait_s = int(record["rollout"].get("wait_minutes") or 0) * 60 if int(record.get("queued") or 0) else 0
     queues.send(sqs, queue_url, Judge(issue_id).to_message(), delay_s=min(wait_s, HOP_S))
-    moved = retry.call(
-        issues.update_issue,
+    moved = _move(
         ddb,
         table,
         issue_id,
-        expect={"rollout_phase": COHORT},
+        COHORT,
         rollout_phase=WAITING,
         rollout_judge_at=int(clock.now()) + wait_s,
         rollout_cohort_done_at=clock.iso(),
@@ -172,13 +186,12 @@ def judge(issue_id: str, *, ddb, sqs, table: str, queue_url: str, logger) -> str
                 logger.warning("rollout held: the issue is paused", extra={"reason": reason, **_log(figures)})
                 return HELD
             continue
-        if retry.call(
-            issues.update_issue,
+        if _move(
             ddb,
             table,
             issue_id,
-            expect_status=(lifecycle.SENDING.value, lifecycle.PAUSED.value),
-            expect={"rollout_phase": WAITING},
+            WAITING,
+            status=(lifecycle.SENDING, lifecycle.PAUSED),
             rollout_phase=REST,
             rollout_verdict="passed",
             **decided,
@@ -206,15 +219,7 @@ def _hold(ddb, table: str, issue_id: str, reason: str, decided: dict) -> bool:
         **held,
     ):
         return True
-    return retry.call(
-        issues.update_issue,
-        ddb,
-        table,
-        issue_id,
-        expect_status=lifecycle.PAUSED.value,
-        expect={"rollout_phase": WAITING},
-        **held,
-    )
+    return _move(ddb, table, issue_id, WAITING, status=(lifecycle.PAUSED,), **held)
 
 
 def queue_rest(ddb, sqs, table: str, queue_url: str, record: dict, logger) -> None:
@@ -232,15 +237,8 @@ def after_resume(ddb, sqs, table: str, queue_url: str, issue_id: str, logger) ->
         return None
     phase = record.get("rollout_phase")
     if phase == HELD:
-        if not retry.call(
-            issues.update_issue,
-            ddb,
-            table,
-            issue_id,
-            expect_status=lifecycle.SENDING.value,
-            expect={"rollout_phase": HELD},
-            rollout_phase=REST,
-            rollout_released_at=clock.iso(),
+        if not _move(
+            ddb, table, issue_id, HELD, status=(lifecycle.SENDING,), rollout_phase=REST, rollout_released_at=clock.iso()
         ):
             return None
         logger.info("rollout released by an operator: the rest of the list is queued")
