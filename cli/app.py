@@ -636,7 +636,6 @@ def resend(
     # On AWS a send function may have read "cancelled" up to ISSUE_TTL ago and still trust it:
     # a reopened issue's batches wait longer than that. Locally the CLI is that function, afresh.
     delay = 0 if target.is_local or record.get("status") != Status.CANCELLED else int(ISSUE_TTL) + 5
-    answered = _sent_locally(target, issue) if target.is_local else set()
     try:
         done = who.resend_not_sent(ddb, sqs, tables, record, target.ref("SendQueue"), delay_s=delay)
     except who.NotRecorded as exc:
@@ -667,34 +666,10 @@ def resend(
     if dead:
         console.print(f"SendDLQ holds {dead} message(s): redriving them later mails nobody twice")
     if target.is_local:
-        _finish(target, issue, _run_resend_locally(target, issue, answered))
+        # As after a resume: the simulator answers only the readers sent now.
+        _finish(target, issue, publishing.run_local(target, issue, lambda record: None))
     else:
         console.print(f"follow it with: newsletter status {issue}")
-
-
-def _sent_locally(target: Target, issue: str) -> set[str]:
-    """Locally: whom the ledger says the issue was sent to (a local list is small)."""
-    from devstack import ses_feedback
-
-    return {i["email"] for i in ses_feedback.sent_ledger(target.local, issue)}
-
-
-def _run_resend_locally(target: Target, issue: str, answered: set[str]) -> dict | None:
-    """Locally, be Lambda: send what was queued, reconcile, and answer as the SES simulator would
-    for the readers sent now (`answered`: those sent before, whose answers came then)."""
-    from devstack import ses_feedback
-
-    from . import publishing
-
-    stack = target.local
-    with publishing.function_logs(target):
-        stack.poll("SendFunction")
-        stack.poll("FanoutFunction")  # the reconcile job of an issue that is now sent
-        record = publishing.get_record(target, issue)
-        if record:
-            answers = ses_feedback.simulator_outcomes(stack, record["list_id"], issue_id=issue, others_delivered=False)
-            ses_feedback.deliver(stack, [n for n in answers if n["mail"]["destination"][0] not in answered])
-    return publishing.get_record(target, issue)
 
 
 def _control(ctx: typer.Context, action: str, issue: str) -> None:

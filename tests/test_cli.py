@@ -789,16 +789,7 @@ def test_dlq_redrive_on_aws_starts_the_move_task_or_invokes_publish_again(aws_mo
         assert dlq.redrive(target, dlq.queue_named("SendDLQ")) == dlq.Redrive(3, "task-1")
     event = {"Records": [{"s3": {"object": {"key": "issues/2015-07.json"}}}]}
     with Stubber(sqs) as s, Stubber(lam) as l:
-        s.add_response(
-            "receive_message", {"Messages": [{"ReceiptHandle": "r", "Body": json.dumps({"requestPayload": event})}]}
-        )
-        l.add_response(
-            "invoke",
-            {"StatusCode": 202},
-            {"FunctionName": "publish-fn", "InvocationType": "Event", "Payload": json.dumps(event).encode()},
-        )
-        s.add_response("delete_message", {}, {"QueueUrl": "https://sqs/q/publish-dlq", "ReceiptHandle": "r"})
-        s.add_response("receive_message", {})
+        _one_dead_letter_invoked(s, l, json.dumps({"requestPayload": event}), event)
         assert dlq.redrive(target, dlq.queue_named("publish")).moved == 1
 
 
@@ -818,12 +809,18 @@ def test_a_scheduled_start_in_publish_dlq_is_described_and_invoked_again_as_it_w
     names = {"PublishDLQ": "https://sqs/q/publish-dlq", "PublishFunction": "publish-fn"}
     target = Target("stack", "newsletter", names, _clients={"sqs": sqs, "lambda": lam})
     with Stubber(sqs) as s, Stubber(lam) as l:
-        s.add_response("receive_message", {"Messages": [{"ReceiptHandle": "r", "Body": json.dumps(start)}]})
-        l.add_response(
-            "invoke",
-            {"StatusCode": 202},
-            {"FunctionName": "publish-fn", "InvocationType": "Event", "Payload": json.dumps(start).encode()},
-        )
-        s.add_response("delete_message", {}, {"QueueUrl": "https://sqs/q/publish-dlq", "ReceiptHandle": "r"})
-        s.add_response("receive_message", {})
+        _one_dead_letter_invoked(s, l, json.dumps(start), start)
         assert dlq.redrive(target, queue).moved == 1
+
+
+def _one_dead_letter_invoked(sqs_stub, lambda_stub, body: str, payload: dict) -> None:
+    """PublishDLQ as a redrive on AWS meets it: one message (`body`), the publish function invoked
+    asynchronously with `payload`, the message deleted, then an empty queue."""
+    sqs_stub.add_response("receive_message", {"Messages": [{"ReceiptHandle": "r", "Body": body}]})
+    lambda_stub.add_response(
+        "invoke",
+        {"StatusCode": 202},
+        {"FunctionName": "publish-fn", "InvocationType": "Event", "Payload": json.dumps(payload).encode()},
+    )
+    sqs_stub.add_response("delete_message", {}, {"QueueUrl": "https://sqs/q/publish-dlq", "ReceiptHandle": "r"})
+    sqs_stub.add_response("receive_message", {})

@@ -34,7 +34,6 @@ from decimal import Decimal
 from . import clock, lifecycle, retry
 from .queue_messages import Judge, segments
 from .store import issues, queues
-from .store.subscribers import SHARDS
 
 COHORT, WAITING, REST, HELD = "cohort", "waiting", "rest", "held"
 HOP_S = 900  # SQS delays a message by 15 minutes at most: a longer wait is several hops
@@ -69,12 +68,7 @@ def select(recipients: list, issue_id: str, part: str, plan: dict | None) -> lis
 
 def cohort_handled(record: dict) -> bool:
     """The cohort is fanned out and every reader it queued is handled: its wait can start."""
-    handled = sum(int(record.get(k) or 0) for k in issues.HANDLED)
-    return (
-        record.get("rollout_phase") == COHORT
-        and int(record.get("cohort_segments_done") or 0) >= SHARDS
-        and handled >= int(record.get("queued") or 0)
-    )
+    return record.get("rollout_phase") == COHORT and issues.finished(record, "cohort_segments_done")
 
 
 def cohort_figures(record: dict) -> dict:

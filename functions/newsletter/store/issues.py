@@ -248,12 +248,13 @@ def scheduled_issues(ddb, table: str) -> list[dict]:
     return sorted(found, key=lambda r: (r.get("send_at", ""), r["issue_id"]))
 
 
-def finished(record: dict) -> bool:
-    """Every segment has fanned out and every recipient it queued has been handled."""
+def finished(record: dict, segments: str = "segments_done") -> bool:
+    """Every segment has fanned out and every recipient it queued has been handled (`segments`:
+    the counter of finished segments; a rollout's cohort counts its own)."""
     from .subscribers import SHARDS
 
     handled = sum(int(record.get(k) or 0) for k in HANDLED)
-    return int(record.get("segments_done") or 0) >= SHARDS and handled >= int(record.get("queued") or 0)
+    return int(record.get(segments) or 0) >= SHARDS and handled >= int(record.get("queued") or 0)
 
 
 def record_page(
