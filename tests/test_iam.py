@@ -55,7 +55,9 @@ def run():
         stack.invoke_async("PublishFunction", stack.upload_issue(key, json.dumps(issue_doc(subject="a\nb")).encode()))
         stack.invoke_async("PublishFunction", stack.upload_issue(key, json.dumps(issue_doc()).encode()))
         later = datetime.fromtimestamp(stack.clock.time() + 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        scheduled = json.dumps(issue_doc("2015-08", send_at=later)).encode()
+        # Scheduled and rolled out: the Judge's wait and verdict make their calls too.
+        rolled_out = {"share_percent": 50, "wait_minutes": 30}
+        scheduled = json.dumps(issue_doc("2015-08", send_at=later, rollout=rolled_out)).encode()
         stack.invoke_async("PublishFunction", stack.upload_issue("issues/2015-08.json", scheduled))
         stack.clock.advance(3600)
         assert [r["answer"]["outcomes"][0]["status"] for r in stack.run_schedules()] == ["started"]
@@ -119,6 +121,10 @@ def run():
                 "UnsubscribeFunction", stack.function_url_event(method, {"token": token, "issue": "2015-07"}, body)
             )
         signing_up(stack)
+        from newsletter.store.issues import get_issue
+
+        staged = get_issue(stack.client("dynamodb"), stack.ref("IssuesTable"), "2015-08")
+        assert (staged["status"], staged["rollout_verdict"]) == ("sent", "passed")  # the Judge ran its course
         grants = {f: iam.statements(stack, f) for f in FUNCTIONS}
         yield stack.recorder.calls, grants
     new_deployment()
